@@ -1,0 +1,59 @@
+//! Application state shared by every request, and the per-request context
+//! (who is asking, in which scope, under which request id).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dotmac_schema::{Principal, Role};
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventBus;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub bus: Arc<dyn EventBus>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub keys: TokenKeys,
+    pub config: Arc<Config>,
+}
+
+/// The caller of one request, resolved once from its credential.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    pub principal: Option<Principal>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl RequestCtx {
+    /// The authenticated principal, or UNAUTHENTICATED.
+    pub fn principal(&self) -> ApiResult<&Principal> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthenticated("sign in first".into()))
+    }
+
+    /// A principal allowed to mutate; read-only roles get FORBIDDEN.
+    pub fn writer(&self) -> ApiResult<&Principal> {
+        let p = self.principal()?;
+        if !p.can_write() {
+            return Err(ApiError::Forbidden("this role is read-only".into()));
+        }
+        Ok(p)
+    }
+
+    /// A writer whose role is one of `roles`.
+    pub fn writer_with(&self, roles: &[Role]) -> ApiResult<&Principal> {
+        let p = self.writer()?;
+        match p.role() {
+            Some(r) if roles.contains(&r) => Ok(p),
+            _ => Err(ApiError::Forbidden("this role may not do that".into())),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Credentials: argon2id password hashes, short-lived JWT access tokens,
+//! opaque random secrets (refresh tokens, invitations, API keys) stored as
+//! SHA-256 hashes, and turning a bearer credential into a [`Principal`].
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use base64::Engine;
+use chrono::{Duration, Utc};
+use dotmac_schema::{Principal, PrincipalKind, ResellerId, Role, Scope, TenantId, UserId};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ApiResult, InternalError};
+use crate::store::users::UserRow;
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Every API key starts with this, so leaked keys are easy to scan for.
+pub const API_KEY_PREFIX: &str = "dmk_";
+
+/// Hashes a password with argon2id off the async runtime (it is slow on purpose).
+pub async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(InternalError::Hash(e.to_string())))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+pub async fn verify_password(password: String, hash: String) -> ApiResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| ApiError::Internal(InternalError::Hash(e.to_string())))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+pub fn check_password_strength(field: &str, password: &str) -> ApiResult<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::validation(
+            field,
+            format!("must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh unguessable token (256 bits, URL-safe).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored in place of a secret.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Claims of an access token: who and in which scope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reseller: Option<String>,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs and checks access tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub access_ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            access_ttl,
+        }
+    }
+
+    pub fn issue(&self, user: &UserRow) -> ApiResult<String> {
+        let role = parse_role(&user.role)?;
+        let now = Utc::now();
+        let claims = Claims {
+            sub: user.id.clone(),
+            role,
+            tenant: user.tenant_id.clone(),
+            reseller: user.reseller_id.clone(),
+            iat: now.timestamp(),
+            exp: (now + self.access_ttl).timestamp(),
+        };
+        jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(InternalError::Token(e)))
+    }
+
+    /// The principal an access token stands for; any defect is UNAUTHENTICATED.
+    pub fn verify(&self, token: &str) -> ApiResult<Principal> {
+        let mut validation = Validation::default();
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| ApiError::Unauthenticated("invalid or expired access token".into()))?;
+        principal_from_claims(data.claims)
+    }
+}
+
+fn parse_role(s: &str) -> ApiResult<Role> {
+    Role::parse(s).ok_or_else(|| ApiError::internal(format!("unknown role {s:?} in store")))
+}
+
+fn principal_from_claims(c: Claims) -> ApiResult<Principal> {
+    let bad = || ApiError::Unauthenticated("malformed access token".into());
+    let id: UserId = c.sub.parse().map_err(|_| bad())?;
+    let scope = scope_for(c.role, c.tenant.as_deref(), c.reseller.as_deref()).ok_or_else(bad)?;
+    Ok(Principal {
+        kind: PrincipalKind::User { id, role: c.role },
+        scope,
+    })
+}
+
+/// The scope a user of `role` bound to `tenant`/`reseller` acts in; `None`
+/// when the binding does not fit the role.
+pub fn scope_for(role: Role, tenant: Option<&str>, reseller: Option<&str>) -> Option<Scope> {
+    use dotmac_schema::auth::ScopeKind;
+    match role.scope_kind() {
+        ScopeKind::Platform => Some(Scope::All),
+        ScopeKind::Reseller => reseller?.parse::<ResellerId>().ok().map(Scope::Reseller),
+        ScopeKind::Tenant => tenant?.parse::<TenantId>().ok().map(Scope::Tenant),
+    }
+}
+
+pub fn user_principal(user: &UserRow) -> ApiResult<Principal> {
+    let role = parse_role(&user.role)?;
+    let id: UserId = user
+        .id
+        .parse()
+        .map_err(|e| ApiError::internal(format!("{e}")))?;
+    let scope = scope_for(role, user.tenant_id.as_deref(), user.reseller_id.as_deref())
+        .ok_or_else(|| ApiError::internal("user's binding does not fit its role"))?;
+    Ok(Principal {
+        kind: PrincipalKind::User { id, role },
+        scope,
+    })
+}
+
+/// Splits `dmk_<prefix>_<secret>` into its public prefix (looked up) and the
+/// whole (hashed and compared).
+pub fn api_key_prefix(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(API_KEY_PREFIX)?;
+    let (prefix, secret) = rest.split_once('_')?;
+    (prefix.len() == 12 && !secret.is_empty()).then_some(&key[..API_KEY_PREFIX.len() + 12])
+}
+
+/// A new API key: (full secret shown once, public prefix).
+pub fn new_api_key() -> (String, String) {
+    let mut id = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut id);
+    let prefix = format!("{API_KEY_PREFIX}{}", hex::encode(id));
+    (format!("{prefix}_{}", random_token()), prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_parse_back_to_their_prefix() {
+        let (key, prefix) = new_api_key();
+        assert_eq!(api_key_prefix(&key), Some(prefix.as_str()));
+        assert_eq!(api_key_prefix("dmk_short_x"), None);
+        assert_eq!(api_key_prefix("nope"), None);
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let keys = TokenKeys::new(&[7u8; 32], Duration::minutes(30));
+        let user = UserRow {
+            id: UserId::new().to_string(),
+            email: "a@example.com".into(),
+            name: None,
+            password_hash: String::new(),
+            role: "tenant_admin".into(),
+            tenant_id: Some(TenantId::new().to_string()),
+            reseller_id: None,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: Utc::now(),
+        };
+        let token = keys.issue(&user).unwrap();
+        let p = keys.verify(&token).unwrap();
+        assert_eq!(
+            p.scope,
+            Scope::Tenant(user.tenant_id.clone().unwrap().parse().unwrap())
+        );
+        let other = TokenKeys::new(&[8u8; 32], Duration::minutes(30));
+        assert!(other.verify(&token).is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! Layered configuration: defaults → `dotmac.toml` → `DOTMAC_*` environment,
+//! validated at start so that a bad value stops the process naming its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("configuration: {0}")]
+    Parse(String),
+}
+
+/// The whole configuration. Env names: `DOTMAC_<KEY>`, nested with `__`
+/// (`DOTMAC_AUTH__JWT_SECRET`), plus the flat service addresses of DESIGN.md §4.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address `serve` listens on.
+    pub listen: String,
+    /// Postgres (serve) or SQLite (`sqlite://…`) URL; env `DOTMAC_DATABASE_URL`.
+    pub database_url: String,
+    /// Connections in the pool.
+    pub database_pool_size: u32,
+    /// Let `serve` run as a role that bypasses row-level security (never in production).
+    pub allow_rls_bypass: bool,
+    /// Redis URL; env `DOTMAC_REDIS_URL`.
+    pub redis_url: String,
+    pub auth: AuthConfig,
+    pub graphql: GraphqlConfig,
+    pub limits: LimitsConfig,
+    /// `json` or `pretty`.
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HMAC secret for access tokens, at least 32 bytes.
+    pub jwt_secret: String,
+    pub access_token_minutes: i64,
+    pub refresh_token_days: i64,
+    pub lockout_failures: i32,
+    pub lockout_minutes: i64,
+    pub invitation_days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlConfig {
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Login attempts per client address per minute.
+    pub login_per_minute: u32,
+    /// Requests per tenant per minute, and the burst above it (GCRA).
+    pub tenant_per_minute: u32,
+    pub tenant_burst: u32,
+}
+
+/// Top-level keys read from the environment; other `DOTMAC_*` variables
+/// (`DOTMAC_DEMO_PASSWORD`, later services' addresses) belong to other readers.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "database_pool_size",
+    "allow_rls_bypass",
+    "redis_url",
+    "auth",
+    "graphql",
+    "limits",
+    "log_format",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8000".into(),
+            database_url: "postgres://dotmac_app@127.0.0.1:5432/dotmac".into(),
+            database_pool_size: 16,
+            allow_rls_bypass: false,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            auth: AuthConfig {
+                jwt_secret: String::new(),
+                access_token_minutes: 30,
+                refresh_token_days: 7,
+                lockout_failures: 5,
+                lockout_minutes: 30,
+                invitation_days: 7,
+            },
+            graphql: GraphqlConfig {
+                introspection: true,
+                max_depth: 12,
+                max_complexity: 2000,
+                max_aliases: 30,
+            },
+            limits: LimitsConfig {
+                max_body_bytes: 256 * 1024,
+                login_per_minute: 30,
+                tenant_per_minute: 1000,
+                tenant_burst: 2000,
+            },
+            log_format: "pretty".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("dotmac.toml"));
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&file))
+            .merge(
+                Env::prefixed("DOTMAC_")
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        let top = top.split('.').next().unwrap_or_default();
+                        KNOWN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                    })
+                    .split("__"),
+            );
+        let config: Config = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() {
+                ConfigError::Parse(e.to_string())
+            } else {
+                ConfigError::Invalid {
+                    key,
+                    reason: e.kind.to_string(),
+                }
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return bad("listen", "must be an address such as 127.0.0.1:8000");
+        }
+        let db_ok = ["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|p| self.database_url.starts_with(p));
+        if !db_ok {
+            return bad("database_url", "must start with postgres:// or sqlite:");
+        }
+        if self.database_pool_size == 0 {
+            return bad("database_pool_size", "must be at least 1");
+        }
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return bad("redis_url", "must start with redis:// or rediss://");
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return bad("auth.jwt_secret", "must be at least 32 bytes");
+        }
+        if self.auth.access_token_minutes <= 0 || self.auth.refresh_token_days <= 0 {
+            return bad(
+                "auth.access_token_minutes",
+                "token lifetimes must be positive",
+            );
+        }
+        if self.auth.lockout_failures <= 0 {
+            return bad("auth.lockout_failures", "must be at least 1");
+        }
+        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
+            return bad("graphql.max_depth", "limits must be positive");
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return bad("limits.max_body_bytes", "must be at least 1024");
+        }
+        if self.limits.tenant_burst < self.limits.tenant_per_minute {
+            return bad(
+                "limits.tenant_burst",
+                "must be at least limits.tenant_per_minute",
+            );
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            return bad("log_format", "must be `json` or `pretty`");
+        }
+        Ok(())
+    }
+
+    /// `serve` needs a real secret; `dev` makes and keeps one in its data dir.
+    pub fn require_jwt_secret(&self) -> Result<(), ConfigError> {
+        if self.auth.jwt_secret.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "auth.jwt_secret".into(),
+                reason: "must be set for serve (env DOTMAC_AUTH__JWT_SECRET)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = Config::default();
+        c.listen = "nope".into();
+        assert!(c.validate().unwrap_err().to_string().contains("`listen`"));
+        let mut c = Config::default();
+        c.auth.jwt_secret = "short".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`auth.jwt_secret`"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_type_errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "dotmac.toml",
+                "listen = \"127.0.0.1:9000\"\n[limits]\nlogin_per_minute = 5",
+            )?;
+            jail.set_env("DOTMAC_DATABASE_URL", "sqlite://x.db");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.listen, "127.0.0.1:9000");
+            assert_eq!(c.database_url, "sqlite://x.db");
+            assert_eq!(c.limits.login_per_minute, 5);
+            jail.set_env("DOTMAC_LIMITS__MAX_BODY_BYTES", "lots");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("limits.max_body_bytes"), "{err}");
+            Ok(())
+        });
+    }
+}

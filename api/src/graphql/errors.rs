@@ -1,0 +1,140 @@
+//! The one place errors become GraphQL errors: every error gets a stable
+//! `code` extension (and `field` for input errors); internals are logged and
+//! replaced by "internal error". Also enforces the alias limit at parse time.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Response, ServerError, ServerResult, Value, Variables};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::error::ApiError;
+
+/// Adds codes to errors and limits aliases.
+pub struct ErrorCodes {
+    pub max_aliases: usize,
+}
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExt {
+            max_aliases: self.max_aliases,
+        })
+    }
+}
+
+struct ErrorCodesExt {
+    max_aliases: usize,
+}
+
+fn with_codes(mut resp: Response) -> Response {
+    for err in &mut resp.errors {
+        annotate(err);
+    }
+    resp
+}
+
+fn annotate(err: &mut ServerError) {
+    let classified = err.source::<ApiError>().map(|api| {
+        if let ApiError::Internal(inner) = api {
+            tracing::error!(error = %inner, path = ?err.path, "internal error");
+        }
+        (api.code(), api.field().map(str::to_owned))
+    });
+    let (code, field) = match classified {
+        Some((code, field)) => {
+            if code == "INTERNAL" {
+                err.message = "internal error".into();
+            }
+            (code, field)
+        }
+        // Errors raised by the GraphQL engine itself: parse, validation,
+        // limits and argument coercion all come without a path.
+        None if err.path.is_empty() => ("VALIDATION", None),
+        None => {
+            tracing::error!(message = %err.message, path = ?err.path, "unclassified resolver error");
+            err.message = "internal error".into();
+            ("INTERNAL", None)
+        }
+    };
+    let already = err
+        .extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some());
+    if already {
+        return;
+    }
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    ext.set("code", code);
+    if let Some(f) = field {
+        ext.set("field", Value::String(f));
+    }
+}
+
+fn count_aliases(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|sel| match &sel.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(i) => count_aliases(&i.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+fn aliases_in(doc: &ExecutableDocument) -> usize {
+    let ops: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| count_aliases(&op.node.selection_set.node))
+        .sum();
+    let frags: usize = doc
+        .fragments
+        .values()
+        .map(|f| count_aliases(&f.node.selection_set.node))
+        .sum();
+    ops + frags
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExt {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        with_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(with_codes).boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let n = aliases_in(&doc);
+        if n > self.max_aliases {
+            return Err(ServerError::new(
+                format!(
+                    "query uses {n} aliases; at most {} are allowed",
+                    self.max_aliases
+                ),
+                None,
+            ));
+        }
+        Ok(doc)
+    }
+}

@@ -1,0 +1,271 @@
+//! Mutations. Create/update take an `input` object; lifecycle mutations take
+//! `id` and `reason`; each is one transaction with its audit record.
+
+use async_graphql::{Context, Object, ID};
+use dotmac_schema::{ApiKeyScope, TenantAction};
+
+use super::ctx;
+use super::types::{
+    ApiKey, AuthPayload, CreateResellerInput, CreateTenantInput, CreatedApiKey, Invitation,
+    InvitationPayload, InviteUserInput, Reseller, Tenant, UpdateTenantInput,
+};
+use crate::domain::api_keys;
+use crate::domain::identity::{self, NewInvitation, Session};
+use crate::domain::resellers::{self, NewReseller};
+use crate::domain::tenants::{self, NewTenant, TenantPatch};
+
+pub struct MutationRoot;
+
+type Result<T> = async_graphql::Result<T>;
+
+fn payload(s: Session) -> AuthPayload {
+    AuthPayload {
+        access_token: s.access_token,
+        refresh_token: s.refresh_token,
+        expires_in: s.expires_in,
+        user: s.user,
+    }
+}
+
+async fn lifecycle(
+    gctx: &Context<'_>,
+    id: &ID,
+    action: TenantAction,
+    reason: Option<String>,
+) -> Result<Tenant> {
+    let (app, rc) = ctx(gctx);
+    Ok(Tenant::single(
+        tenants::transition(app, rc, id, action, reason.as_deref()).await?,
+    ))
+}
+
+#[Object]
+impl MutationRoot {
+    /// Signs in; after 5 failures the account is locked for 30 minutes.
+    async fn login(
+        &self,
+        gctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload> {
+        let (app, rc) = ctx(gctx);
+        Ok(payload(identity::login(app, rc, &email, &password).await?))
+    }
+
+    /// Exchanges a refresh token for a new pair; the old one stops working.
+    async fn refresh_token(
+        &self,
+        gctx: &Context<'_>,
+        refresh_token: String,
+    ) -> Result<AuthPayload> {
+        let (app, rc) = ctx(gctx);
+        Ok(payload(identity::refresh(app, rc, &refresh_token).await?))
+    }
+
+    /// Revokes the session of this refresh token.
+    async fn logout(&self, gctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+        let (app, rc) = ctx(gctx);
+        Ok(identity::logout(app, rc, &refresh_token).await?)
+    }
+
+    async fn change_password(
+        &self,
+        gctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> Result<bool> {
+        let (app, rc) = ctx(gctx);
+        Ok(identity::change_password(app, rc, &current_password, &new_password).await?)
+    }
+
+    /// Invites a user with a role in the inviter's scope; returns a one-time token.
+    async fn invite_user(
+        &self,
+        gctx: &Context<'_>,
+        input: InviteUserInput,
+    ) -> Result<InvitationPayload> {
+        let (app, rc) = ctx(gctx);
+        let (row, token) = identity::invite(
+            app,
+            rc,
+            NewInvitation {
+                email: input.email,
+                role: input.role,
+                tenant_id: input.tenant_id.map(|t| t.0),
+                reseller_id: input.reseller_id.map(|r| r.0),
+            },
+        )
+        .await?;
+        Ok(InvitationPayload {
+            invitation: Invitation(row),
+            token,
+        })
+    }
+
+    /// Sets the invitee's password and signs them in.
+    async fn accept_invitation(
+        &self,
+        gctx: &Context<'_>,
+        token: String,
+        password: String,
+        name: Option<String>,
+    ) -> Result<AuthPayload> {
+        let (app, rc) = ctx(gctx);
+        Ok(payload(
+            identity::accept_invitation(app, rc, &token, &password, name.as_deref()).await?,
+        ))
+    }
+
+    /// Onboards a tenant in state PENDING.
+    async fn create_tenant(&self, gctx: &Context<'_>, input: CreateTenantInput) -> Result<Tenant> {
+        let (app, rc) = ctx(gctx);
+        let row = tenants::create(
+            app,
+            rc,
+            NewTenant {
+                name: input.name,
+                slug: input.slug,
+                tier: input.tier,
+                contact_name: input.contact_name,
+                contact_email: input.contact_email,
+                reseller_id: input.reseller_id.map(|r| r.0),
+            },
+        )
+        .await?;
+        Ok(Tenant::single(row))
+    }
+
+    async fn update_tenant(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        input: UpdateTenantInput,
+    ) -> Result<Tenant> {
+        let (app, rc) = ctx(gctx);
+        let row = tenants::update(
+            app,
+            rc,
+            &id,
+            TenantPatch {
+                name: input.name,
+                slug: input.slug,
+                tier: input.tier,
+                contact_name: input.contact_name,
+                contact_email: input.contact_email,
+            },
+        )
+        .await?;
+        Ok(Tenant::single(row))
+    }
+
+    /// PENDING or FAILED → PROVISIONING.
+    async fn provision_tenant(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::Provision, reason).await
+    }
+
+    /// PROVISIONING or MAINTENANCE → ACTIVE.
+    async fn activate_tenant(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::Activate, reason).await
+    }
+
+    /// PROVISIONING → FAILED; a reason is required.
+    async fn mark_tenant_failed(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::MarkFailed, Some(reason)).await
+    }
+
+    /// ACTIVE → SUSPENDED; a reason is required.
+    async fn suspend_tenant(&self, gctx: &Context<'_>, id: ID, reason: String) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::Suspend, Some(reason)).await
+    }
+
+    /// SUSPENDED → ACTIVE.
+    async fn reactivate_tenant(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::Reactivate, reason).await
+    }
+
+    /// ACTIVE → MAINTENANCE.
+    async fn start_tenant_maintenance(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::StartMaintenance, reason).await
+    }
+
+    /// PENDING, ACTIVE or SUSPENDED → CANCELLED; a reason is required.
+    async fn cancel_tenant(&self, gctx: &Context<'_>, id: ID, reason: String) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::Cancel, Some(reason)).await
+    }
+
+    /// CANCELLED → DEPROVISIONED.
+    async fn deprovision_tenant(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> Result<Tenant> {
+        lifecycle(gctx, &id, TenantAction::Deprovision, reason).await
+    }
+
+    /// Platform admins only.
+    async fn create_reseller(
+        &self,
+        gctx: &Context<'_>,
+        input: CreateResellerInput,
+    ) -> Result<Reseller> {
+        let (app, rc) = ctx(gctx);
+        let row = resellers::create(
+            app,
+            rc,
+            NewReseller {
+                name: input.name,
+                tier: input.tier.map(|t| t.as_str().to_owned()),
+                contact_email: input.contact_email,
+            },
+        )
+        .await?;
+        Ok(Reseller(row))
+    }
+
+    /// A new API key for a tenant; the secret is in the answer and nowhere else.
+    async fn create_api_key(
+        &self,
+        gctx: &Context<'_>,
+        tenant_id: ID,
+        scopes: Vec<ApiKeyScope>,
+        name: Option<String>,
+    ) -> Result<CreatedApiKey> {
+        let (app, rc) = ctx(gctx);
+        let (row, secret) = api_keys::create(app, rc, &tenant_id, name.as_deref(), &scopes).await?;
+        Ok(CreatedApiKey {
+            api_key: ApiKey(row),
+            secret,
+        })
+    }
+
+    async fn revoke_api_key(&self, gctx: &Context<'_>, id: ID) -> Result<ApiKey> {
+        let (app, rc) = ctx(gctx);
+        Ok(ApiKey(api_keys::revoke(app, rc, &id).await?))
+    }
+}

@@ -1,0 +1,192 @@
+//! Read-only fields. Each opens one transaction in the caller's scope.
+
+use std::sync::Arc;
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object, ID};
+use dotmac_schema::{ApiKeyId, AuditId, ResellerId, TenantId, UserId};
+
+use super::types::{
+    ApiKey, AuditEntry, AuditFilter, Reseller, Tenant, TenantBatch, TenantFilter, User,
+};
+use super::{connection, ctx, page_request};
+use crate::domain::{identity, parse_id};
+use crate::store::{api_keys, audit, resellers, tenants, users};
+
+pub struct QueryRoot;
+
+type Result<T> = async_graphql::Result<T>;
+
+#[Object]
+impl QueryRoot {
+    /// The signed-in user.
+    async fn me(&self, gctx: &Context<'_>) -> Result<User> {
+        let (app, rc) = ctx(gctx);
+        Ok(User(identity::me(app, rc).await?))
+    }
+
+    /// One tenant in the caller's scope; NOT_FOUND otherwise.
+    async fn tenant(&self, gctx: &Context<'_>, id: ID) -> Result<Tenant> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let id: TenantId = parse_id("id", &id)?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = tenants::get(&tx, &p.scope, &id).await?;
+        tx.commit().await?;
+        Ok(Tenant::single(row))
+    }
+
+    /// Tenants in the caller's scope, oldest first.
+    async fn tenants(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<TenantFilter>,
+    ) -> Result<Connection<String, Tenant>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<TenantId>(first, after.as_deref())?;
+        let filter = filter.unwrap_or_default();
+        let filter = tenants::TenantFilter {
+            state: filter.state,
+            reseller_id: filter.reseller_id.map(|r| r.0),
+            search: filter.search,
+        };
+        let node = gctx.look_ahead().field("edges").field("node");
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = tenants::list(&tx, &p.scope, &filter, page).await?;
+        // Nested fields for the whole page in one query each, not one per tenant.
+        let mut batch = TenantBatch::default();
+        if node.field("reseller").exists() {
+            let mut ids: Vec<String> = rows
+                .items
+                .iter()
+                .filter_map(|t| t.reseller_id.clone())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            batch.resellers = resellers::get_many(&tx, &p.scope, &ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect();
+        }
+        if node.field("userCount").exists() || node.field("apiKeyCount").exists() {
+            let ids: Vec<String> = rows.items.iter().map(|t| t.id.clone()).collect();
+            (batch.user_counts, batch.api_key_counts) =
+                tenants::counts(&tx, &p.scope, &ids).await?;
+        }
+        tx.commit().await?;
+        let batch = Arc::new(batch);
+        Ok(connection(
+            rows,
+            after.is_some(),
+            |t| t.id.clone(),
+            |row| Tenant {
+                row,
+                batch: Some(batch.clone()),
+            },
+        ))
+    }
+
+    async fn reseller(&self, gctx: &Context<'_>, id: ID) -> Result<Reseller> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let id: ResellerId = parse_id("id", &id)?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = resellers::get(&tx, &p.scope, &id).await?;
+        tx.commit().await?;
+        Ok(Reseller(row))
+    }
+
+    async fn resellers(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Reseller>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<ResellerId>(first, after.as_deref())?;
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = resellers::list(&tx, &p.scope, page).await?;
+        tx.commit().await?;
+        Ok(connection(
+            rows,
+            after.is_some(),
+            |r| r.id.clone(),
+            Reseller,
+        ))
+    }
+
+    /// Users in the caller's scope.
+    async fn users(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, User>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<UserId>(first, after.as_deref())?;
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = users::list(&tx, &p.scope, page).await?;
+        tx.commit().await?;
+        Ok(connection(rows, after.is_some(), |r| r.id.clone(), User))
+    }
+
+    /// API keys in the caller's scope, optionally of one tenant.
+    async fn api_keys(
+        &self,
+        gctx: &Context<'_>,
+        tenant_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, ApiKey>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<ApiKeyId>(first, after.as_deref())?;
+        let tenant: Option<TenantId> = tenant_id.map(|t| parse_id("tenantId", &t)).transpose()?;
+        let tx = app.store.begin(&p.scope).await?;
+        if let Some(t) = &tenant {
+            tenants::get(&tx, &p.scope, t).await?;
+        }
+        let rows =
+            api_keys::list(&tx, &p.scope, tenant.as_ref().map(TenantId::as_str), page).await?;
+        tx.commit().await?;
+        Ok(connection(rows, after.is_some(), |r| r.id.clone(), ApiKey))
+    }
+
+    /// The audit log in the caller's scope, newest first.
+    async fn audit_log(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AuditFilter>,
+    ) -> Result<Connection<String, AuditEntry>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<AuditId>(first, after.as_deref())?;
+        let filter = filter.unwrap_or_default();
+        let tx = app.store.begin(&p.scope).await?;
+        if let Some(t) = &filter.tenant_id {
+            let t: TenantId = parse_id("filter.tenantId", t)?;
+            tenants::get(&tx, &p.scope, &t).await?;
+        }
+        let filter = audit::AuditFilter {
+            tenant_id: filter.tenant_id.map(|t| t.0),
+            action: filter.action,
+            actor: filter.actor,
+        };
+        let rows = audit::list(&tx, &p.scope, &filter, page).await?;
+        tx.commit().await?;
+        Ok(connection(
+            rows,
+            after.is_some(),
+            |r| r.id.clone(),
+            AuditEntry,
+        ))
+    }
+}

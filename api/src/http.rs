@@ -1,0 +1,248 @@
+//! The HTTP surface: `/graphql` (POST queries, GET GraphiQL or WebSocket
+//! subscriptions), health probes and `/v1/whoami` for API keys; request ids,
+//! per-tenant rate limits and the body size limit (413).
+
+use std::net::SocketAddr;
+
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dotmac_schema::Scope;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::app::{App, RequestCtx};
+use crate::domain::identity;
+use crate::error::{ApiError, ApiResult};
+use crate::graphql::AppSchema;
+use crate::ratelimit::Rate;
+
+#[derive(Clone)]
+struct HttpState {
+    app: App,
+    schema: AppSchema,
+}
+
+pub fn router(app: App, schema: AppSchema) -> Router {
+    let limit = app.config.limits.max_body_bytes;
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_get))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/v1/whoami", get(whoami))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .with_state(HttpState { app, schema })
+}
+
+/// Resolves the caller of a request from `Authorization: Bearer …` (a JWT
+/// access token or a `dmk_` API key). No header means anonymous.
+pub async fn principal_from(
+    app: &App,
+    authorization: Option<&str>,
+) -> ApiResult<Option<dotmac_schema::Principal>> {
+    let Some(value) = authorization else {
+        return Ok(None);
+    };
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::Unauthenticated("authorization must be `Bearer <token>`".into()))?
+        .trim();
+    if token.starts_with(crate::auth::API_KEY_PREFIX) {
+        return identity::authenticate_api_key(app, token).await.map(Some);
+    }
+    app.keys.verify(token).map(Some)
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// An error answered before GraphQL runs, in GraphQL's error shape.
+fn error_response(err: ApiError) -> Response {
+    let status = match &err {
+        ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ApiError::Internal(e) => {
+            tracing::error!(error = %e, "internal error before execution");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let message = match &err {
+        ApiError::Internal(_) => "internal error".to_owned(),
+        other => other.to_string(),
+    };
+    let mut e = ServerError::new(message, None);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", err.code());
+    let mut resp = (status, Json(async_graphql::Response::from_errors(vec![e]))).into_response();
+    if let ApiError::RateLimited { retry_after_secs } = err {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from(retry_after_secs));
+    }
+    resp
+}
+
+/// Per-tenant (or per-reseller) request rate; platform staff are not limited.
+async fn rate_limit(app: &App, scope: &Scope) -> ApiResult<()> {
+    let key = match scope {
+        Scope::All => return Ok(()),
+        Scope::Reseller(r) => r.to_string(),
+        Scope::Tenant(t) => t.to_string(),
+    };
+    let l = &app.config.limits;
+    app.limiter
+        .check(
+            &key,
+            Rate {
+                per_minute: l.tenant_per_minute,
+                burst: l.tenant_burst,
+            },
+        )
+        .await
+}
+
+async fn request_ctx(
+    app: &App,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> ApiResult<RequestCtx> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let principal = principal_from(app, auth).await?;
+    if let Some(p) = &principal {
+        rate_limit(app, &p.scope).await?;
+    }
+    Ok(RequestCtx {
+        principal,
+        request_id: Some(request_id(headers)),
+        client_ip: peer.map(|a| a.ip()),
+    })
+}
+
+async fn graphql_post(
+    State(st): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> Response {
+    let rc = match request_ctx(&st.app, &headers, Some(peer)).await {
+        Ok(rc) => rc,
+        Err(e) => return error_response(e),
+    };
+    let id = rc.request_id.clone();
+    let mut resp: Response =
+        GraphQLResponse::from(st.schema.execute(req.into_inner().data(rc)).await).into_response();
+    if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}
+
+/// GraphiQL for browsers; `graphql-transport-ws` (and the legacy protocol) for upgrades.
+async fn graphql_get(State(st): State<HttpState>, req: Request) -> Response {
+    let is_upgrade = req
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .finish(),
+        )
+        .into_response();
+    }
+    let (mut parts, _body) = req.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let header_auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let rid = request_id(&parts.headers);
+    let HttpState { app, schema } = st;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    // The browser WebSocket API cannot set headers: the token
+                    // comes in the connection_init payload.
+                    let from_payload = ["authorization", "Authorization"]
+                        .iter()
+                        .find_map(|k| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned));
+                    let auth = from_payload.or(header_auth);
+                    let principal = principal_from(&app, auth.as_deref())
+                        .await
+                        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                    let mut data = Data::default();
+                    data.insert(RequestCtx {
+                        principal,
+                        request_id: Some(rid),
+                        client_ip: None,
+                    });
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn ready(State(st): State<HttpState>) -> Response {
+    match st.app.store.connection().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// Lets an ISP deployment check its API key: the tenant it is bound to and its scopes.
+async fn whoami(State(st): State<HttpState>, headers: HeaderMap) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    match principal_from(&st.app, auth).await {
+        Ok(Some(p)) => {
+            let (kind, id, scopes) = match &p.kind {
+                dotmac_schema::PrincipalKind::ApiKey { id, scopes } => (
+                    "api_key",
+                    id.to_string(),
+                    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                ),
+                dotmac_schema::PrincipalKind::User { id, role } => {
+                    ("user", id.to_string(), vec![role.as_str()])
+                }
+            };
+            let tenant = match &p.scope {
+                Scope::Tenant(t) => Some(t.to_string()),
+                _ => None,
+            };
+            Json(
+                serde_json::json!({ "kind": kind, "id": id, "tenantId": tenant, "scopes": scopes }),
+            )
+            .into_response()
+        }
+        Ok(None) => error_response(ApiError::Unauthenticated("credentials required".into())),
+        Err(e) => error_response(e),
+    }
+}

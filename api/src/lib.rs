@@ -1,0 +1,16 @@
+//! The DotMac control plane's API process: configuration, the GraphQL
+//! gateway with per-tenant authorization, the store, and the two run modes
+//! (`dotmac dev` embedded, `dotmac serve` on Postgres and Redis).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod ratelimit;
+pub mod seed;
+pub mod server;
+pub mod store;

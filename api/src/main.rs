@@ -1,0 +1,215 @@
+//! `dotmac`: the control plane's command line (dev, serve, migrate, config
+//! check, admin create-user, schema).
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use dotmac_api::config::Config;
+use dotmac_api::seed::{self, DEFAULT_DEMO_PASSWORD};
+use dotmac_api::server;
+use dotmac_api::store::Store;
+use dotmac_schema::Role;
+
+#[derive(Parser)]
+#[command(
+    name = "dotmac",
+    version,
+    about = "DotMac Management Platform control plane"
+)]
+struct Cli {
+    /// Configuration file (default ./dotmac.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process with no outside service: SQLite, in-process bus, demo data.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+        #[arg(long, default_value = ".dotmac")]
+        data_dir: PathBuf,
+    },
+    /// The API on Postgres and Redis (DOTMAC_DATABASE_URL, DOTMAC_REDIS_URL).
+    Serve,
+    /// Applies pending migrations to DOTMAC_DATABASE_URL (connect as the owner role).
+    Migrate,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Administration of a production install.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Prints the GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Loads and validates the configuration, then prints it (secrets masked).
+    Check,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Creates a user; the password is read from DOTMAC_ADMIN_PASSWORD or the first line of stdin.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "platform_admin")]
+        role: String,
+        #[arg(long)]
+        tenant_id: Option<String>,
+        #[arg(long)]
+        reseller_id: Option<String>,
+    },
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOTMAC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Schema => {
+            print!("{}", dotmac_api::graphql::sdl());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let mut shown = config.clone();
+            if !shown.auth.jwt_secret.is_empty() {
+                shown.auth.jwt_secret = "***".into();
+            }
+            println!(
+                "configuration is valid:\n{}",
+                serde_json::to_string_pretty(&shown)?
+            );
+            Ok(())
+        }
+        Command::Migrate => {
+            init_tracing(&config.log_format);
+            let store = Store::connect(&config.database_url, 2)
+                .await
+                .context("connecting to database_url")?;
+            store.migrate().await.context("migrating")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::CreateUser {
+                    email,
+                    role,
+                    tenant_id,
+                    reseller_id,
+                },
+        } => {
+            init_tracing(&config.log_format);
+            let role =
+                Role::parse(&role).with_context(|| format!("--role: unknown role {role:?}"))?;
+            let password = match std::env::var("DOTMAC_ADMIN_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!("password (one line on stdin):");
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let app = server::production_app(config).await?;
+            let user = dotmac_api::domain::identity::create_user_system(
+                &app,
+                &email,
+                &password,
+                role,
+                tenant_id,
+                reseller_id,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} ({}) as {}", user.email, user.id, user.role);
+            Ok(())
+        }
+        Command::Serve => {
+            init_tracing(&config.log_format);
+            let listen = config.listen.clone();
+            let app = server::production_app(config).await?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding `listen` {listen}"))?;
+            tracing::info!(%listen, "serving");
+            server::serve(app, listener).await?;
+            Ok(())
+        }
+        Command::Dev { listen, data_dir } => {
+            init_tracing(&config.log_format);
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                bail!("--listen: {listen:?} is not an address such as 127.0.0.1:8000");
+            }
+            let password = std::env::var("DOTMAC_DEMO_PASSWORD")
+                .unwrap_or_else(|_| DEFAULT_DEMO_PASSWORD.into());
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding --listen {listen}"))?;
+            let addr = listener.local_addr()?;
+            let app = server::embedded_app(config, &data_dir).await?;
+            let fresh = seed::seed_demo(&app, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+            println!("DotMac dev is serving at http://{addr}/graphql (GraphiQL in a browser)");
+            println!(
+                "data dir: {} ({})",
+                data_dir.display(),
+                if fresh {
+                    "demo seeded"
+                } else {
+                    "existing data"
+                }
+            );
+            println!(
+                "demo users (password {}):",
+                if std::env::var("DOTMAC_DEMO_PASSWORD").is_ok() {
+                    "from DOTMAC_DEMO_PASSWORD"
+                } else {
+                    DEFAULT_DEMO_PASSWORD
+                }
+            );
+            for u in seed::demo_users() {
+                println!(
+                    "  {:<32} {}{}",
+                    u.email,
+                    u.role.as_str(),
+                    u.tenant.map(|t| format!(" of {t}")).unwrap_or_default()
+                );
+            }
+            println!("ready in {} ms", started.elapsed().as_millis());
+            server::serve(app, listener).await?;
+            Ok(())
+        }
+    }
+}

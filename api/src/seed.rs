@@ -1,0 +1,165 @@
+//! The demo of `dotmac dev`: a platform admin, a support user, a reseller
+//! with its admin, and three tenants in different states with a tenant admin
+//! and a tenant user each. Idempotent: a seeded database is left alone.
+
+use dotmac_schema::{Principal, PrincipalKind, ResourceTier, Role, Scope, TenantState, UserId};
+
+use crate::app::{App, RequestCtx};
+use crate::domain::{identity, resellers, tenants};
+use crate::error::ApiResult;
+use crate::store::users;
+
+/// Password of every demo user unless `DOTMAC_DEMO_PASSWORD` says otherwise.
+pub const DEFAULT_DEMO_PASSWORD: &str = "dotmac-demo-2026";
+pub const ADMIN_EMAIL: &str = "admin@demo.dotmac.dev";
+
+/// A demo user as printed at start.
+#[derive(Debug, Clone)]
+pub struct DemoUser {
+    pub email: String,
+    pub role: Role,
+    pub tenant: Option<String>,
+}
+
+/// What the demo contains, whether it was just made or already there.
+pub fn demo_users() -> Vec<DemoUser> {
+    let mut out = vec![
+        DemoUser {
+            email: ADMIN_EMAIL.into(),
+            role: Role::PlatformAdmin,
+            tenant: None,
+        },
+        DemoUser {
+            email: "support@demo.dotmac.dev".into(),
+            role: Role::Support,
+            tenant: None,
+        },
+        DemoUser {
+            email: "reseller@demo.dotmac.dev".into(),
+            role: Role::ResellerAdmin,
+            tenant: None,
+        },
+    ];
+    for (slug, _, _, _) in TENANTS {
+        out.push(DemoUser {
+            email: format!("admin@{slug}.demo"),
+            role: Role::TenantAdmin,
+            tenant: Some(slug.into()),
+        });
+        out.push(DemoUser {
+            email: format!("user@{slug}.demo"),
+            role: Role::TenantUser,
+            tenant: Some(slug.into()),
+        });
+    }
+    out
+}
+
+/// slug, name, state, owned by the demo reseller.
+const TENANTS: [(&str, &str, TenantState, bool); 3] = [
+    ("acme-fiber", "Acme Fiber", TenantState::Active, true),
+    (
+        "bolt-broadband",
+        "Bolt Broadband",
+        TenantState::Suspended,
+        false,
+    ),
+    (
+        "comet-wireless",
+        "Comet Wireless",
+        TenantState::Pending,
+        false,
+    ),
+];
+
+/// Seeds the demo once. Returns whether it did anything.
+pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
+    let tx = app.store.begin_system().await?;
+    let seeded = users::find_by_email_system(&tx, ADMIN_EMAIL)
+        .await?
+        .is_some();
+    tx.commit().await?;
+    if seeded {
+        return Ok(false);
+    }
+    let admin =
+        identity::create_user_system(app, ADMIN_EMAIL, password, Role::PlatformAdmin, None, None)
+            .await?;
+    let ctx = RequestCtx {
+        principal: Some(Principal {
+            kind: PrincipalKind::User {
+                id: admin
+                    .id
+                    .parse::<UserId>()
+                    .map_err(|e| crate::error::ApiError::internal(e.to_string()))?,
+                role: Role::PlatformAdmin,
+            },
+            scope: Scope::All,
+        }),
+        request_id: Some("demo-seed".into()),
+        client_ip: None,
+    };
+    identity::create_user_system(
+        app,
+        "support@demo.dotmac.dev",
+        password,
+        Role::Support,
+        None,
+        None,
+    )
+    .await?;
+    let reseller = resellers::create(
+        app,
+        &ctx,
+        resellers::NewReseller {
+            name: "Demo Reseller".into(),
+            tier: Some("gold".into()),
+            contact_email: Some("partners@demo.dotmac.dev".into()),
+        },
+    )
+    .await?;
+    identity::create_user_system(
+        app,
+        "reseller@demo.dotmac.dev",
+        password,
+        Role::ResellerAdmin,
+        None,
+        Some(reseller.id.clone()),
+    )
+    .await?;
+    for (slug, name, state, resold) in TENANTS {
+        let t = tenants::create(
+            app,
+            &ctx,
+            tenants::NewTenant {
+                name: name.into(),
+                slug: Some(slug.into()),
+                tier: Some(ResourceTier::Small),
+                contact_name: Some(format!("{name} NOC")),
+                contact_email: Some(format!("noc@{slug}.demo")),
+                reseller_id: resold.then(|| reseller.id.clone()),
+            },
+        )
+        .await?;
+        tenants::seed_into_state(app, &ctx, &t.id, state).await?;
+        identity::create_user_system(
+            app,
+            &format!("admin@{slug}.demo"),
+            password,
+            Role::TenantAdmin,
+            Some(t.id.clone()),
+            None,
+        )
+        .await?;
+        identity::create_user_system(
+            app,
+            &format!("user@{slug}.demo"),
+            password,
+            Role::TenantUser,
+            Some(t.id.clone()),
+            None,
+        )
+        .await?;
+    }
+    Ok(true)
+}

@@ -1,0 +1,183 @@
+//! The relational store (sea-orm over Postgres or SQLite). Every function
+//! takes the caller's [`Scope`] and filters by it; on Postgres the same scope
+//! is also set on the transaction so row-level security enforces it twice.
+
+pub mod api_keys;
+pub mod audit;
+pub mod entity;
+pub mod resellers;
+pub mod tenants;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use dotmac_schema::Scope;
+use sea_orm::sea_query::{Condition, Expr, Query, SimpleExpr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::error::{ApiError, ApiResult};
+
+pub type Tx = DatabaseTransaction;
+
+/// A pool of connections to the relational database.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// One page of a keyset-paginated list, ordered by id (ids are time-ordered).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    pub first: u64,
+    pub after: Option<&'a str>,
+}
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next: bool,
+}
+
+pub const DEFAULT_PAGE: u64 = 20;
+pub const MAX_PAGE: u64 = 100;
+
+impl Store {
+    /// Connects; SQLite files are created when missing and put in WAL mode.
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Store, sea_orm::DbErr> {
+        let sqlite = url.starts_with("sqlite:");
+        let mut opts = ConnectOptions::new(url.to_owned());
+        // One writer at a time is what SQLite can do anyway; a single
+        // connection avoids SQLITE_BUSY on lock upgrades inside transactions.
+        opts.max_connections(if sqlite { 1 } else { pool_size })
+            .min_connections(if sqlite { 1 } else { 2.min(pool_size) })
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let db = Database::connect(opts).await?;
+        if sqlite {
+            db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
+                .await?;
+        }
+        Ok(Store { db })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), sea_orm::DbErr> {
+        dotmac_migrations::Migrator::up(&self.db, None).await
+    }
+
+    /// Whether the connected Postgres role ignores row-level security
+    /// (superuser or BYPASSRLS). Always false on SQLite, which has none.
+    pub async fn role_bypasses_rls(&self) -> Result<bool, sea_orm::DbErr> {
+        if self.backend() != DbBackend::Postgres {
+            return Ok(false);
+        }
+        let row = self
+            .db
+            .query_one(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT (rolsuper OR rolbypassrls) AS bypass FROM pg_roles WHERE rolname = current_user",
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<bool>("", "bypass")?,
+            None => false,
+        })
+    }
+
+    /// A transaction acting in `scope`.
+    pub async fn begin(&self, scope: &Scope) -> ApiResult<Tx> {
+        let tx = self.db.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            let (kind, tenant, reseller) = match scope {
+                Scope::All => ("all", String::new(), String::new()),
+                Scope::Reseller(r) => ("reseller", String::new(), r.to_string()),
+                Scope::Tenant(t) => ("tenant", t.to_string(), String::new()),
+            };
+            tx.execute(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config('dotmac.scope', $1, true), set_config('dotmac.tenant_id', $2, true), set_config('dotmac.reseller_id', $3, true)",
+                [kind.into(), tenant.into(), reseller.into()],
+            ))
+            .await?;
+        }
+        Ok(tx)
+    }
+
+    /// A transaction with platform-wide visibility, for the code paths that are
+    /// explicitly allowed it: authentication (a login does not know its scope
+    /// until the user is found), bootstrap and seeding.
+    pub async fn begin_system(&self) -> ApiResult<Tx> {
+        self.begin(&Scope::All).await
+    }
+}
+
+/// Rows of `tenants` visible in `scope`.
+pub fn tenant_rows_in(scope: &Scope) -> Condition {
+    use entity::tenant::Column;
+    match scope {
+        Scope::All => Condition::all(),
+        Scope::Reseller(r) => Condition::all().add(Column::ResellerId.eq(r.as_str())),
+        Scope::Tenant(t) => Condition::all().add(Column::Id.eq(t.as_str())),
+    }
+}
+
+/// Rows whose `tenant_col` names a tenant visible in `scope`.
+pub fn owned_by_tenant_in<C: sea_orm::ColumnTrait>(scope: &Scope, tenant_col: C) -> SimpleExpr {
+    use entity::tenant::{Column, Entity};
+    match scope {
+        Scope::All => Expr::value(true),
+        Scope::Tenant(t) => tenant_col.eq(t.as_str()),
+        Scope::Reseller(r) => tenant_col.in_subquery(
+            Query::select()
+                .column(Column::Id)
+                .from(Entity)
+                .and_where(Column::ResellerId.eq(r.as_str()))
+                .to_owned(),
+        ),
+    }
+}
+
+use sea_orm::ColumnTrait as _;
+
+/// Clamps a requested page size to `1..=MAX_PAGE`.
+pub fn page_size(first: Option<i32>) -> ApiResult<u64> {
+    match first {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if n < 1 => Err(ApiError::validation("first", "must be at least 1")),
+        Some(n) if n as u64 > MAX_PAGE => Err(ApiError::validation(
+            "first",
+            format!("must be at most {MAX_PAGE}"),
+        )),
+        Some(n) => Ok(n as u64),
+    }
+}
+
+/// Cuts one extra row fetched to learn whether another page follows.
+pub fn into_page<T>(mut rows: Vec<T>, first: u64) -> Page<T> {
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    Page {
+        items: rows,
+        has_next,
+    }
+}
+
+/// Is this a unique-constraint violation (for a CONFLICT answer)?
+pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

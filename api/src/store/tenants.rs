@@ -1,0 +1,130 @@
+//! Tenant rows: create, read, list with filters, update, and the batched
+//! look-ups behind nested GraphQL fields (user and key counts).
+
+use std::collections::HashMap;
+
+use dotmac_schema::{Scope, TenantId, TenantState};
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::entity::{api_key, tenant, user};
+use super::{into_page, owned_by_tenant_in, tenant_rows_in, Page, PageRequest, Tx};
+use crate::error::{ApiError, ApiResult};
+
+pub use tenant::Model as TenantRow;
+
+/// Filters of the `tenants` list.
+#[derive(Debug, Default, Clone)]
+pub struct TenantFilter {
+    pub state: Option<TenantState>,
+    pub reseller_id: Option<String>,
+    /// Case-insensitive match on name or slug.
+    pub search: Option<String>,
+}
+
+pub async fn get(tx: &Tx, scope: &Scope, id: &TenantId) -> ApiResult<TenantRow> {
+    tenant::Entity::find_by_id(id.as_str())
+        .filter(tenant_rows_in(scope))
+        .one(tx)
+        .await?
+        .ok_or(ApiError::not_found("tenant"))
+}
+
+pub async fn list(
+    tx: &Tx,
+    scope: &Scope,
+    filter: &TenantFilter,
+    page: PageRequest<'_>,
+) -> ApiResult<Page<TenantRow>> {
+    let mut cond = tenant_rows_in(scope);
+    if let Some(state) = filter.state {
+        cond = cond.add(tenant::Column::State.eq(state.as_str()));
+    }
+    if let Some(r) = &filter.reseller_id {
+        cond = cond.add(tenant::Column::ResellerId.eq(r.as_str()));
+    }
+    if let Some(s) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+        let pattern = format!("%{}%", s.to_lowercase().replace(['%', '_'], ""));
+        cond = cond.add(
+            Condition::any()
+                .add(Expr::expr(Func::lower(Expr::col(tenant::Column::Name))).like(&pattern))
+                .add(tenant::Column::Slug.like(&pattern)),
+        );
+    }
+    if let Some(after) = page.after {
+        cond = cond.add(tenant::Column::Id.gt(after));
+    }
+    let rows = tenant::Entity::find()
+        .filter(cond)
+        .order_by_asc(tenant::Column::Id)
+        .limit(page.first + 1)
+        .all(tx)
+        .await?;
+    Ok(into_page(rows, page.first))
+}
+
+pub async fn insert(tx: &Tx, row: TenantRow) -> ApiResult<TenantRow> {
+    let active: tenant::ActiveModel = row.into();
+    active.insert(tx).await.map_err(|e| {
+        if super::is_unique_violation(&e) {
+            ApiError::conflict("input.slug", "a tenant with this slug already exists")
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Writes every column of `row` (already checked to be in scope).
+pub async fn save(tx: &Tx, row: TenantRow) -> ApiResult<TenantRow> {
+    let active = tenant::ActiveModel::from(row).reset_all();
+    active.update(tx).await.map_err(|e| {
+        if super::is_unique_violation(&e) {
+            ApiError::conflict("input.slug", "a tenant with this slug already exists")
+        } else {
+            e.into()
+        }
+    })
+}
+
+#[derive(FromQueryResult)]
+struct CountRow {
+    tenant_id: String,
+    n: i64,
+}
+
+/// Number of users and of live API keys per tenant, in two grouped queries.
+pub async fn counts(
+    tx: &Tx,
+    scope: &Scope,
+    ids: &[String],
+) -> ApiResult<(HashMap<String, i64>, HashMap<String, i64>)> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let users: Vec<CountRow> = user::Entity::find()
+        .select_only()
+        .column_as(user::Column::TenantId, "tenant_id")
+        .column_as(user::Column::Id.count(), "n")
+        .filter(user::Column::TenantId.is_in(ids.iter().map(String::as_str)))
+        .filter(owned_by_tenant_in(scope, user::Column::TenantId))
+        .group_by(user::Column::TenantId)
+        .into_model()
+        .all(tx)
+        .await?;
+    let keys: Vec<CountRow> = api_key::Entity::find()
+        .select_only()
+        .column_as(api_key::Column::TenantId, "tenant_id")
+        .column_as(api_key::Column::Id.count(), "n")
+        .filter(api_key::Column::TenantId.is_in(ids.iter().map(String::as_str)))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .filter(owned_by_tenant_in(scope, api_key::Column::TenantId))
+        .group_by(api_key::Column::TenantId)
+        .into_model()
+        .all(tx)
+        .await?;
+    let to_map = |rows: Vec<CountRow>| rows.into_iter().map(|r| (r.tenant_id, r.n)).collect();
+    Ok((to_map(users), to_map(keys)))
+}

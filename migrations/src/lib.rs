@@ -1,0 +1,24 @@
+//! Relational schema of the platform for Postgres and SQLite, applied by
+//! `dotmac migrate` (and automatically by `dotmac dev`).
+//!
+//! Postgres additionally gets row-level security on every tenant-owned table
+//! (DESIGN.md §5): the app sets `dotmac.scope`, `dotmac.tenant_id` and
+//! `dotmac.reseller_id` per transaction and connects as the non-superuser role
+//! [`APP_ROLE`], so a query that forgets its scope filter still sees nothing.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_foundation;
+
+/// The Postgres role the application connects as; the migration grants it
+/// table privileges when it exists (see the README for provisioning it).
+pub const APP_ROLE: &str = "dotmac_app";
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_foundation::Migration)]
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure domain types and contracts of the DotMac platform (no I/O): typed ids,
+//! tenant lifecycle, slugs, resource tiers, roles and authorization scopes.
+
+pub mod auth;
+pub mod ids;
+pub mod slug;
+pub mod tenant;
+pub mod tier;
+
+pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
+pub use ids::{ApiKeyId, AuditId, IdError, InvitationId, ResellerId, TenantId, UserId};
+pub use slug::{slug_from_name, validate_slug, SlugError};
+pub use tenant::{TenantAction, TenantState, TransitionError};
+pub use tier::ResourceTier;
