@@ -167,7 +167,10 @@ pub fn user_principal(user: &UserRow) -> ApiResult<Principal> {
 pub fn api_key_prefix(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(API_KEY_PREFIX)?;
     let (prefix, secret) = rest.split_once('_')?;
-    (prefix.len() == 12 && !secret.is_empty()).then_some(&key[..API_KEY_PREFIX.len() + 12])
+    let well_formed =
+        prefix.len() == 12 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty();
+    // Lazily: slicing a short key would panic.
+    well_formed.then(|| &key[..API_KEY_PREFIX.len() + 12])
 }
 
 /// A new API key: (full secret shown once, public prefix).
@@ -188,6 +191,8 @@ mod tests {
         assert_eq!(api_key_prefix(&key), Some(prefix.as_str()));
         assert_eq!(api_key_prefix("dmk_short_x"), None);
         assert_eq!(api_key_prefix("nope"), None);
+        assert_eq!(api_key_prefix("dmk_zzzzzzzzzzzz_x"), None);
+        assert_eq!(api_key_prefix("dmk_é"), None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Config {
     pub allow_rls_bypass: bool,
     /// Redis URL; env `DOTMAC_REDIS_URL`.
     pub redis_url: String,
+    /// Prefix of every Redis key and channel, so installs can share a server.
+    pub redis_prefix: String,
     pub auth: AuthConfig,
     pub graphql: GraphqlConfig,
     pub limits: LimitsConfig,
@@ -79,6 +81,7 @@ const KNOWN_KEYS: &[&str] = &[
     "database_pool_size",
     "allow_rls_bypass",
     "redis_url",
+    "redis_prefix",
     "auth",
     "graphql",
     "limits",
@@ -93,6 +96,7 @@ impl Default for Config {
             database_pool_size: 16,
             allow_rls_bypass: false,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "dotmac".into(),
             auth: AuthConfig {
                 jwt_secret: String::new(),
                 access_token_minutes: 30,
@@ -226,8 +230,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let mut c = Config::default();
-        c.listen = "nope".into();
+        let c = Config {
+            listen: "nope".into(),
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("`listen`"));
         let mut c = Config::default();
         c.auth.jwt_secret = "short".into();
@@ -239,6 +245,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn env_overrides_file_and_type_errors_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -39,10 +39,13 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
     if !config.allow_rls_bypass && store.role_bypasses_rls().await? {
         return Err(StartError::RlsBypass);
     }
-    let bus = RedisBus::connect(&config.redis_url, "dotmac:tenant-events")
-        .await
-        .map_err(|e| StartError::Redis(e.to_string()))?;
-    let limiter = RedisLimiter::connect(&config.redis_url, "dotmac")
+    let bus = RedisBus::connect(
+        &config.redis_url,
+        &format!("{}:tenant-events", config.redis_prefix),
+    )
+    .await
+    .map_err(|e| StartError::Redis(e.to_string()))?;
+    let limiter = RedisLimiter::connect(&config.redis_url, &config.redis_prefix)
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
     let keys = token_keys(&config, config.auth.jwt_secret.as_bytes());

@@ -1,0 +1,373 @@
+//! Behaviour of the API beyond isolation: validation errors with codes and
+//! field paths, nothing written on failure, slugs and conflicts, lockout,
+//! token rotation, limits (depth, aliases, body size, rate), pagination, API
+//! keys, the audit trail, and Redis fan-out between two API processes.
+
+use serde_json::json;
+
+use crate::isolation::{next_json, subscribe};
+use crate::support::{Backend, TestServer, PASSWORD};
+
+const CREATE: &str =
+    "mutation($i: CreateTenantInput!) { createTenant(input: $i) { id slug state tier } }";
+
+async fn audit_count(srv: &TestServer) -> usize {
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let a = admin
+        .gql(
+            "{ auditLog(first: 100) { edges { node { id action } } } }",
+            json!({}),
+        )
+        .await;
+    a.data()["auditLog"]["edges"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let srv = TestServer::start(backend).await;
+        let admin = srv.login("admin@demo.dotmac.dev").await;
+        let before = audit_count(&srv).await;
+        let cases = [
+            (json!({ "name": "" }), "input.name"),
+            (
+                json!({ "name": "Ok Name", "slug": "Bad_Slug" }),
+                "input.slug",
+            ),
+            (json!({ "name": "Ok Name", "slug": "-edge" }), "input.slug"),
+            (
+                json!({ "name": "Ok Name", "contactEmail": "not-an-email" }),
+                "input.contactEmail",
+            ),
+            (
+                json!({ "name": "Ok Name", "resellerId": "ten_nope" }),
+                "input.resellerId",
+            ),
+            (json!({ "name": "!!" }), "input.slug"),
+        ];
+        for (input, field) in cases {
+            let a = admin.gql(CREATE, json!({ "i": input })).await;
+            a.expect_code("VALIDATION");
+            assert_eq!(a.errors()[0]["extensions"]["field"], field, "{}", a.body);
+        }
+        // A reseller id that parses but does not exist.
+        let a = admin
+            .gql(CREATE, json!({ "i": { "name": "Ok Name", "resellerId": "rsl_0123456789abcdef0123456789abcdef" } }))
+            .await;
+        a.expect_code("NOT_FOUND");
+        // Slug derived from the name; a second tenant with the same slug conflicts.
+        let ok = admin
+            .gql(CREATE, json!({ "i": { "name": "Zephyr Networks, Inc." } }))
+            .await;
+        assert_eq!(ok.data()["createTenant"]["slug"], "zephyr-networks-inc");
+        assert_eq!(ok.data()["createTenant"]["state"], "PENDING");
+        assert_eq!(ok.data()["createTenant"]["tier"], "MICRO");
+        let dup = admin
+            .gql(CREATE, json!({ "i": { "name": "Zephyr Networks Inc" } }))
+            .await;
+        dup.expect_code("CONFLICT");
+        assert_eq!(dup.errors()[0]["extensions"]["field"], "input.slug");
+        // Only the one successful mutation (plus the logins) was audited.
+        let after = audit_count(&srv).await;
+        assert_eq!(
+            after - before,
+            2,
+            "one create and the login of the second count; {backend:?}"
+        );
+        // An illegal transition names both states and changes nothing.
+        let id = ok.data()["createTenant"]["id"].clone();
+        let bad = admin
+            .gql(
+                "mutation($id: ID!) { suspendTenant(id: $id, reason: \"x\") { state } }",
+                json!({ "id": id }),
+            )
+            .await;
+        bad.expect_code("VALIDATION");
+        let msg = bad.errors()[0]["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains("suspend") && msg.contains("pending"), "{msg}");
+        let missing_reason = admin
+            .gql(
+                "mutation($id: ID!) { cancelTenant(id: $id, reason: \"  \") { state } }",
+                json!({ "id": id }),
+            )
+            .await;
+        missing_reason.expect_code("VALIDATION");
+        assert_eq!(missing_reason.errors()[0]["extensions"]["field"], "reason");
+        let t = admin
+            .gql(
+                "query($id: ID!) { tenant(id: $id) { state } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(t.data()["tenant"]["state"], "PENDING");
+        // Malformed ids are validation errors, unknown ones NOT_FOUND.
+        admin
+            .gql("{ tenant(id: \"nope\") { id } }", json!({}))
+            .await
+            .expect_code("VALIDATION");
+        admin
+            .gql(
+                "{ tenant(id: \"ten_0123456789abcdef0123456789abcdef\") { id } }",
+                json!({}),
+            )
+            .await
+            .expect_code("NOT_FOUND");
+        // Anonymous callers get UNAUTHENTICATED.
+        srv.anonymous()
+            .gql("{ tenants { edges { node { id } } } }", json!({}))
+            .await
+            .expect_code("UNAUTHENTICATED");
+    }
+}
+
+#[tokio::test]
+async fn lockout_after_five_failures() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let anon = srv.anonymous();
+    let doc = "mutation($p: String!) { login(email: \"user@comet-wireless.demo\", password: $p) { accessToken } }";
+    for _ in 0..5 {
+        anon.gql(doc, json!({ "p": "wrong-password!" }))
+            .await
+            .expect_code("UNAUTHENTICATED");
+    }
+    let locked = anon.gql(doc, json!({ "p": PASSWORD })).await;
+    locked.expect_code("UNAUTHENTICATED");
+    assert!(
+        locked.errors()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked"),
+        "{}",
+        locked.body
+    );
+    // Other accounts are unaffected.
+    srv.login("admin@comet-wireless.demo").await;
+}
+
+#[tokio::test]
+async fn limits_depth_aliases_body_and_pagination() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let aliases: String = (0..40).map(|i| format!("a{i}: me {{ id }} ")).collect();
+    admin
+        .gql(&format!("{{ {aliases} }}"), json!({}))
+        .await
+        .expect_code("VALIDATION");
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(12),
+        "} ".repeat(12)
+    );
+    admin.gql(&deep, json!({})).await.expect_code("VALIDATION");
+    let big = "x".repeat(300 * 1024);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/graphql", srv.url))
+        .header("content-type", "application/json")
+        .body(json!({ "query": "{ me { id } }", "variables": { "pad": big } }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    // Pages of 2 walk every tenant exactly once.
+    for i in 0..5 {
+        admin
+            .gql(
+                CREATE,
+                json!({ "i": { "name": format!("Paged Tenant {i}") } }),
+            )
+            .await
+            .data();
+    }
+    let mut after: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let a = admin
+            .gql(
+                "query($a: String) { tenants(first: 2, after: $a) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }",
+                json!({ "a": after }),
+            )
+            .await;
+        let conn = a.data()["tenants"].clone();
+        for e in conn["edges"].as_array().unwrap() {
+            seen.push(e["node"]["id"].as_str().unwrap().to_owned());
+        }
+        if conn["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen.len(), 8);
+    let mut dedup = seen.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 8);
+    admin
+        .gql("{ tenants(first: 1000) { edges { cursor } } }", json!({}))
+        .await
+        .expect_code("VALIDATION");
+    admin
+        .gql("{ tenants(first: 0) { edges { cursor } } }", json!({}))
+        .await
+        .expect_code("VALIDATION");
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_and_authenticate_until_revoked() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let a = srv.login("admin@acme-fiber.demo").await;
+    let me = a.gql("{ me { tenantId } }", json!({})).await;
+    let tenant = me.data()["me"]["tenantId"].clone();
+    let created = a
+        .gql(
+            "mutation($t: ID!) { createApiKey(tenantId: $t, scopes: [USAGE_WRITE, LICENSE_READ], name: \"edge\") { apiKey { id prefix scopes lastUsedAt } secret } }",
+            json!({ "t": tenant }),
+        )
+        .await;
+    let key = created.data()["createApiKey"].clone();
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(key["apiKey"]["prefix"].as_str().unwrap()));
+    assert!(key["apiKey"]["lastUsedAt"].is_null());
+    let whoami = |s: String| {
+        let url = format!("{}/v1/whoami", srv.url);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(s)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = whoami(secret.clone()).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["tenantId"], tenant);
+    assert_eq!(
+        body["scopes"],
+        json!(["license:read", "usage:write"]),
+        "stored sorted and deduplicated"
+    );
+    let listed = a
+        .gql(
+            "{ apiKeys { edges { node { id prefix lastUsedAt } } } }",
+            json!({}),
+        )
+        .await;
+    let node = listed.data()["apiKeys"]["edges"][0]["node"].clone();
+    assert!(node["lastUsedAt"].is_string(), "last use recorded: {node}");
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "the secret is never listed"
+    );
+    // An API key is a read-only principal in GraphQL.
+    let k = srv.anonymous().with_token(&secret);
+    k.gql(CREATE, json!({ "i": { "name": "From A Key" } }))
+        .await
+        .expect_code("FORBIDDEN");
+    a.gql(
+        "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }",
+        json!({ "id": key["apiKey"]["id"] }),
+    )
+    .await
+    .data();
+    assert_eq!(whoami(secret.clone()).await.status().as_u16(), 401);
+    let forged = format!("{}x", &secret[..secret.len() - 1]);
+    assert_eq!(whoami(forged).await.status().as_u16(), 401);
+    a.gql(
+        "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }",
+        json!({ "id": key["apiKey"]["id"] }),
+    )
+    .await
+    .expect_code("CONFLICT");
+}
+
+#[tokio::test]
+async fn every_mutation_is_audited_with_its_request_id() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let resp = admin
+        .http
+        .post(format!("{}/graphql", srv.url))
+        .bearer_auth(admin.token.as_deref().unwrap())
+        .header("x-request-id", "req-audit-1")
+        .json(&json!({ "query": "mutation { createTenant(input: { name: \"Audited Co\" }) { id } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-audit-1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let id = body["data"]["createTenant"]["id"].clone();
+    let log = admin
+        .gql(
+            "query($t: ID!) { auditLog(first: 5, filter: { tenantId: $t }) { edges { node { action actor requestId after } } } }",
+            json!({ "t": id }),
+        )
+        .await;
+    let entry = log.data()["auditLog"]["edges"][0]["node"].clone();
+    assert_eq!(entry["action"], "tenant.create");
+    assert_eq!(entry["requestId"], "req-audit-1");
+    assert_eq!(entry["after"], "pending");
+    assert!(entry["actor"].as_str().unwrap().starts_with("usr_"));
+}
+
+#[tokio::test]
+async fn per_tenant_rate_limit_answers_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = dotmac_api::config::Config::default();
+    config.limits.tenant_per_minute = 3;
+    config.limits.tenant_burst = 3;
+    let app = dotmac_api::server::embedded_app(config, dir.path())
+        .await
+        .unwrap();
+    dotmac_api::seed::seed_demo(&app, PASSWORD).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dotmac_api::server::serve(app, listener));
+    let anon = crate::support::Client {
+        http: reqwest::Client::new(),
+        url,
+        token: None,
+    };
+    let t = anon.login("user@acme-fiber.demo", PASSWORD).await;
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(t.gql("{ me { id } }", json!({})).await.status);
+    }
+    assert_eq!(&codes[..3], &[200, 200, 200]);
+    assert_eq!(codes[3], 429, "{codes:?}");
+    // Another tenant has its own budget; platform staff are not limited.
+    anon.login("user@bolt-broadband.demo", PASSWORD)
+        .await
+        .gql("{ me { id } }", json!({}))
+        .await
+        .data();
+}
+
+#[tokio::test]
+async fn two_api_processes_both_deliver_events_through_redis() {
+    let first = TestServer::start(Backend::Postgres).await;
+    // A second process: same database and Redis prefix, its own listener.
+    let second_app = dotmac_api::server::production_app((*first.app.config).clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dotmac_api::server::serve(second_app, listener));
+    let admin = first.login("admin@demo.dotmac.dev").await;
+    let token = admin.token.clone().unwrap();
+    let q = "subscription { tenantEvents { tenantId to } }";
+    let mut on_first = subscribe(&first.url, &token, q).await;
+    let mut on_second = subscribe(&second_url, &token, q).await;
+    let created = admin
+        .gql(CREATE, json!({ "i": { "name": "Fanout Fiber" } }))
+        .await;
+    let id = created.data()["createTenant"]["id"].clone();
+    for ws in [&mut on_first, &mut on_second] {
+        let ev = next_json(ws).await;
+        assert_eq!(
+            ev["payload"]["data"]["tenantEvents"]["tenantId"], id,
+            "{ev}"
+        );
+        assert_eq!(ev["payload"]["data"]["tenantEvents"]["to"], "PENDING");
+    }
+}

@@ -1,0 +1,185 @@
+//! End to end through the built binary: `dotmac dev` on a free port with a
+//! temp data dir, driven by a plain HTTP client and a WebSocket client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::isolation::{next_json, subscribe};
+use crate::support::Client;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `dotmac dev` and returns it with the URL it printed.
+fn start_dev(data_dir: &std::path::Path, password: &str) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dotmac"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("DOTMAC_DEMO_PASSWORD", password)
+        .env("DOTMAC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dotmac dev");
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("http://").nth(1) {
+                let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                let _ = tx.send(format!("http://{addr}"));
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("dotmac dev printed its URL");
+    (running, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_binary_login_create_subscribe_suspend() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "e2e-demo-password";
+    let (_proc, url) = start_dev(dir.path(), password);
+    let anon = Client {
+        http: reqwest::Client::new(),
+        url: url.clone(),
+        token: None,
+    };
+    // GraphiQL for a browser.
+    let page = reqwest::get(format!("{url}/graphql"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.to_lowercase().contains("graphiql"));
+
+    let admin = anon.login("admin@demo.dotmac.dev", password).await;
+    let created = admin
+        .gql(
+            "mutation { createTenant(input: { name: \"E2E Fiber\", tier: SMALL, contactEmail: \"noc@e2e.test\" }) { id slug state } }",
+            json!({}),
+        )
+        .await;
+    let tenant = created.data()["createTenant"].clone();
+    assert_eq!(tenant["slug"], "e2e-fiber");
+    let id = tenant["id"].clone();
+
+    let mut ws = subscribe(
+        &url,
+        admin.token.as_deref().unwrap(),
+        "subscription { tenantEvents { tenantId from to reason } }",
+    )
+    .await;
+    for m in ["provisionTenant", "activateTenant"] {
+        admin
+            .gql(
+                &format!("mutation($id: ID!) {{ {m}(id: $id) {{ state }} }}"),
+                json!({ "id": id }),
+            )
+            .await
+            .data();
+    }
+    let suspended = admin
+        .gql("mutation($id: ID!) { suspendTenant(id: $id, reason: \"unpaid\") { state stateReason } }", json!({ "id": id }))
+        .await;
+    assert_eq!(suspended.data()["suspendTenant"]["state"], "SUSPENDED");
+    let mut last = json!(null);
+    for _ in 0..3 {
+        last = next_json(&mut ws).await;
+    }
+    let ev = &last["payload"]["data"]["tenantEvents"];
+    assert_eq!(ev["tenantId"], id);
+    assert_eq!(ev["from"], "ACTIVE");
+    assert_eq!(ev["to"], "SUSPENDED");
+    assert_eq!(ev["reason"], "unpaid");
+
+    // A tenant user of another tenant: NOT_FOUND, no data.
+    let other = anon.login("user@bolt-broadband.demo", password).await;
+    let denied = other
+        .gql(
+            "query($id: ID!) { tenant(id: $id) { id name } }",
+            json!({ "id": id }),
+        )
+        .await;
+    denied.expect_code("NOT_FOUND");
+    assert!(denied.body["data"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_restart_keeps_data_and_does_not_reseed() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "restart-password";
+    let id = {
+        let (_proc, url) = start_dev(dir.path(), password);
+        let anon = Client {
+            http: reqwest::Client::new(),
+            url,
+            token: None,
+        };
+        let admin = anon.login("admin@demo.dotmac.dev", password).await;
+        let a = admin
+            .gql(
+                "mutation { createTenant(input: { name: \"Survivor Net\" }) { id } }",
+                json!({}),
+            )
+            .await;
+        a.data()["createTenant"]["id"].clone()
+    };
+    let (_proc, url) = start_dev(dir.path(), password);
+    let anon = Client {
+        http: reqwest::Client::new(),
+        url,
+        token: None,
+    };
+    let admin = anon.login("admin@demo.dotmac.dev", password).await;
+    let t = admin
+        .gql(
+            "query($id: ID!) { tenant(id: $id) { name } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(t.data()["tenant"]["name"], "Survivor Net");
+    let all = admin
+        .gql(
+            "{ tenants(first: 100) { edges { node { slug } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        all.data()["tenants"]["edges"].as_array().unwrap().len(),
+        4,
+        "three demo tenants and ours"
+    );
+}
+
+#[test]
+fn bad_configuration_stops_the_binary_naming_the_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dotmac"))
+        .args(["config", "check"])
+        .env("DOTMAC_LIMITS__MAX_BODY_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limits.max_body_bytes"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_dotmac"))
+        .args(["config", "check"])
+        .env("DOTMAC_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`listen`"));
+}

@@ -1,0 +1,21 @@
+//! Integration tests of the API against real services: Postgres (as the
+//! RLS-bound app role) and Redis for serve mode, SQLite for dev mode, and the
+//! built `dotmac` binary end to end.
+
+mod api;
+mod e2e;
+mod isolation;
+mod rls;
+mod support;
+
+/// The committed SDL (`schema/dotmac.graphql`) is what the code serves;
+/// regenerate with `cargo run -- schema > schema/dotmac.graphql`.
+#[test]
+fn committed_sdl_has_not_drifted() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/dotmac.graphql"))
+        .expect("schema/dotmac.graphql");
+    assert!(
+        committed == dotmac_api::graphql::sdl(),
+        "schema/dotmac.graphql is stale: run `cargo run -- schema > schema/dotmac.graphql`"
+    );
+}

@@ -1,0 +1,177 @@
+//! Row-level security on Postgres: connected as the app role, raw SQL sees
+//! nothing without a scope and only its tenant's rows with one; the audit
+//! log is append-only even for the platform scope.
+
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+
+use crate::support::{Backend, TestServer};
+
+const TENANT_OWNED: [&str; 6] = [
+    "tenants",
+    "users",
+    "api_keys",
+    "audit_log",
+    "invitations",
+    "refresh_tokens",
+];
+
+async fn count(conn: &impl ConnectionTrait, table: &str, filter: &str) -> i64 {
+    let row = conn
+        .query_one(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT count(*) AS n FROM {table} {filter}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+async fn set_scope(tx: &impl ConnectionTrait, kind: &str, tenant: &str, reseller: &str) {
+    tx.execute_unprepared(&format!(
+        "SELECT set_config('dotmac.scope', '{kind}', true), set_config('dotmac.tenant_id', '{tenant}', true), set_config('dotmac.reseller_id', '{reseller}', true)"
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn app_role_sees_only_its_scope() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    // Some rows in every table: a login makes a refresh token, an invitation too.
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let a = srv.login("admin@acme-fiber.demo").await;
+    a.gql("{ me { id } }", serde_json::json!({})).await.data();
+    let owner = Database::connect(srv.owner_url.clone().unwrap())
+        .await
+        .unwrap();
+    let ids = owner
+        .query_all(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, slug, reseller_id FROM tenants ORDER BY slug",
+        ))
+        .await
+        .unwrap();
+    let id_of = |slug: &str| {
+        ids.iter()
+            .find(|r| r.try_get::<String>("", "slug").unwrap() == slug)
+            .map(|r| r.try_get::<String>("", "id").unwrap())
+            .unwrap()
+    };
+    let tenant_a = id_of("acme-fiber");
+    let reseller: String = ids
+        .iter()
+        .find_map(|r| r.try_get::<Option<String>>("", "reseller_id").unwrap())
+        .unwrap();
+    admin
+        .gql(
+            "mutation($t: ID!) { inviteUser(input: { email: \"x@example.com\", role: TENANT_USER, tenantId: $t }) { token } }",
+            serde_json::json!({ "t": tenant_a }),
+        )
+        .await
+        .data();
+    admin
+        .gql(
+            "mutation($t: ID!) { createApiKey(tenantId: $t, scopes: [USAGE_WRITE]) { secret } }",
+            serde_json::json!({ "t": tenant_a }),
+        )
+        .await
+        .data();
+    for table in TENANT_OWNED {
+        assert!(
+            count(&owner, table, "").await > 0,
+            "owner sees rows of {table}"
+        );
+    }
+
+    let app = Database::connect(srv.app.config.database_url.clone())
+        .await
+        .unwrap();
+    // The app role is not a superuser and does not bypass RLS.
+    let bypass = app
+        .query_one(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT (rolsuper OR rolbypassrls) AS b FROM pg_roles WHERE rolname = current_user",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!bypass.try_get::<bool>("", "b").unwrap());
+
+    for table in TENANT_OWNED {
+        assert_eq!(count(&app, table, "").await, 0, "{table} without a scope");
+    }
+
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "tenant", &tenant_a, "").await;
+    assert_eq!(count(&tx, "tenants", "").await, 1);
+    assert_eq!(
+        count(&tx, "tenants", &format!("WHERE id = '{tenant_a}'")).await,
+        1
+    );
+    assert_eq!(
+        count(
+            &tx,
+            "users",
+            &format!("WHERE tenant_id IS DISTINCT FROM '{tenant_a}'")
+        )
+        .await,
+        0
+    );
+    assert!(count(&tx, "users", "").await >= 2);
+    assert_eq!(
+        count(
+            &tx,
+            "audit_log",
+            &format!("WHERE tenant_id IS DISTINCT FROM '{tenant_a}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&tx, "refresh_tokens", "").await,
+        0,
+        "credentials are for the auth path only"
+    );
+    assert_eq!(count(&tx, "resellers", "").await, 0);
+    // Writing a row for another tenant is refused by the policy's check.
+    let other = id_of("bolt-broadband");
+    let insert = tx
+        .execute_unprepared(&format!(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, created_by, created_at) \
+             VALUES ('key_x', '{other}', 'x', 'dmk_x', 'h', 'usage:write', 'test', now())"
+        ))
+        .await;
+    assert!(insert.is_err(), "insert for another tenant must fail");
+    drop(tx);
+
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "reseller", "", &reseller).await;
+    assert_eq!(
+        count(&tx, "tenants", "").await,
+        1,
+        "the demo reseller owns exactly one tenant"
+    );
+    assert_eq!(count(&tx, "resellers", "").await, 1);
+    assert_eq!(
+        count(&tx, "api_keys", &format!("WHERE tenant_id <> '{tenant_a}'")).await,
+        0
+    );
+    drop(tx);
+
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "all", "", "").await;
+    assert!(count(&tx, "tenants", "").await >= 3);
+    let update = tx
+        .execute_unprepared("UPDATE audit_log SET action = 'forged'")
+        .await;
+    assert!(update.is_err(), "the audit log is append-only");
+    drop(tx);
+
+    // The owner too: the trigger holds for everyone.
+    let tx = owner.begin().await.unwrap();
+    assert!(tx
+        .execute_unprepared("DELETE FROM audit_log")
+        .await
+        .is_err());
+}

@@ -1,0 +1,209 @@
+//! Test harness: a real API server per test (SQLite file for the embedded
+//! mode, a fresh Postgres database + Redis for serve mode), and a small
+//! GraphQL client.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use dotmac_api::app::App;
+use dotmac_api::config::Config;
+use dotmac_api::seed;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "test-password-123";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("DOTMAC_TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("DOTMAC_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..8)
+            .unwrap_or_default()
+    )
+}
+
+/// A fresh database migrated by the owner, and the app role's URL for it.
+pub async fn fresh_postgres() -> (String, String) {
+    let name = unique("dotmac_t");
+    let admin = Database::connect(pg_admin_url())
+        .await
+        .expect("postgres admin connection");
+    admin
+        .execute_unprepared(
+            "DO $$ BEGIN CREATE ROLE dotmac_app LOGIN NOSUPERUSER NOBYPASSRLS;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .await
+        .expect("create app role");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    admin.close().await.ok();
+    let base = pg_admin_url();
+    let base = base
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(base);
+    let owner_url = format!("{base}/{name}");
+    let owner = dotmac_api::store::Store::connect(&owner_url, 2)
+        .await
+        .expect("owner connection");
+    owner.migrate().await.expect("migrate");
+    owner.connection().clone().close().await.ok();
+    let app_url = format!("postgres://dotmac_app@127.0.0.1:5432/{name}");
+    (owner_url, app_url)
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub app: App,
+    /// Owner connection URL (Postgres only), for raw checks.
+    pub owner_url: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.auth.jwt_secret = "a-test-secret-that-is-long-enough-0123456789".into();
+        config.redis_url = redis_url();
+        config.redis_prefix = unique("dotmac_test");
+        // Tests log in many times from one address.
+        config.limits.login_per_minute = 10_000;
+        let (app, owner_url) = match backend {
+            Backend::Sqlite => (
+                dotmac_api::server::embedded_app(config, dir.path())
+                    .await
+                    .unwrap(),
+                None,
+            ),
+            Backend::Postgres => {
+                let (owner, app_url) = fresh_postgres().await;
+                config.database_url = app_url;
+                (
+                    dotmac_api::server::production_app(config).await.unwrap(),
+                    Some(owner),
+                )
+            }
+        };
+        seed::seed_demo(&app, PASSWORD).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let serve_app = app.clone();
+        tokio::spawn(async move {
+            dotmac_api::server::serve(serve_app, listener)
+                .await
+                .unwrap();
+        });
+        TestServer {
+            url,
+            app,
+            owner_url,
+            _dir: dir,
+        }
+    }
+
+    pub fn anonymous(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: self.url.clone(),
+            token: None,
+        }
+    }
+
+    pub async fn login(&self, email: &str) -> Client {
+        self.anonymous().login(email, PASSWORD).await
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: Option<String>,
+}
+
+/// A GraphQL answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn data(&self) -> &Value {
+        assert!(self.errors().is_empty(), "unexpected errors: {}", self.body);
+        &self.body["data"]
+    }
+    pub fn errors(&self) -> Vec<Value> {
+        self.body["errors"].as_array().cloned().unwrap_or_default()
+    }
+    /// The `code` of the first error, if any.
+    pub fn code(&self) -> Option<String> {
+        self.errors()
+            .first()
+            .and_then(|e| e["extensions"]["code"].as_str().map(str::to_owned))
+    }
+    pub fn expect_code(&self, code: &str) -> &Self {
+        assert_eq!(self.code().as_deref(), Some(code), "answer: {}", self.body);
+        self
+    }
+}
+
+impl Client {
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    pub async fn gql(&self, query: &str, variables: Value) -> Answer {
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Client {
+        let a = self
+            .gql(
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+                json!({ "e": email, "p": password }),
+            )
+            .await;
+        let token = a.data()["login"]["accessToken"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        self.with_token(&token)
+    }
+}
