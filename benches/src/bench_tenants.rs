@@ -1,1 +1,326 @@
-fn main() {}
+//! Benchmark of issue #2: `tenants(first: 50)` with nested reseller and
+//! counts through `dotmac serve` on Postgres, side by side with a raw SQL loop
+//! fetching the same rows in the same run; plus `dotmac dev` start-up time
+//! and idle RSS. Run with `deploy/local/bench.sh`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+struct Args {
+    /// The release `dotmac` binary.
+    #[arg(long)]
+    dotmac: PathBuf,
+    /// Concurrent clients (same for both sides).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds each side is measured, after a warm-up of 2 s.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Tenants seeded (the page is always 50).
+    #[arg(long, default_value_t = 500)]
+    tenants: u32,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pg_admin_url: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+}
+
+const QUERY: &str = "{ tenants(first: 50) { edges { node { id name slug state tier reseller { id name } userCount apiKeyCount } } } }";
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Peak and current resident set of a process, in MiB, from /proc.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_http(url: &str, deadline: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let client = reqwest::Client::new();
+    while start.elapsed() < deadline {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("{url} did not answer within {deadline:?}")
+}
+
+async fn seed(owner: &DatabaseConnection, tenants: u32) -> anyhow::Result<()> {
+    let sql = format!(
+        "INSERT INTO resellers (id, name, tier, created_at)
+           SELECT 'rsl_' || lpad(to_hex(g), 32, '0'), 'Reseller ' || g, 'gold', now() FROM generate_series(1, 20) g;
+         INSERT INTO tenants (id, name, slug, state, tier, reseller_id, created_at, updated_at)
+           SELECT 'ten_' || lpad(to_hex(g), 32, '0'), 'Tenant ' || g, 'tenant-' || g, 'active', 'small',
+                  CASE WHEN g % 3 <> 0 THEN 'rsl_' || lpad(to_hex(g % 20 + 1), 32, '0') END, now(), now()
+           FROM generate_series(1, {tenants}) g;
+         INSERT INTO users (id, email, password_hash, role, tenant_id, created_at)
+           SELECT 'usr_' || lpad(to_hex(g * 10 + k), 32, '0'), 'u' || g || '_' || k || '@bench.test', 'x',
+                  'tenant_user', 'ten_' || lpad(to_hex(g), 32, '0'), now()
+           FROM generate_series(1, {tenants}) g, generate_series(1, 3) k;
+         INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, created_by, created_at)
+           SELECT 'key_' || lpad(to_hex(g * 10 + k), 32, '0'), 'ten_' || lpad(to_hex(g), 32, '0'), 'k',
+                  'dmk_' || lpad(to_hex(g * 10 + k), 12, '0'), 'h', 'usage:write', 'bench', now()
+           FROM generate_series(1, {tenants}) g, generate_series(1, 2) k;
+         ANALYZE;"
+    );
+    owner.execute_unprepared(&sql).await?;
+    Ok(())
+}
+
+struct Outcome {
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Runs `op` from `concurrency` tasks for `seconds` after a warm-up.
+async fn drive<F, Fut>(concurrency: usize, seconds: u64, op: F) -> anyhow::Result<Outcome>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let warm_until = Instant::now() + Duration::from_secs(2);
+    let stop_at = warm_until + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (op, hist) = (op.clone(), hist.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new(3).unwrap();
+            loop {
+                let t = Instant::now();
+                if t >= stop_at {
+                    break;
+                }
+                op().await?;
+                if t >= warm_until {
+                    local.record(t.elapsed().as_micros() as u64).unwrap();
+                }
+            }
+            hist.lock().await.add(local).unwrap();
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let h = hist.lock().await;
+    Ok(Outcome {
+        requests: h.len(),
+        rps: h.len() as f64 / seconds as f64,
+        p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+    })
+}
+
+/// The same rows the API returns, fetched the way a hand-written client
+/// would: the page with its counts in one query, then the page's resellers.
+async fn raw_sql_once(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let pg = DbBackend::Postgres;
+    let tenants = db
+        .query_all(Statement::from_string(
+            pg,
+            "SELECT id, name, slug, state, tier, reseller_id, \
+               (SELECT count(*) FROM users u WHERE u.tenant_id = tenants.id) AS user_count, \
+               (SELECT count(*) FROM api_keys k WHERE k.tenant_id = tenants.id AND k.revoked_at IS NULL) AS api_key_count \
+             FROM tenants ORDER BY id LIMIT 51",
+        ))
+        .await?;
+    let mut resellers: Vec<String> = tenants
+        .iter()
+        .filter_map(|r| r.try_get::<Option<String>>("", "reseller_id").ok().flatten())
+        .map(|id| format!("'{id}'"))
+        .collect();
+    resellers.sort();
+    resellers.dedup();
+    if !resellers.is_empty() {
+        db.query_all(Statement::from_string(
+            pg,
+            format!("SELECT id, name, tier FROM resellers WHERE id IN ({})", resellers.join(",")),
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn dev_startup(dotmac: &PathBuf) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for run in ["first start (migrate + seed)", "restart (existing data)"] {
+        let port = free_port();
+        let started = Instant::now();
+        let child = Command::new(dotmac)
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .env("DOTMAC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let child = Killed(child);
+        wait_http(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(30)).await?;
+        let ready = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (_, idle) = rss_mib(child.0.id());
+        println!(
+            "dev {run}: serving after {:.0} ms (goal < 2000 ms); idle RSS {idle:.1} MiB (goal < 100 MiB)",
+            ready.as_secs_f64() * 1000.0
+        );
+        drop(child);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    dev_startup(&args.dotmac).await?;
+
+    let db_name = format!("dotmac_bench_{}", std::process::id());
+    let admin = Database::connect(&args.pg_admin_url).await?;
+    admin
+        .execute_unprepared("DO $$ BEGIN CREATE ROLE dotmac_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        .await?;
+    admin.execute_unprepared(&format!("CREATE DATABASE {db_name}")).await?;
+    let base = args.pg_admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).context("pg url")?;
+    let owner_url = format!("{base}/{db_name}");
+    let app_url = format!("postgres://dotmac_app@127.0.0.1:5432/{db_name}");
+
+    let status = Command::new(&args.dotmac)
+        .arg("migrate")
+        .env("DOTMAC_DATABASE_URL", &owner_url)
+        .env("DOTMAC_LOG", "warn")
+        .status()?;
+    if !status.success() {
+        bail!("dotmac migrate failed");
+    }
+    let mut opts = ConnectOptions::new(owner_url.clone());
+    opts.max_connections(args.concurrency as u32).sqlx_logging(false);
+    let owner = Database::connect(opts).await?;
+    seed(&owner, args.tenants).await?;
+
+    let port = free_port();
+    let env = [
+        ("DOTMAC_DATABASE_URL", app_url.as_str()),
+        ("DOTMAC_REDIS_URL", args.redis_url.as_str()),
+        ("DOTMAC_AUTH__JWT_SECRET", "bench-secret-bench-secret-bench-secret-0001"),
+        ("DOTMAC_LOG", "warn"),
+    ];
+    let status = Command::new(&args.dotmac)
+        .args(["admin", "create-user", "--email", "bench@bench.test", "--role", "platform_admin"])
+        .envs(env)
+        .env("DOTMAC_ADMIN_PASSWORD", "bench-password-123")
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("dotmac admin create-user failed");
+    }
+    let server = Killed(
+        Command::new(&args.dotmac)
+            .arg("serve")
+            .envs(env)
+            .env("DOTMAC_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DOTMAC_DATABASE_POOL_SIZE", args.concurrency.to_string())
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let url = format!("http://127.0.0.1:{port}/graphql");
+    wait_http(&format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(30)).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let login: serde_json::Value = http
+        .post(&url)
+        .json(&json!({ "query": "mutation { login(email: \"bench@bench.test\", password: \"bench-password-123\") { accessToken } }" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["data"]["login"]["accessToken"].as_str().context("login")?.to_owned();
+    // Sanity: the answer has the 50 tenants with their nested fields.
+    let probe: serde_json::Value = http.post(&url).bearer_auth(&token).json(&json!({ "query": QUERY })).send().await?.json().await?;
+    let edges = probe["data"]["tenants"]["edges"].as_array().context("tenants answer")?;
+    if edges.len() != 50 || edges[0]["node"]["userCount"] != 3 {
+        bail!("unexpected answer: {probe}");
+    }
+
+    println!(
+        "\ntenants(first: 50) with reseller + userCount + apiKeyCount; {} tenants; concurrency {}; {} s each",
+        args.tenants, args.concurrency, args.seconds
+    );
+    let body = Arc::new(json!({ "query": QUERY }).to_string());
+    let (h2, url2, token2) = (http.clone(), url.clone(), token.clone());
+    let api = drive(args.concurrency, args.seconds, move || {
+        let (h, u, t, b) = (h2.clone(), url2.clone(), token2.clone(), body.clone());
+        async move {
+            let r = h
+                .post(u)
+                .bearer_auth(t)
+                .header("content-type", "application/json")
+                .body((*b).clone())
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("status {}", r.status());
+            }
+            r.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let (peak, _) = rss_mib(server.0.id());
+    drop(server);
+
+    let owner = Arc::new(owner);
+    let raw = drive(args.concurrency, args.seconds, move || {
+        let db = owner.clone();
+        async move { raw_sql_once(&db).await }
+    })
+    .await?;
+
+    println!("{:<26} {:>10} {:>10} {:>10} {:>10}", "side", "requests", "req/s", "p50 ms", "p99 ms");
+    for (name, o) in [("API (dotmac serve)", &api), ("raw SQL baseline", &raw)] {
+        println!("{:<26} {:>10} {:>10.0} {:>10.2} {:>10.2}", name, o.requests, o.rps, o.p50_ms, o.p99_ms);
+    }
+    println!(
+        "ratio API / raw SQL: {:.2} (goal >= 0.30); API p99 {:.2} ms (goal < 20 ms); API rate {:.0}/s (goal >= 5000/s)",
+        api.rps / raw.rps,
+        api.p99_ms,
+        api.rps
+    );
+    println!("API process peak RSS under load: {peak:.1} MiB (goal < 150 MiB)");
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}

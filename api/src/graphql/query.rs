@@ -54,16 +54,24 @@ impl QueryRoot {
             search: filter.search,
         };
         let node = gctx.look_ahead().field("edges").field("node");
+        let with_counts = node.field("userCount").exists() || node.field("apiKeyCount").exists();
         let tx = app.store.begin(&p.scope).await?;
-        let rows = tenants::list(&tx, &p.scope, &filter, page).await?;
-        // Nested fields for the whole page in one query each, not one per tenant.
         let mut batch = TenantBatch::default();
+        let rows = if with_counts {
+            let page = tenants::list_with_counts(&tx, &p.scope, &filter, page).await?;
+            let mut rows = Vec::with_capacity(page.items.len());
+            for t in page.items {
+                batch.user_counts.insert(t.row.id.clone(), t.user_count);
+                batch.api_key_counts.insert(t.row.id.clone(), t.api_key_count);
+                rows.push(t.row);
+            }
+            crate::store::Page { items: rows, has_next: page.has_next }
+        } else {
+            tenants::list(&tx, &p.scope, &filter, page).await?
+        };
+        // Resellers of the whole page in one query, not one per tenant.
         if node.field("reseller").exists() {
-            let mut ids: Vec<String> = rows
-                .items
-                .iter()
-                .filter_map(|t| t.reseller_id.clone())
-                .collect();
+            let mut ids: Vec<String> = rows.items.iter().filter_map(|t| t.reseller_id.clone()).collect();
             ids.sort_unstable();
             ids.dedup();
             batch.resellers = resellers::get_many(&tx, &p.scope, &ids)
@@ -71,11 +79,6 @@ impl QueryRoot {
                 .into_iter()
                 .map(|r| (r.id.clone(), r))
                 .collect();
-        }
-        if node.field("userCount").exists() || node.field("apiKeyCount").exists() {
-            let ids: Vec<String> = rows.items.iter().map(|t| t.id.clone()).collect();
-            (batch.user_counts, batch.api_key_counts) =
-                tenants::counts(&tx, &p.scope, &ids).await?;
         }
         tx.commit().await?;
         let batch = Arc::new(batch);
