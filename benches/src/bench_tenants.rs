@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -60,7 +62,11 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_http(url: &str, deadline: Duration) -> anyhow::Result<Duration> {
@@ -162,7 +168,11 @@ async fn raw_sql_once(db: &DatabaseConnection) -> anyhow::Result<()> {
         .await?;
     let mut resellers: Vec<String> = tenants
         .iter()
-        .filter_map(|r| r.try_get::<Option<String>>("", "reseller_id").ok().flatten())
+        .filter_map(|r| {
+            r.try_get::<Option<String>>("", "reseller_id")
+                .ok()
+                .flatten()
+        })
         .map(|id| format!("'{id}'"))
         .collect();
     resellers.sort();
@@ -170,7 +180,10 @@ async fn raw_sql_once(db: &DatabaseConnection) -> anyhow::Result<()> {
     if !resellers.is_empty() {
         db.query_all(Statement::from_string(
             pg,
-            format!("SELECT id, name, tier FROM resellers WHERE id IN ({})", resellers.join(",")),
+            format!(
+                "SELECT id, name, tier FROM resellers WHERE id IN ({})",
+                resellers.join(",")
+            ),
         ))
         .await?;
     }
@@ -183,14 +196,23 @@ async fn dev_startup(dotmac: &PathBuf) -> anyhow::Result<()> {
         let port = free_port();
         let started = Instant::now();
         let child = Command::new(dotmac)
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "dev",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("DOTMAC_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
         let child = Killed(child);
-        wait_http(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(30)).await?;
+        wait_http(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(30),
+        )
+        .await?;
         let ready = started.elapsed();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (_, idle) = rss_mib(child.0.id());
@@ -213,8 +235,14 @@ async fn main() -> anyhow::Result<()> {
     admin
         .execute_unprepared("DO $$ BEGIN CREATE ROLE dotmac_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
         .await?;
-    admin.execute_unprepared(&format!("CREATE DATABASE {db_name}")).await?;
-    let base = args.pg_admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).context("pg url")?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {db_name}"))
+        .await?;
+    let base = args
+        .pg_admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .context("pg url")?;
     let owner_url = format!("{base}/{db_name}");
     let app_url = format!("postgres://dotmac_app@127.0.0.1:5432/{db_name}");
 
@@ -227,7 +255,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("dotmac migrate failed");
     }
     let mut opts = ConnectOptions::new(owner_url.clone());
-    opts.max_connections(args.concurrency as u32).sqlx_logging(false);
+    opts.max_connections(args.concurrency as u32)
+        .sqlx_logging(false);
     let owner = Database::connect(opts).await?;
     seed(&owner, args.tenants).await?;
 
@@ -235,11 +264,21 @@ async fn main() -> anyhow::Result<()> {
     let env = [
         ("DOTMAC_DATABASE_URL", app_url.as_str()),
         ("DOTMAC_REDIS_URL", args.redis_url.as_str()),
-        ("DOTMAC_AUTH__JWT_SECRET", "bench-secret-bench-secret-bench-secret-0001"),
+        (
+            "DOTMAC_AUTH__JWT_SECRET",
+            "bench-secret-bench-secret-bench-secret-0001",
+        ),
         ("DOTMAC_LOG", "warn"),
     ];
     let status = Command::new(&args.dotmac)
-        .args(["admin", "create-user", "--email", "bench@bench.test", "--role", "platform_admin"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "bench@bench.test",
+            "--role",
+            "platform_admin",
+        ])
         .envs(env)
         .env("DOTMAC_ADMIN_PASSWORD", "bench-password-123")
         .stdout(Stdio::null())
@@ -257,8 +296,14 @@ async fn main() -> anyhow::Result<()> {
             .spawn()?,
     );
     let url = format!("http://127.0.0.1:{port}/graphql");
-    wait_http(&format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(30)).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    wait_http(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let login: serde_json::Value = http
         .post(&url)
         .json(&json!({ "query": "mutation { login(email: \"bench@bench.test\", password: \"bench-password-123\") { accessToken } }" }))
@@ -266,10 +311,22 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let token = login["data"]["login"]["accessToken"].as_str().context("login")?.to_owned();
+    let token = login["data"]["login"]["accessToken"]
+        .as_str()
+        .context("login")?
+        .to_owned();
     // Sanity: the answer has the 50 tenants with their nested fields.
-    let probe: serde_json::Value = http.post(&url).bearer_auth(&token).json(&json!({ "query": QUERY })).send().await?.json().await?;
-    let edges = probe["data"]["tenants"]["edges"].as_array().context("tenants answer")?;
+    let probe: serde_json::Value = http
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&json!({ "query": QUERY }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let edges = probe["data"]["tenants"]["edges"]
+        .as_array()
+        .context("tenants answer")?;
     if edges.len() != 50 || edges[0]["node"]["userCount"] != 3 {
         bail!("unexpected answer: {probe}");
     }
@@ -308,9 +365,15 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
 
-    println!("{:<26} {:>10} {:>10} {:>10} {:>10}", "side", "requests", "req/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>10}",
+        "side", "requests", "req/s", "p50 ms", "p99 ms"
+    );
     for (name, o) in [("API (dotmac serve)", &api), ("raw SQL baseline", &raw)] {
-        println!("{:<26} {:>10} {:>10.0} {:>10.2} {:>10.2}", name, o.requests, o.rps, o.p50_ms, o.p99_ms);
+        println!(
+            "{:<26} {:>10} {:>10.0} {:>10.2} {:>10.2}",
+            name, o.requests, o.rps, o.p50_ms, o.p99_ms
+        );
     }
     println!(
         "ratio API / raw SQL: {:.2} (goal >= 0.30); API p99 {:.2} ms (goal < 20 ms); API rate {:.0}/s (goal >= 5000/s)",

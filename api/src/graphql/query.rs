@@ -62,16 +62,25 @@ impl QueryRoot {
             let mut rows = Vec::with_capacity(page.items.len());
             for t in page.items {
                 batch.user_counts.insert(t.row.id.clone(), t.user_count);
-                batch.api_key_counts.insert(t.row.id.clone(), t.api_key_count);
+                batch
+                    .api_key_counts
+                    .insert(t.row.id.clone(), t.api_key_count);
                 rows.push(t.row);
             }
-            crate::store::Page { items: rows, has_next: page.has_next }
+            crate::store::Page {
+                items: rows,
+                has_next: page.has_next,
+            }
         } else {
             tenants::list(&tx, &p.scope, &filter, page).await?
         };
         // Resellers of the whole page in one query, not one per tenant.
         if node.field("reseller").exists() {
-            let mut ids: Vec<String> = rows.items.iter().filter_map(|t| t.reseller_id.clone()).collect();
+            let mut ids: Vec<String> = rows
+                .items
+                .iter()
+                .filter_map(|t| t.reseller_id.clone())
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             batch.resellers = resellers::get_many(&tx, &p.scope, &ids)

@@ -86,7 +86,11 @@ pub async fn list(
     Ok(into_page(rows, page.first))
 }
 
-fn list_query(scope: &Scope, filter: &TenantFilter, page: PageRequest<'_>) -> sea_orm::Select<tenant::Entity> {
+fn list_query(
+    scope: &Scope,
+    filter: &TenantFilter,
+    page: PageRequest<'_>,
+) -> sea_orm::Select<tenant::Entity> {
     let mut cond = tenant_rows_in(scope);
     if let Some(state) = filter.state {
         cond = cond.add(tenant::Column::State.eq(state.as_str()));

@@ -12,8 +12,11 @@ mod support;
 /// regenerate with `cargo run -- schema > schema/dotmac.graphql`.
 #[test]
 fn committed_sdl_has_not_drifted() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/dotmac.graphql"))
-        .expect("schema/dotmac.graphql");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schema/dotmac.graphql"
+    ))
+    .expect("schema/dotmac.graphql");
     assert!(
         committed == dotmac_api::graphql::sdl(),
         "schema/dotmac.graphql is stale: run `cargo run -- schema > schema/dotmac.graphql`"
