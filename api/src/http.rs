@@ -19,16 +19,17 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::app::{App, RequestCtx};
 use crate::domain::identity;
 use crate::error::{ApiError, ApiResult};
-use crate::graphql::AppSchema;
+use crate::graphql::errors::{check_aliases, with_codes};
+use crate::graphql::Schemas;
 use crate::ratelimit::Rate;
 
 #[derive(Clone)]
 struct HttpState {
     app: App,
-    schema: AppSchema,
+    schemas: Schemas,
 }
 
-pub fn router(app: App, schema: AppSchema) -> Router {
+pub fn router(app: App, schemas: Schemas) -> Router {
     let limit = app.config.limits.max_body_bytes;
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -37,7 +38,7 @@ pub fn router(app: App, schema: AppSchema) -> Router {
         .route("/readyz", get(ready))
         .route("/v1/whoami", get(whoami))
         .layer(RequestBodyLimitLayer::new(limit))
-        .with_state(HttpState { app, schema })
+        .with_state(HttpState { app, schemas })
 }
 
 /// Resolves the caller of a request from `Authorization: Bearer …` (a JWT
@@ -142,8 +143,17 @@ async fn graphql_post(
         Err(e) => return error_response(e),
     };
     let id = rc.request_id.clone();
-    let mut resp: Response =
-        GraphQLResponse::from(st.schema.execute(req.into_inner().data(rc)).await).into_response();
+    let mut req = req.into_inner();
+    // Parsed here for the alias limit; execution reuses the parsed document.
+    let max_aliases = st.app.config.graphql.max_aliases;
+    let checked = req
+        .parsed_query()
+        .and_then(|doc| check_aliases(doc, max_aliases));
+    let answer = match checked {
+        Ok(()) => st.schemas.http.execute(req.data(rc)).await,
+        Err(e) => async_graphql::Response::from_errors(vec![e]),
+    };
+    let mut resp: Response = GraphQLResponse::from(with_codes(answer)).into_response();
     if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
         resp.headers_mut().insert("x-request-id", id);
     }
@@ -181,7 +191,8 @@ async fn graphql_get(State(st): State<HttpState>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let rid = request_id(&parts.headers);
-    let HttpState { app, schema } = st;
+    let HttpState { app, schemas } = st;
+    let schema = schemas.ws;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::events::{LocalBus, RedisBus};
-use crate::graphql::build_schema;
+use crate::graphql::build_schemas;
 use crate::ratelimit::{LocalLimiter, RedisLimiter};
 use crate::store::Store;
 
@@ -106,9 +106,9 @@ fn dev_secret(data_dir: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Serves the API on `listener` until ctrl-c or SIGTERM, then drains.
 pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
-    let schema = build_schema(app.clone());
+    let schemas = build_schemas(app.clone());
     let router =
-        crate::http::router(app, schema).into_make_service_with_connect_info::<SocketAddr>();
+        crate::http::router(app, schemas).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -20,20 +20,37 @@ pub use subscription::SubscriptionRoot;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Builds the schema with the limits from the configuration.
-pub fn build_schema(app: App) -> AppSchema {
+/// The schemas of one process: `http` answers queries and mutations (the
+/// HTTP handler applies error codes and the alias limit), `ws` serves
+/// subscriptions with the [`errors::ErrorCodes`] extension doing the same.
+#[derive(Clone)]
+pub struct Schemas {
+    pub http: AppSchema,
+    pub ws: AppSchema,
+}
+
+/// Builds the schemas with the limits from the configuration.
+pub fn build_schemas(app: App) -> Schemas {
     let cfg = app.config.graphql.clone();
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(app)
-        .limit_depth(cfg.max_depth)
-        .limit_complexity(cfg.max_complexity)
-        .extension(errors::ErrorCodes {
-            max_aliases: cfg.max_aliases,
-        });
-    if !cfg.introspection {
-        builder = builder.disable_introspection();
+    let base = || {
+        let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+            .data(app.clone())
+            .limit_depth(cfg.max_depth)
+            .limit_complexity(cfg.max_complexity);
+        if cfg.introspection {
+            builder
+        } else {
+            builder.disable_introspection()
+        }
+    };
+    Schemas {
+        http: base().finish(),
+        ws: base()
+            .extension(errors::ErrorCodes {
+                max_aliases: cfg.max_aliases,
+            })
+            .finish(),
     }
-    builder.finish()
 }
 
 /// The SDL of the schema, committed as `schema/dotmac.graphql`.
