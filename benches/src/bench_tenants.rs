@@ -61,6 +61,16 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// CPU seconds (user + system) a process has used, from /proc (100 ticks/s).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -337,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let body = Arc::new(json!({ "query": QUERY }).to_string());
     let (h2, url2, token2) = (http.clone(), url.clone(), token.clone());
+    let cpu_before = cpu_secs(server.0.id());
     let api = drive(args.concurrency, args.seconds, move || {
         let (h, u, t, b) = (h2.clone(), url2.clone(), token2.clone(), body.clone());
         async move {
@@ -356,6 +367,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let (peak, _) = rss_mib(server.0.id());
+    let api_cpu_ms = (cpu_secs(server.0.id()) - cpu_before) * 1000.0 / api.requests.max(1) as f64;
     drop(server);
 
     let owner = Arc::new(owner);
@@ -382,6 +394,7 @@ async fn main() -> anyhow::Result<()> {
         api.rps
     );
     println!("API process peak RSS under load: {peak:.1} MiB (goal < 150 MiB)");
+    println!("API process CPU per request (incl. warm-up): {api_cpu_ms:.2} ms");
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
         .await?;
