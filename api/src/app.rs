@@ -27,6 +27,8 @@ pub struct App {
 #[derive(Debug, Clone, Default)]
 pub struct RequestCtx {
     pub principal: Option<Principal>,
+    /// When the caller's access token expires; long-lived subscriptions end then.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub request_id: Option<String>,
     pub client_ip: Option<IpAddr>,
 }

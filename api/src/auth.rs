@@ -7,7 +7,7 @@ use argon2::password_hash::{
 };
 use argon2::Argon2;
 use base64::Engine;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use dotmac_schema::{Principal, PrincipalKind, ResellerId, Role, Scope, TenantId, UserId};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -113,13 +113,16 @@ impl TokenKeys {
             .map_err(|e| ApiError::Internal(InternalError::Token(e)))
     }
 
-    /// The principal an access token stands for; any defect is UNAUTHENTICATED.
-    pub fn verify(&self, token: &str) -> ApiResult<Principal> {
+    /// The principal an access token stands for and when the token expires;
+    /// any defect is UNAUTHENTICATED.
+    pub fn verify(&self, token: &str) -> ApiResult<(Principal, DateTime<Utc>)> {
         let mut validation = Validation::default();
         validation.leeway = 5;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| ApiError::Unauthenticated("invalid or expired access token".into()))?;
-        principal_from_claims(data.claims)
+        let expires_at = DateTime::from_timestamp(data.claims.exp, 0)
+            .ok_or_else(|| ApiError::Unauthenticated("malformed access token".into()))?;
+        Ok((principal_from_claims(data.claims)?, expires_at))
     }
 }
 
@@ -211,7 +214,8 @@ mod tests {
             created_at: Utc::now(),
         };
         let token = keys.issue(&user).unwrap();
-        let p = keys.verify(&token).unwrap();
+        let (p, expires_at) = keys.verify(&token).unwrap();
+        assert!(expires_at > Utc::now() + Duration::minutes(29));
         assert_eq!(
             p.scope,
             Scope::Tenant(user.tenant_id.clone().unwrap().parse().unwrap())

@@ -41,22 +41,42 @@ pub fn router(app: App, schemas: Schemas) -> Router {
         .with_state(HttpState { app, schemas })
 }
 
-/// Resolves the caller of a request from `Authorization: Bearer …` (a JWT
-/// access token or a `dmk_` API key). No header means anonymous.
+fn bearer(value: &str) -> ApiResult<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthenticated("authorization must be `Bearer <token>`".into()))
+}
+
+/// The caller of a `/v1` request: a `dmk_` API key or a user's access token.
+/// No header means anonymous.
 pub async fn principal_from(
     app: &App,
     authorization: Option<&str>,
 ) -> ApiResult<Option<dotmac_schema::Principal>> {
-    let Some(value) = authorization else {
+    let Some(token) = authorization.map(bearer).transpose()? else {
         return Ok(None);
     };
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::Unauthenticated("authorization must be `Bearer <token>`".into()))?
-        .trim();
     if token.starts_with(crate::auth::API_KEY_PREFIX) {
         return identity::authenticate_api_key(app, token).await.map(Some);
+    }
+    app.keys.verify(token).map(|(p, _)| Some(p))
+}
+
+/// The caller of a GraphQL request: users only. API keys are service
+/// credentials for the `/v1` endpoints and carry no GraphQL permissions.
+pub fn user_from(
+    app: &App,
+    authorization: Option<&str>,
+) -> ApiResult<Option<(dotmac_schema::Principal, chrono::DateTime<chrono::Utc>)>> {
+    let Some(token) = authorization.map(bearer).transpose()? else {
+        return Ok(None);
+    };
+    if token.starts_with(crate::auth::API_KEY_PREFIX) {
+        return Err(ApiError::Unauthenticated(
+            "API keys authenticate the /v1 endpoints, not GraphQL; sign in as a user".into(),
+        ));
     }
     app.keys.verify(token).map(Some)
 }
@@ -121,12 +141,13 @@ async fn request_ctx(
     peer: Option<SocketAddr>,
 ) -> ApiResult<RequestCtx> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let principal = principal_from(app, auth).await?;
+    let (principal, expires_at) = user_from(app, auth)?.unzip();
     if let Some(p) = &principal {
         rate_limit(app, &p.scope).await?;
     }
     Ok(RequestCtx {
         principal,
+        expires_at,
         request_id: Some(request_id(headers)),
         client_ip: peer.map(|a| a.ip()),
     })
@@ -204,12 +225,13 @@ async fn graphql_get(State(st): State<HttpState>, req: Request) -> Response {
                         .iter()
                         .find_map(|k| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned));
                     let auth = from_payload.or(header_auth);
-                    let principal = principal_from(&app, auth.as_deref())
-                        .await
-                        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                    let (principal, expires_at) = user_from(&app, auth.as_deref())
+                        .map_err(|e| async_graphql::Error::new(e.to_string()))?
+                        .unzip();
                     let mut data = Data::default();
                     data.insert(RequestCtx {
                         principal,
+                        expires_at,
                         request_id: Some(rid),
                         client_ip: None,
                     });

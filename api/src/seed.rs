@@ -96,6 +96,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
             },
             scope: Scope::All,
         }),
+        expires_at: None,
         request_id: Some("demo-seed".into()),
         client_ip: None,
     };

@@ -173,8 +173,18 @@ const PG_RLS: &[&str] = &[
          GRANT USAGE ON SCHEMA public TO dotmac_app;
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO dotmac_app;
          REVOKE UPDATE, DELETE ON audit_log FROM dotmac_app;
+         REVOKE ALL ON seaql_migrations FROM dotmac_app;
        END IF;
      END $$",
+    // Policies bind the tables' owner too, so pointing `serve` at the owner's
+    // URL by mistake does not switch isolation off.
+    "ALTER TABLE tenants FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE resellers FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE users FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE api_keys FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE invitations FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE audit_log FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE refresh_tokens FORCE ROW LEVEL SECURITY",
 ];
 
 #[async_trait::async_trait]

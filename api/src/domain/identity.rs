@@ -50,22 +50,48 @@ pub async fn login(
         )
         .await?;
     let email_in = email_in.trim().to_lowercase();
+    let now = Utc::now();
+    // Step 1, short transaction: count the attempt before the password is
+    // checked, so parallel guesses cannot all slip under the lockout.
     let tx = app.store.begin_system().await?;
-    let Some(user) = users::find_by_email_system(&tx, &email_in).await? else {
+    let Some(found) = users::find_by_email_system(&tx, &email_in).await? else {
+        tx.commit().await?;
         // Spend the same time as a real check so timing does not reveal accounts.
         let _ = hash_password(password.to_owned()).await;
         return Err(bad_credentials());
     };
-    let now = Utc::now();
-    if let Some(until) = user.locked_until.filter(|u| *u > now) {
-        return Err(ApiError::Unauthenticated(format!(
-            "account locked after repeated failures until {}",
-            until.format("%Y-%m-%dT%H:%M:%SZ")
-        )));
+    let user = users::reserve_attempt(&tx, &found.id, now).await?;
+    if user.locked_until.is_some_and(|u| u > now) {
+        // The same answer as a wrong password: no account oracle.
+        tx.commit().await?;
+        return Err(bad_credentials());
     }
-    if !verify_password(password.to_owned(), user.password_hash.clone()).await? {
-        let lock_until = now + Duration::minutes(app.config.auth.lockout_minutes);
-        users::record_failure(&tx, &user, app.config.auth.lockout_failures, lock_until).await?;
+    if user.failed_logins > app.config.auth.lockout_failures {
+        let until = now + Duration::minutes(app.config.auth.lockout_minutes);
+        users::lock(&tx, &user.id, until).await?;
+        audit::record(
+            &tx,
+            None,
+            ctx.request_id.as_deref(),
+            AuditEntry {
+                action: "auth.locked",
+                tenant_id: user.tenant_id.clone(),
+                reseller_id: user.reseller_id.clone(),
+                object_id: Some(user.id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(bad_credentials());
+    }
+    tx.commit().await?;
+    // Step 2, outside any transaction: the deliberately slow hash check
+    // must not hold a pooled connection.
+    let ok = verify_password(password.to_owned(), user.password_hash.clone()).await?;
+    // Step 3: record the outcome.
+    let tx = app.store.begin_system().await?;
+    if !ok {
         audit::record(
             &tx,
             None,
@@ -82,7 +108,7 @@ pub async fn login(
         tx.commit().await?;
         return Err(bad_credentials());
     }
-    users::record_success(&tx, &user).await?;
+    users::record_success(&tx, &user.id).await?;
     let principal = auth::user_principal(&user)?;
     let session = open_session(app, &tx, user, None).await?;
     audit::record(
@@ -141,7 +167,12 @@ pub async fn refresh(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<Sess
         .await?
         .ok_or_else(invalid)?;
     let now = Utc::now();
-    if row.revoked_at.is_some() {
+    // A token already rotated (or rotated by a concurrent request right now)
+    // has leaked: end the whole family.
+    let reused = row.revoked_at.is_some() || {
+        row.expires_at > now && !tokens::revoke_if_live(&tx, &row, now).await?
+    };
+    if reused {
         tokens::revoke_family(&tx, &row.family_id, now).await?;
         audit::record(
             &tx,
@@ -160,10 +191,22 @@ pub async fn refresh(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<Sess
     if row.expires_at <= now {
         return Err(invalid());
     }
-    tokens::revoke_one(&tx, &row, now).await?;
     let user_id: UserId = parse_id("refreshToken", &row.user_id)?;
     let user = users::get(&tx, &Scope::All, &user_id).await?;
     let session = open_session(app, &tx, user, Some(row.family_id.clone())).await?;
+    audit::record(
+        &tx,
+        Some(&auth::user_principal(&session.user)?),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "auth.refresh",
+            tenant_id: session.user.tenant_id.clone(),
+            reseller_id: session.user.reseller_id.clone(),
+            object_id: Some(session.user.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(session)
 }
@@ -221,13 +264,17 @@ pub async fn change_password(
     auth::check_password_strength("newPassword", new)?;
     let tx = app.store.begin(&p.scope).await?;
     let user = users::get(&tx, &p.scope, id).await?;
+    tx.commit().await?;
+    // Hashing happens outside any transaction (it is slow on purpose).
     if !verify_password(current.to_owned(), user.password_hash.clone()).await? {
         return Err(ApiError::validation(
             "currentPassword",
             "is not the current password",
         ));
     }
-    users::set_password(&tx, &user, hash_password(new.to_owned()).await?).await?;
+    let hash = hash_password(new.to_owned()).await?;
+    let tx = app.store.begin(&p.scope).await?;
+    users::set_password(&tx, &user, hash).await?;
     audit::record(
         &tx,
         Some(p),
@@ -241,6 +288,11 @@ pub async fn change_password(
         },
     )
     .await?;
+    tx.commit().await?;
+    // Every other session of the user ends: refresh tokens are readable only
+    // on the authentication path, hence the system transaction.
+    let tx = app.store.begin_system().await?;
+    tokens::revoke_all_of_user(&tx, &user.id, Utc::now()).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -359,6 +411,8 @@ pub async fn accept_invitation(
 ) -> ApiResult<Session> {
     auth::check_password_strength("password", password)?;
     let invalid = || ApiError::validation("token", "invitation is unknown, used or expired");
+    // Hash before the transaction: it is slow on purpose.
+    let password_hash = hash_password(password.to_owned()).await?;
     let tx = app.store.begin_system().await?;
     let inv = tokens::find_invitation_system(&tx, &hash_secret(token))
         .await?
@@ -376,7 +430,7 @@ pub async fn accept_invitation(
                 .map(str::trim)
                 .filter(|n| !n.is_empty())
                 .map(str::to_owned),
-            password_hash: hash_password(password.to_owned()).await?,
+            password_hash,
             role: inv.role.clone(),
             tenant_id: inv.tenant_id.clone(),
             reseller_id: inv.reseller_id.clone(),
@@ -423,6 +477,7 @@ pub async fn create_user_system(
             "does not fit the given tenant/reseller",
         ));
     }
+    let password_hash = hash_password(password.to_owned()).await?;
     let tx = app.store.begin_system().await?;
     let user = users::insert(
         &tx,
@@ -430,7 +485,7 @@ pub async fn create_user_system(
             id: UserId::new().to_string(),
             email: email_v,
             name: None,
-            password_hash: hash_password(password.to_owned()).await?,
+            password_hash,
             role: role.as_str().to_owned(),
             tenant_id,
             reseller_id,

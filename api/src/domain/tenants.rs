@@ -12,6 +12,7 @@ use crate::app::{App, RequestCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::events::TenantEvent;
 use crate::store::audit::{self, AuditEntry};
+use crate::store::entity::tenant;
 use crate::store::resellers;
 use crate::store::tenants::{self, TenantRow};
 
@@ -125,11 +126,11 @@ pub async fn update(
         Role::TenantAdmin,
     ])?;
     let id: TenantId = parse_id("id", id)?;
-    let tx = app.store.begin(&p.scope).await?;
-    let before = tenants::get(&tx, &p.scope, &id).await?;
-    let mut row = before.clone();
+    use sea_orm::ActiveValue::Set;
+    // Validate everything before touching the store.
+    let mut changes = tenant::ActiveModel::default();
     if let Some(n) = patch.name.as_deref() {
-        row.name = required_text("input.name", n, NAME_MAX)?;
+        changes.name = Set(required_text("input.name", n, NAME_MAX)?);
     }
     // The slug and the tier shape the tenant's instance: operators' business.
     if patch.slug.is_some() || patch.tier.is_some() {
@@ -140,20 +141,32 @@ pub async fn update(
         }
         if let Some(s) = patch.slug.as_deref() {
             validate_slug(s).map_err(|e| ApiError::bad_slug("input.slug", e))?;
-            row.slug = s.to_owned();
+            changes.slug = Set(s.to_owned());
         }
         if let Some(t) = patch.tier {
-            row.tier = t.as_str().to_owned();
+            changes.tier = Set(t.as_str().to_owned());
         }
     }
     if let Some(n) = patch.contact_name.as_deref() {
-        row.contact_name = Some(required_text("input.contactName", n, NAME_MAX)?);
+        changes.contact_name = Set(Some(required_text("input.contactName", n, NAME_MAX)?));
     }
     if let Some(e) = patch.contact_email.as_deref() {
-        row.contact_email = Some(email("input.contactEmail", e)?);
+        changes.contact_email = Set(Some(email("input.contactEmail", e)?));
     }
-    row.updated_at = Utc::now();
-    let row = tenants::save(&tx, row).await?;
+    changes.updated_at = Set(Utc::now());
+    let tx = app.store.begin(&p.scope).await?;
+    let before = tenants::get(&tx, &p.scope, &id).await?;
+    let row = tenants::update_columns(&tx, &p.scope, &id, changes).await?;
+    let describe = |t: &TenantRow| {
+        format!(
+            "name={}|slug={}|tier={}|contact={}<{}>",
+            t.name,
+            t.slug,
+            t.tier,
+            t.contact_name.as_deref().unwrap_or(""),
+            t.contact_email.as_deref().unwrap_or("")
+        )
+    };
     audit::record(
         &tx,
         Some(p),
@@ -163,8 +176,8 @@ pub async fn update(
             tenant_id: Some(row.id.clone()),
             reseller_id: row.reseller_id.clone(),
             object_id: Some(row.id.clone()),
-            before: Some(format!("{}|{}|{}", before.name, before.slug, before.tier)),
-            after: Some(format!("{}|{}|{}", row.name, row.slug, row.tier)),
+            before: Some(describe(&before)),
+            after: Some(describe(&row)),
         },
     )
     .await?;
@@ -192,11 +205,13 @@ pub async fn transition(
     let from = TenantState::parse(&before.state)
         .ok_or_else(|| ApiError::internal(format!("unknown tenant state {:?}", before.state)))?;
     let to = from.apply(action)?;
-    let mut row = before.clone();
-    row.state = to.as_str().to_owned();
-    row.state_reason = why.clone();
-    row.updated_at = Utc::now();
-    let row = tenants::save(&tx, row).await?;
+    if !tenants::compare_and_set_state(&tx, &p.scope, &id, from, to, why.clone()).await? {
+        return Err(ApiError::conflict(
+            "id",
+            "the tenant changed state while this request ran; read it again and retry",
+        ));
+    }
+    let row = tenants::get(&tx, &p.scope, &id).await?;
     audit::record(
         &tx,
         Some(p),

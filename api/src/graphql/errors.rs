@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
 };
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Response, ServerError, ServerResult, Value, Variables};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -144,6 +144,18 @@ impl Extension for ErrorCodesExt {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         check_aliases(&doc, self.max_aliases)?;
+        // Queries and mutations go over HTTP, where each one is authenticated
+        // and rate-limited; a socket only carries subscriptions.
+        let only_subscriptions = doc
+            .operations
+            .iter()
+            .all(|(_, op)| op.node.ty == OperationType::Subscription);
+        if !only_subscriptions {
+            return Err(ServerError::new(
+                "only subscriptions are served over WebSocket; send queries and mutations over HTTP",
+                None,
+            ));
+        }
         Ok(doc)
     }
 }

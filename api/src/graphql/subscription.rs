@@ -20,7 +20,14 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = TenantEvent>> {
         let (app, rc) = ctx(gctx);
         let scope = rc.principal()?.scope.clone();
-        let events = BroadcastStream::new(app.bus.subscribe());
+        // A subscription lives no longer than the token that opened it.
+        let remaining = rc
+            .expires_at
+            .map(|exp| (exp - chrono::Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::MAX);
+        let expired =
+            tokio::time::sleep(remaining.min(std::time::Duration::from_secs(86_400 * 365)));
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(expired);
         Ok(events.filter_map(move |e| {
             let visible = e.ok().filter(|e| {
                 let Ok(tenant) = e.tenant_id.parse::<TenantId>() else {

@@ -77,8 +77,9 @@ impl Store {
         dotmac_migrations::Migrator::up(&self.db, None).await
     }
 
-    /// Whether the connected Postgres role ignores row-level security
-    /// (superuser or BYPASSRLS). Always false on SQLite, which has none.
+    /// Whether row-level security would not bind this connection: the role is
+    /// a superuser or BYPASSRLS, or the policies are not active for it.
+    /// Always false on SQLite, which has none.
     pub async fn role_bypasses_rls(&self) -> Result<bool, sea_orm::DbErr> {
         if self.backend() != DbBackend::Postgres {
             return Ok(false);
@@ -87,7 +88,8 @@ impl Store {
             .db
             .query_one(Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT (rolsuper OR rolbypassrls) AS bypass FROM pg_roles WHERE rolname = current_user",
+                "SELECT (rolsuper OR rolbypassrls OR NOT row_security_active('public.tenants')) AS bypass \
+                 FROM pg_roles WHERE rolname = current_user",
             ))
             .await?;
         Ok(match row {

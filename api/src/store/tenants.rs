@@ -126,16 +126,50 @@ pub async fn insert(tx: &Tx, row: TenantRow) -> ApiResult<TenantRow> {
     })
 }
 
-/// Writes every column of `row` (already checked to be in scope).
-pub async fn save(tx: &Tx, row: TenantRow) -> ApiResult<TenantRow> {
-    let active = tenant::ActiveModel::from(row).reset_all();
-    active.update(tx).await.map_err(|e| {
-        if super::is_unique_violation(&e) {
-            ApiError::conflict("input.slug", "a tenant with this slug already exists")
-        } else {
-            e.into()
-        }
-    })
+/// Writes only the columns set in `changes` (so a concurrent state change is
+/// not overwritten), for a tenant visible in `scope`.
+pub async fn update_columns(
+    tx: &Tx,
+    scope: &Scope,
+    id: &TenantId,
+    changes: tenant::ActiveModel,
+) -> ApiResult<TenantRow> {
+    tenant::Entity::update_many()
+        .set(changes)
+        .filter(tenant::Column::Id.eq(id.as_str()))
+        .filter(tenant_rows_in(scope))
+        .exec(tx)
+        .await
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                ApiError::conflict("input.slug", "a tenant with this slug already exists")
+            } else {
+                e.into()
+            }
+        })?;
+    get(tx, scope, id).await
+}
+
+/// Moves a tenant from `from` to `to` only if it is still in `from`; false
+/// when a concurrent transition got there first.
+pub async fn compare_and_set_state(
+    tx: &Tx,
+    scope: &Scope,
+    id: &TenantId,
+    from: TenantState,
+    to: TenantState,
+    reason: Option<String>,
+) -> ApiResult<bool> {
+    let done = tenant::Entity::update_many()
+        .col_expr(tenant::Column::State, Expr::value(to.as_str()))
+        .col_expr(tenant::Column::StateReason, Expr::value(reason))
+        .col_expr(tenant::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(tenant::Column::Id.eq(id.as_str()))
+        .filter(tenant::Column::State.eq(from.as_str()))
+        .filter(tenant_rows_in(scope))
+        .exec(tx)
+        .await?;
+    Ok(done.rows_affected == 1)
 }
 
 #[derive(FromQueryResult)]

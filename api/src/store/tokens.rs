@@ -39,10 +39,26 @@ pub async fn revoke_family(tx: &Tx, family_id: &str, now: DateTime<Utc>) -> ApiR
     Ok(())
 }
 
-pub async fn revoke_one(tx: &Tx, row: &RefreshRow, now: DateTime<Utc>) -> ApiResult<()> {
-    let mut active: refresh_token::ActiveModel = row.clone().into();
-    active.revoked_at = Set(Some(now));
-    active.update(tx).await?;
+/// Revokes one token if it is still live; false when another request
+/// already rotated it (so two refreshes with one token cannot both succeed).
+pub async fn revoke_if_live(tx: &Tx, row: &RefreshRow, now: DateTime<Utc>) -> ApiResult<bool> {
+    let done = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::Id.eq(row.id.as_str()))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(tx)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Ends every session of a user (after a password change).
+pub async fn revoke_all_of_user(tx: &Tx, user_id: &str, now: DateTime<Utc>) -> ApiResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(tx)
+        .await?;
     Ok(())
 }
 

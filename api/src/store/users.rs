@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use dotmac_schema::{Scope, UserId};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
@@ -67,33 +68,54 @@ pub async fn insert(tx: &Tx, row: UserRow) -> ApiResult<UserRow> {
         })
 }
 
-/// Records a failed login; locks the account once `max_failures` is reached.
-pub async fn record_failure(
-    tx: &Tx,
-    row: &UserRow,
-    max_failures: i32,
-    lock_until: DateTime<Utc>,
-) -> ApiResult<()> {
-    let failures = row.failed_logins + 1;
-    let mut active: user::ActiveModel = row.clone().into();
-    if failures >= max_failures {
-        active.failed_logins = Set(0);
-        active.locked_until = Set(Some(lock_until));
-    } else {
-        active.failed_logins = Set(failures);
-    }
-    active.update(tx).await?;
+/// Counts a sign-in attempt before its password is checked, atomically, so
+/// that parallel guesses cannot all pass the lockout check. An expired lock
+/// starts a fresh count. Returns the row as it is after the count.
+pub async fn reserve_attempt(tx: &Tx, id: &str, now: DateTime<Utc>) -> ApiResult<UserRow> {
+    use sea_orm::sea_query::SimpleExpr;
+    let expired = Condition::all()
+        .add(user::Column::LockedUntil.is_not_null())
+        .add(user::Column::LockedUntil.lte(now));
+    let count: SimpleExpr = Expr::case(expired.clone(), Expr::val(1))
+        .finally(Expr::col(user::Column::FailedLogins).add(1))
+        .into();
+    let lock: SimpleExpr = Expr::case(expired, Expr::val(Option::<DateTime<Utc>>::None))
+        .finally(Expr::col(user::Column::LockedUntil))
+        .into();
+    user::Entity::update_many()
+        .col_expr(user::Column::FailedLogins, count)
+        .col_expr(user::Column::LockedUntil, lock)
+        .filter(user::Column::Id.eq(id))
+        .exec(tx)
+        .await?;
+    user::Entity::find_by_id(id)
+        .one(tx)
+        .await?
+        .ok_or(ApiError::not_found("user"))
+}
+
+/// Locks the account until `until`; the count stays so that attempts already
+/// under way are refused too.
+pub async fn lock(tx: &Tx, id: &str, until: DateTime<Utc>) -> ApiResult<()> {
+    user::Entity::update_many()
+        .col_expr(user::Column::LockedUntil, Expr::value(until))
+        .filter(user::Column::Id.eq(id))
+        .exec(tx)
+        .await?;
     Ok(())
 }
 
-pub async fn record_success(tx: &Tx, row: &UserRow) -> ApiResult<()> {
-    if row.failed_logins == 0 && row.locked_until.is_none() {
-        return Ok(());
-    }
-    let mut active: user::ActiveModel = row.clone().into();
-    active.failed_logins = Set(0);
-    active.locked_until = Set(None);
-    active.update(tx).await?;
+/// A successful sign-in clears the attempt count.
+pub async fn record_success(tx: &Tx, id: &str) -> ApiResult<()> {
+    user::Entity::update_many()
+        .col_expr(user::Column::FailedLogins, Expr::value(0))
+        .col_expr(
+            user::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(user::Column::Id.eq(id))
+        .exec(tx)
+        .await?;
     Ok(())
 }
 

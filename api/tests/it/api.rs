@@ -132,16 +132,82 @@ async fn lockout_after_five_failures() {
     }
     let locked = anon.gql(doc, json!({ "p": PASSWORD })).await;
     locked.expect_code("UNAUTHENTICATED");
-    assert!(
-        locked.errors()[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("locked"),
-        "{}",
-        locked.body
-    );
+    // Locked looks exactly like a wrong password: no account oracle.
+    assert_eq!(locked.errors()[0]["message"], "invalid email or password");
     // Other accounts are unaffected.
     srv.login("admin@comet-wireless.demo").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_cannot_outrun_the_lockout() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let doc = "mutation($p: String!) { login(email: \"user@bolt-broadband.demo\", password: $p) { accessToken } }";
+    let guesses = (0..12).map(|i| {
+        let c = srv.anonymous();
+        async move {
+            c.gql(doc, json!({ "p": format!("guess-number-{i}") }))
+                .await
+        }
+    });
+    for a in futures::future::join_all(guesses).await {
+        a.expect_code("UNAUTHENTICATED");
+    }
+    // Only as many passwords were checked as the lockout allows.
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let log = admin
+        .gql("{ auditLog(first: 100, filter: { action: \"auth.login_failed\" }) { edges { node { objectId } } } }", json!({}))
+        .await;
+    let checked = log.data()["auditLog"]["edges"].as_array().unwrap().len();
+    assert!(checked <= 5, "{checked} guesses were checked");
+    srv.anonymous()
+        .gql(doc, json!({ "p": PASSWORD }))
+        .await
+        .expect_code("UNAUTHENTICATED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refresh_token_cannot_be_rotated_twice_in_parallel() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let login = srv
+        .anonymous()
+        .gql("mutation { login(email: \"admin@acme-fiber.demo\", password: \"test-password-123\") { refreshToken } }", json!({}))
+        .await;
+    let rt = login.data()["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doc = "mutation($t: String!) { refreshToken(refreshToken: $t) { refreshToken } }";
+    let tries = (0..4).map(|_| {
+        let (c, rt) = (srv.anonymous(), rt.clone());
+        async move { c.gql(doc, json!({ "t": rt })).await }
+    });
+    let answers = futures::future::join_all(tries).await;
+    let won = answers.iter().filter(|a| a.errors().is_empty()).count();
+    assert!(won <= 1, "{won} parallel rotations of one token succeeded");
+}
+
+#[tokio::test]
+async fn websocket_carries_subscriptions_only() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let mut ws = subscribe(
+        &srv.url,
+        admin.token.as_deref().unwrap(),
+        "mutation { createReseller(input: { name: \"Over A Socket\" }) { id } }",
+    )
+    .await;
+    let answer = next_json(&mut ws).await;
+    assert!(
+        answer.to_string().contains("only subscriptions"),
+        "{answer}"
+    );
+    let list = admin
+        .gql(
+            "{ resellers(first: 100) { edges { node { name } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(!list.body.to_string().contains("Over A Socket"));
 }
 
 #[tokio::test]
@@ -259,11 +325,14 @@ async fn api_keys_are_shown_once_and_authenticate_until_revoked() {
         !listed.body.to_string().contains(&secret),
         "the secret is never listed"
     );
-    // An API key is a read-only principal in GraphQL.
+    // API keys are service credentials: GraphQL does not accept them at all.
     let k = srv.anonymous().with_token(&secret);
     k.gql(CREATE, json!({ "i": { "name": "From A Key" } }))
         .await
-        .expect_code("FORBIDDEN");
+        .expect_code("UNAUTHENTICATED");
+    k.gql("{ users { edges { node { email } } } }", json!({}))
+        .await
+        .expect_code("UNAUTHENTICATED");
     a.gql(
         "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }",
         json!({ "id": key["apiKey"]["id"] }),
@@ -370,4 +439,45 @@ async fn two_api_processes_both_deliver_events_through_redis() {
         );
         assert_eq!(ev["payload"]["data"]["tenantEvents"]["to"], "PENDING");
     }
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = dotmac_api::config::Config::default();
+    config.limits.login_per_minute = 3;
+    let app = dotmac_api::server::embedded_app(config, dir.path())
+        .await
+        .unwrap();
+    dotmac_api::seed::seed_demo(&app, PASSWORD).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dotmac_api::server::serve(app, listener));
+    let anon = crate::support::Client {
+        http: reqwest::Client::new(),
+        url,
+        token: None,
+    };
+    let doc = "mutation($e: String!) { login(email: $e, password: \"wrong-password-1\") { accessToken } }";
+    // Failures against different accounts all count against the address.
+    for who in [
+        "admin@acme-fiber.demo",
+        "user@acme-fiber.demo",
+        "admin@bolt-broadband.demo",
+    ] {
+        anon.gql(doc, json!({ "e": who }))
+            .await
+            .expect_code("UNAUTHENTICATED");
+    }
+    let limited = anon
+        .gql(doc, json!({ "e": "user@bolt-broadband.demo" }))
+        .await;
+    limited.expect_code("RATE_LIMITED");
+    // Even the right password waits: the limit is checked before the password.
+    anon.gql(
+        "mutation { login(email: \"admin@demo.dotmac.dev\", password: \"test-password-123\") { accessToken } }",
+        json!({}),
+    )
+    .await
+    .expect_code("RATE_LIMITED");
 }
