@@ -73,13 +73,7 @@ pub async fn login(
             &tx,
             None,
             ctx.request_id.as_deref(),
-            AuditEntry {
-                action: "auth.locked",
-                tenant_id: user.tenant_id.clone(),
-                reseller_id: user.reseller_id.clone(),
-                object_id: Some(user.id.clone()),
-                ..Default::default()
-            },
+            AuditEntry::about_user("auth.locked", &user),
         )
         .await?;
         tx.commit().await?;
@@ -96,13 +90,7 @@ pub async fn login(
             &tx,
             None,
             ctx.request_id.as_deref(),
-            AuditEntry {
-                action: "auth.login_failed",
-                tenant_id: user.tenant_id.clone(),
-                reseller_id: user.reseller_id.clone(),
-                object_id: Some(user.id.clone()),
-                ..Default::default()
-            },
+            AuditEntry::about_user("auth.login_failed", &user),
         )
         .await?;
         tx.commit().await?;
@@ -115,13 +103,7 @@ pub async fn login(
         &tx,
         Some(&principal),
         ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "auth.login",
-            tenant_id: session.user.tenant_id.clone(),
-            reseller_id: session.user.reseller_id.clone(),
-            object_id: Some(session.user.id.clone()),
-            ..Default::default()
-        },
+        AuditEntry::about_user("auth.login", &session.user),
     )
     .await?;
     tx.commit().await?;
@@ -198,13 +180,7 @@ pub async fn refresh(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<Sess
         &tx,
         Some(&auth::user_principal(&session.user)?),
         ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "auth.refresh",
-            tenant_id: session.user.tenant_id.clone(),
-            reseller_id: session.user.reseller_id.clone(),
-            object_id: Some(session.user.id.clone()),
-            ..Default::default()
-        },
+        AuditEntry::about_user("auth.refresh", &session.user),
     )
     .await?;
     tx.commit().await?;
@@ -279,13 +255,7 @@ pub async fn change_password(
         &tx,
         Some(p),
         ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "user.change_password",
-            object_id: Some(user.id.clone()),
-            tenant_id: user.tenant_id.clone(),
-            reseller_id: user.reseller_id.clone(),
-            ..Default::default()
-        },
+        AuditEntry::about_user("user.change_password", &user),
     )
     .await?;
     tx.commit().await?;
@@ -446,13 +416,7 @@ pub async fn accept_invitation(
         &tx,
         Some(&principal),
         ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "user.accept_invitation",
-            tenant_id: user.tenant_id.clone(),
-            reseller_id: user.reseller_id.clone(),
-            object_id: Some(user.id.clone()),
-            ..Default::default()
-        },
+        AuditEntry::about_user("user.accept_invitation", &user),
     )
     .await?;
     let session = open_session(app, &tx, user, None).await?;
@@ -500,12 +464,8 @@ pub async fn create_user_system(
         None,
         None,
         AuditEntry {
-            action: "user.bootstrap",
-            tenant_id: user.tenant_id.clone(),
-            reseller_id: user.reseller_id.clone(),
-            object_id: Some(user.id.clone()),
             after: Some(user.role.clone()),
-            ..Default::default()
+            ..AuditEntry::about_user("user.bootstrap", &user)
         },
     )
     .await?;

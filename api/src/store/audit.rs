@@ -24,6 +24,20 @@ pub struct AuditEntry<'a> {
     pub after: Option<String>,
 }
 
+impl<'a> AuditEntry<'a> {
+    /// An entry about a user: the object is the user, filed under the user's
+    /// tenant or reseller so that their scope sees it.
+    pub fn about_user(action: &'a str, user: &crate::store::users::UserRow) -> Self {
+        AuditEntry {
+            action,
+            tenant_id: user.tenant_id.clone(),
+            reseller_id: user.reseller_id.clone(),
+            object_id: Some(user.id.clone()),
+            ..Default::default()
+        }
+    }
+}
+
 /// Who did it: the principal, or `anonymous` for login-like mutations.
 pub async fn record(
     tx: &Tx,

@@ -381,22 +381,12 @@ async fn every_mutation_is_audited_with_its_request_id() {
 
 #[tokio::test]
 async fn per_tenant_rate_limit_answers_429() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = dotmac_api::config::Config::default();
-    config.limits.tenant_per_minute = 3;
-    config.limits.tenant_burst = 3;
-    let app = dotmac_api::server::embedded_app(config, dir.path())
-        .await
-        .unwrap();
-    dotmac_api::seed::seed_demo(&app, PASSWORD).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dotmac_api::server::serve(app, listener));
-    let anon = crate::support::Client {
-        http: reqwest::Client::new(),
-        url,
-        token: None,
-    };
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.limits.tenant_per_minute = 3;
+        c.limits.tenant_burst = 3;
+    })
+    .await;
+    let anon = srv.anonymous();
     let t = anon.login("user@acme-fiber.demo", PASSWORD).await;
     let mut codes = Vec::new();
     for _ in 0..5 {
@@ -443,21 +433,11 @@ async fn two_api_processes_both_deliver_events_through_redis() {
 
 #[tokio::test]
 async fn login_attempts_are_rate_limited_per_client_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = dotmac_api::config::Config::default();
-    config.limits.login_per_minute = 3;
-    let app = dotmac_api::server::embedded_app(config, dir.path())
-        .await
-        .unwrap();
-    dotmac_api::seed::seed_demo(&app, PASSWORD).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dotmac_api::server::serve(app, listener));
-    let anon = crate::support::Client {
-        http: reqwest::Client::new(),
-        url,
-        token: None,
-    };
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.limits.login_per_minute = 3;
+    })
+    .await;
+    let anon = srv.anonymous();
     let doc = "mutation($e: String!) { login(email: $e, password: \"wrong-password-1\") { accessToken } }";
     // Failures against different accounts all count against the address.
     for who in [

@@ -84,6 +84,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A server whose configuration `adjust` changes after the test defaults.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.auth.jwt_secret = "a-test-secret-that-is-long-enough-0123456789".into();
@@ -91,6 +96,7 @@ impl TestServer {
         config.redis_prefix = unique("dotmac_test");
         // Tests log in many times from one address.
         config.limits.login_per_minute = 10_000;
+        adjust(&mut config);
         let (app, owner_url) = match backend {
             Backend::Sqlite => (
                 dotmac_api::server::embedded_app(config, dir.path())
