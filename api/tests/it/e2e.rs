@@ -183,3 +183,111 @@ fn bad_configuration_stops_the_binary_naming_the_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`listen`"));
 }
+
+/// `dotmac serve` refuses a role that bypasses RLS, and a production install
+/// is bootstrapped with `dotmac admin create-user`, then served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_binary_bootstraps_an_admin_and_refuses_rls_bypass() {
+    let (owner_url, app_url) = crate::support::fresh_postgres().await;
+    let env = |url: &str| {
+        vec![
+            ("DOTMAC_DATABASE_URL".to_owned(), url.to_owned()),
+            ("DOTMAC_REDIS_URL".to_owned(), crate::support::redis_url()),
+            (
+                "DOTMAC_REDIS_PREFIX".to_owned(),
+                crate::support::unique("dotmac_e2e"),
+            ),
+            (
+                "DOTMAC_AUTH__JWT_SECRET".to_owned(),
+                "e2e-secret-e2e-secret-e2e-secret-0001".to_owned(),
+            ),
+            ("DOTMAC_LOG".to_owned(), "warn".to_owned()),
+        ]
+    };
+    // As the owner (a superuser here), serve stops and says why.
+    let out = Command::new(env!("CARGO_BIN_EXE_dotmac"))
+        .arg("serve")
+        .envs(env(&owner_url))
+        .env("DOTMAC_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("row-level security"));
+
+    let created = Command::new(env!("CARGO_BIN_EXE_dotmac"))
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "Ops@Example.com",
+            "--role",
+            "platform_admin",
+        ])
+        .envs(env(&app_url))
+        .env("DOTMAC_ADMIN_PASSWORD", "bootstrap-password-1")
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let bad_role = Command::new(env!("CARGO_BIN_EXE_dotmac"))
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "x@example.com",
+            "--role",
+            "emperor",
+        ])
+        .envs(env(&app_url))
+        .env("DOTMAC_ADMIN_PASSWORD", "bootstrap-password-1")
+        .output()
+        .unwrap();
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("--role"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _serve = Running(
+        Command::new(env!("CARGO_BIN_EXE_dotmac"))
+            .arg("serve")
+            .envs(env(&app_url))
+            .env("DOTMAC_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await {
+            ready = r.status().is_success();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "dotmac serve did not become ready");
+    let anon = Client {
+        http: reqwest::Client::new(),
+        url,
+        token: None,
+    };
+    let admin = anon.login("ops@example.com", "bootstrap-password-1").await;
+    let me = admin.gql("{ me { email role } }", json!({})).await;
+    assert_eq!(me.data()["me"]["role"], "PLATFORM_ADMIN");
+    let t = admin
+        .gql(
+            "mutation { createTenant(input: { name: \"Prod Fiber\" }) { state } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(t.data()["createTenant"]["state"], "PENDING");
+}
