@@ -1,11 +1,13 @@
 //! Pure domain types and contracts of the DotMac platform (no I/O): typed ids,
-//! tenant lifecycle, slugs, resource tiers, roles and authorization scopes.
+//! tenant lifecycle, slugs, resource tiers, roles and authorization scopes,
+//! and the usage contracts (events, meters, rollups and their merge law).
 
 pub mod auth;
 pub mod ids;
 pub mod slug;
 pub mod tenant;
 pub mod tier;
+pub mod usage;
 
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
 pub use ids::{ApiKeyId, AuditId, IdError, InvitationId, ResellerId, TenantId, UserId};

@@ -1,0 +1,10 @@
+//! Usage metering contracts (DESIGN.md §6): the CloudEvents usage event,
+//! meter definitions, and rollup rows with their merge law.
+
+pub mod event;
+pub mod meter;
+pub mod rollup;
+
+pub use event::{EventError, UsageEvent, MAX_EVENT_BYTES, MAX_ID_LEN};
+pub use meter::{Aggregation, Contribution, Meter, MeterError, Window};
+pub use rollup::{fold, merge_all, RollupError, RollupKey, RollupState};
