@@ -100,6 +100,10 @@ typed_id!(
     /// An invitation to join with a role and scope.
     InvitationId, "ivt"
 );
+typed_id!(
+    /// A meter definition.
+    MeterId, "mtr"
+);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ pub mod tier;
 pub mod usage;
 
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
-pub use ids::{ApiKeyId, AuditId, IdError, InvitationId, ResellerId, TenantId, UserId};
+pub use ids::{ApiKeyId, AuditId, IdError, InvitationId, MeterId, ResellerId, TenantId, UserId};
 pub use slug::{slug_from_name, validate_slug, SlugError};
 pub use tenant::{TenantAction, TenantState, TransitionError};
 pub use tier::ResourceTier;

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod identity;
+pub mod meters;
 pub mod resellers;
 pub mod tenants;
 

@@ -6,11 +6,13 @@ use dotmac_schema::{ApiKeyScope, TenantAction};
 
 use super::ctx;
 use super::types::{
-    ApiKey, AuthPayload, CreateResellerInput, CreateTenantInput, CreatedApiKey, Invitation,
-    InvitationPayload, InviteUserInput, Reseller, Tenant, UpdateTenantInput,
+    ApiKey, AuthPayload, CreateMeterInput, CreateResellerInput, CreateTenantInput, CreatedApiKey,
+    Invitation, InvitationPayload, InviteUserInput, Meter, Reseller, Tenant, UpdateMeterInput,
+    UpdateTenantInput,
 };
 use crate::domain::api_keys;
 use crate::domain::identity::{self, NewInvitation, Session};
+use crate::domain::meters::{self, NewMeter};
 use crate::domain::resellers::{self, NewReseller};
 use crate::domain::tenants::{self, NewTenant, TenantPatch};
 
@@ -262,6 +264,43 @@ impl MutationRoot {
             api_key: ApiKey(row),
             secret,
         })
+    }
+
+    /// Platform admins only. What a meter measures cannot change afterwards.
+    async fn create_meter(&self, gctx: &Context<'_>, input: CreateMeterInput) -> Result<Meter> {
+        let (app, rc) = ctx(gctx);
+        let row = meters::create(
+            app,
+            rc,
+            NewMeter {
+                slug: input.slug,
+                name: input.name,
+                event_type: input.event_type,
+                aggregation: input.aggregation,
+                value_path: input.value_path,
+                group_by: input.group_by,
+                window: input.window,
+            },
+        )
+        .await?;
+        Ok(Meter(row))
+    }
+
+    /// Renames a meter (its definition is fixed).
+    async fn update_meter(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        input: UpdateMeterInput,
+    ) -> Result<Meter> {
+        let (app, rc) = ctx(gctx);
+        Ok(Meter(meters::rename(app, rc, &id, &input.name).await?))
+    }
+
+    /// Stops a meter counting new events; a reason is required.
+    async fn archive_meter(&self, gctx: &Context<'_>, id: ID, reason: String) -> Result<Meter> {
+        let (app, rc) = ctx(gctx);
+        Ok(Meter(meters::archive(app, rc, &id, &reason).await?))
     }
 
     async fn revoke_api_key(&self, gctx: &Context<'_>, id: ID) -> Result<ApiKey> {

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use dotmac_schema::{ApiKeyId, AuditId, ResellerId, TenantId, UserId};
+use dotmac_schema::{ApiKeyId, AuditId, MeterId, ResellerId, TenantId, UserId};
 
 use super::types::{
-    ApiKey, AuditEntry, AuditFilter, Reseller, Tenant, TenantBatch, TenantFilter, User,
+    ApiKey, AuditEntry, AuditFilter, Meter, Reseller, Tenant, TenantBatch, TenantFilter, User,
 };
 use super::{connection, ctx, page_request};
 use crate::domain::{identity, parse_id};
-use crate::store::{api_keys, audit, resellers, tenants, users};
+use crate::store::{api_keys, audit, meters, resellers, tenants, users};
 
 pub struct QueryRoot;
 
@@ -168,6 +168,33 @@ impl QueryRoot {
             api_keys::list(&tx, &p.scope, tenant.as_ref().map(TenantId::as_str), page).await?;
         tx.commit().await?;
         Ok(connection(rows, after.is_some(), |r| r.id.clone(), ApiKey))
+    }
+
+    /// The meters that apply to the caller's tenants (today: every platform meter).
+    async fn meters(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default)] include_archived: bool,
+    ) -> Result<Connection<String, Meter>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<MeterId>(first, after.as_deref())?;
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = meters::list(&tx, &p.scope, include_archived, page).await?;
+        tx.commit().await?;
+        Ok(connection(rows, after.is_some(), |r| r.id.clone(), Meter))
+    }
+
+    async fn meter(&self, gctx: &Context<'_>, id: ID) -> Result<Meter> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let id: MeterId = parse_id("id", &id)?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = meters::get(&tx, &p.scope, &id).await?;
+        tx.commit().await?;
+        Ok(Meter(row))
     }
 
     /// The audit log in the caller's scope, newest first.

@@ -406,3 +406,62 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub actor: Option<String>,
 }
+
+/// What the platform meters: events of one type, aggregated per window.
+pub struct Meter(pub crate::store::meters::MeterRow);
+
+#[Object]
+impl Meter {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The CloudEvents `type` counted.
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    async fn aggregation(&self) -> async_graphql::Result<dotmac_schema::usage::Aggregation> {
+        Ok(crate::domain::meters::definition(&self.0)?.aggregation)
+    }
+    /// Dot-separated path into the event's `data` (null for COUNT).
+    async fn value_path(&self) -> Option<&str> {
+        self.0.value_path.as_deref()
+    }
+    async fn group_by(&self) -> async_graphql::Result<Vec<String>> {
+        Ok(crate::domain::meters::definition(&self.0)?.group_by)
+    }
+    async fn window(&self) -> async_graphql::Result<dotmac_schema::usage::Window> {
+        Ok(crate::domain::meters::definition(&self.0)?.window)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// Set once the meter stops counting new events.
+    async fn archived_at(&self) -> Option<DateTime<Utc>> {
+        self.0.archived_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateMeterInput {
+    /// Stable name, `[a-z0-9-]`, 3–63 characters.
+    pub slug: String,
+    pub name: String,
+    pub event_type: String,
+    pub aggregation: dotmac_schema::usage::Aggregation,
+    /// Required unless the aggregation is COUNT.
+    pub value_path: Option<String>,
+    #[graphql(default)]
+    pub group_by: Vec<String>,
+    pub window: dotmac_schema::usage::Window,
+}
+
+#[derive(InputObject)]
+pub struct UpdateMeterInput {
+    pub name: String,
+}

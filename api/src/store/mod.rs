@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod entity;
+pub mod meters;
 pub mod resellers;
 pub mod tenants;
 pub mod tokens;

@@ -461,3 +461,89 @@ async fn login_attempts_are_rate_limited_per_client_address() {
     .await
     .expect_code("RATE_LIMITED");
 }
+
+#[tokio::test]
+async fn meter_definitions_are_validated_and_fixed() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let doc = "mutation($i: CreateMeterInput!) { createMeter(input: $i) { id slug aggregation valuePath groupBy window } }";
+    let base = json!({ "slug": "api-calls", "name": "API calls", "eventType": "api.call", "aggregation": "SUM", "valuePath": "n", "groupBy": ["route"], "window": "MINUTE" });
+    let with = |k: &str, v: serde_json::Value| {
+        let mut i = base.clone();
+        i[k] = v;
+        json!({ "i": i })
+    };
+    for (vars, field) in [
+        (
+            with("valuePath", serde_json::Value::Null),
+            "input.valuePath",
+        ),
+        (with("slug", json!("Bad Slug")), "input.slug"),
+        (
+            with("groupBy", json!(["a", "b", "c", "d", "e", "f"])),
+            "input.groupBy",
+        ),
+        (with("groupBy", json!(["a", "a"])), "input.groupBy"),
+        (with("valuePath", json!("a..b")), "input.valuePath"),
+        (with("name", json!(" ")), "input.name"),
+    ] {
+        let a = admin.gql(doc, vars).await;
+        a.expect_code("VALIDATION");
+        assert_eq!(a.errors()[0]["extensions"]["field"], field, "{}", a.body);
+    }
+    let ok = admin.gql(doc, json!({ "i": base })).await;
+    let m = ok.data()["createMeter"].clone();
+    assert_eq!(m["aggregation"], "SUM");
+    assert_eq!(m["groupBy"], json!(["route"]));
+    assert_eq!(m["window"], "MINUTE");
+    admin
+        .gql(doc, json!({ "i": base }))
+        .await
+        .expect_code("CONFLICT");
+    // COUNT needs no value path.
+    let count = admin
+        .gql(
+            doc,
+            with("aggregation", json!("COUNT"))
+                .as_object()
+                .map(|o| {
+                    let mut v = json!(o);
+                    v["i"]["slug"] = json!("api-call-count");
+                    v["i"]["valuePath"] = serde_json::Value::Null;
+                    v
+                })
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        count.data()["createMeter"]["valuePath"],
+        serde_json::Value::Null
+    );
+    // Archived meters leave the default list but stay readable.
+    let id = m["id"].clone();
+    admin
+        .gql(
+            "mutation($id: ID!) { archiveMeter(id: $id, reason: \"replaced\") { archivedAt } }",
+            json!({ "id": id }),
+        )
+        .await
+        .data();
+    admin
+        .gql(
+            "mutation($id: ID!) { archiveMeter(id: $id, reason: \"again\") { archivedAt } }",
+            json!({ "id": id }),
+        )
+        .await
+        .expect_code("CONFLICT");
+    let listed = admin
+        .gql("{ meters { edges { node { slug } } } }", json!({}))
+        .await;
+    assert!(!listed.body.to_string().contains("\"api-calls\""));
+    let all = admin
+        .gql(
+            "{ meters(includeArchived: true) { edges { node { slug } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(all.body.to_string().contains("\"api-calls\""));
+}

@@ -200,6 +200,31 @@ impl World {
         ]
     }
 
+    /// Every principal of the world, by role.
+    fn everyone(&self) -> Vec<(&'static str, &Client)> {
+        vec![
+            ("platform_admin", &self.platform),
+            ("support", &self.support),
+            ("reseller_admin", &self.reseller),
+            ("tenant_admin of A", &self.a_admin),
+            ("tenant_user of A", &self.a_user),
+            ("tenant_admin of B", &self.b_admin),
+            ("tenant_user of B", &self.b_user),
+        ]
+    }
+
+    /// A new meter made by the platform admin; returns its id.
+    async fn meter(&self, slug: &str) -> String {
+        let ans = self
+            .platform
+            .gql(
+                "mutation($s: String!) { createMeter(input: { slug: $s, name: \"Session bytes\", eventType: \"session.bytes\", aggregation: SUM, valuePath: \"bytes\", groupBy: [\"region\"], window: HOUR }) { id } }",
+                json!({ "s": slug }),
+            )
+            .await;
+        ans.data()["createMeter"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// A new tenant outside every non-platform principal's scope, in `state`
     /// reached through the legal path.
     async fn fresh_tenant(&self, path: &[&str]) -> Side {
@@ -408,6 +433,29 @@ async fn query_case(w: &World, field: &str) {
                 "{}",
                 ans.body
             );
+        }
+        "meters" | "meter" => {
+            // The platform's catalogue: every principal reads the same meters,
+            // and nothing tenant-specific is in it.
+            let id = w.meter(&format!("q-{field}")).await;
+            let doc = "query($id: ID!) { meter(id: $id) { id slug } meters(first: 100) { edges { node { id slug aggregation window } } } }";
+            for (who, c) in w.everyone() {
+                let ans = c.gql(doc, json!({ "id": id })).await;
+                assert!(ans.errors().is_empty(), "{who}: {}", ans.body);
+                assert!(
+                    ans.body["data"]["meters"].to_string().contains(&id),
+                    "{who}"
+                );
+                assert_no_leak(who, field, &ans, &w.a.secrets());
+                assert_no_leak(who, field, &ans, &w.b.secrets());
+            }
+            w.a_user
+                .gql(
+                    "{ meter(id: \"mtr_0123456789abcdef0123456789abcdef\") { id } }",
+                    json!({}),
+                )
+                .await
+                .expect_code("NOT_FOUND");
         }
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),
     }
@@ -901,6 +949,49 @@ async fn mutation_case(w: &World, field: &str) {
                 .gql(doc, json!({ "c": "x", "n": "y" }))
                 .await
                 .expect_code("UNAUTHENTICATED");
+        }
+        "createMeter" | "updateMeter" | "archiveMeter" => {
+            // Only platform admins manage meters; everyone else is FORBIDDEN
+            // and the catalogue is unchanged.
+            let id = w.meter(&format!("m-{}", field.to_lowercase())).await;
+            let doc = match field {
+                "createMeter" => "mutation { createMeter(input: { slug: \"rogue-meter\", name: \"Rogue\", eventType: \"x\", aggregation: COUNT, window: HOUR }) { id } }",
+                "updateMeter" => "mutation($id: ID!) { updateMeter(id: $id, input: { name: \"Renamed\" }) { id name } }",
+                _ => "mutation($id: ID!) { archiveMeter(id: $id, reason: \"isolation test\") { id archivedAt } }",
+            };
+            let vars = if field == "createMeter" {
+                json!({})
+            } else {
+                json!({ "id": id })
+            };
+            for (who, c) in w
+                .everyone()
+                .into_iter()
+                .filter(|(who, _)| *who != "platform_admin")
+            {
+                let ans = c.gql(doc, vars.clone()).await;
+                assert_denied(who, field, &ans, &["FORBIDDEN"], &[]);
+            }
+            let after = w
+                .platform
+                .gql(
+                    "query($id: ID!) { meter(id: $id) { name archivedAt } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            assert_eq!(after.data()["meter"]["archivedAt"], Value::Null);
+            assert_ne!(after.data()["meter"]["name"], "Renamed");
+            if field == "createMeter" {
+                let all = w
+                    .platform
+                    .gql(
+                        "{ meters(first: 100) { edges { node { slug } } } }",
+                        json!({}),
+                    )
+                    .await;
+                assert!(!all.body.to_string().contains("rogue-meter"));
+            }
+            w.platform.gql(doc, vars).await.data();
         }
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")

@@ -1,0 +1,76 @@
+//! Meter rows. Meters are the platform's catalogue, not tenant data: every
+//! scope reads every meter (which meters apply to which tenant arrives with
+//! plugin licensing); only platform admins write them.
+
+use chrono::{DateTime, Utc};
+use dotmac_schema::{MeterId, Scope};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use super::entity::meter;
+use super::{into_page, Page, PageRequest, Tx};
+use crate::error::{ApiError, ApiResult};
+
+pub use meter::Model as MeterRow;
+
+pub async fn insert(tx: &Tx, row: MeterRow) -> ApiResult<MeterRow> {
+    meter::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                ApiError::conflict("input.slug", "a meter with this slug already exists")
+            } else {
+                e.into()
+            }
+        })
+}
+
+pub async fn get(tx: &Tx, _scope: &Scope, id: &MeterId) -> ApiResult<MeterRow> {
+    meter::Entity::find_by_id(id.as_str())
+        .one(tx)
+        .await?
+        .ok_or(ApiError::not_found("meter"))
+}
+
+pub async fn list(
+    tx: &Tx,
+    _scope: &Scope,
+    include_archived: bool,
+    page: PageRequest<'_>,
+) -> ApiResult<Page<MeterRow>> {
+    let mut q = meter::Entity::find();
+    if !include_archived {
+        q = q.filter(meter::Column::ArchivedAt.is_null());
+    }
+    if let Some(after) = page.after {
+        q = q.filter(meter::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(meter::Column::Id)
+        .limit(page.first + 1)
+        .all(tx)
+        .await?;
+    Ok(into_page(rows, page.first))
+}
+
+pub async fn rename(
+    tx: &Tx,
+    row: &MeterRow,
+    name: String,
+    now: DateTime<Utc>,
+) -> ApiResult<MeterRow> {
+    let mut active: meter::ActiveModel = row.clone().into();
+    active.name = Set(name);
+    active.updated_at = Set(now);
+    Ok(active.update(tx).await?)
+}
+
+pub async fn archive(tx: &Tx, row: &MeterRow, now: DateTime<Utc>) -> ApiResult<MeterRow> {
+    let mut active: meter::ActiveModel = row.clone().into();
+    active.archived_at = Set(Some(now));
+    active.updated_at = Set(now);
+    Ok(active.update(tx).await?)
+}
