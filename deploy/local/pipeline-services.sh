@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs (if missing) and starts (if stopped) the services of the usage
+# pipeline (issue #3): Debian's ClickHouse (HTTP on 127.0.0.1:8123) and the
+# tansu Kafka-protocol broker on 127.0.0.1:9092. Idempotent; needs root.
+#
+# The broker is built from crates.io once (10-15 min cold) into a cache
+# outside the clone (DOTMAC_CACHE, default /var/cache/dotmac); a cold machine
+# builds it, a warm one reuses it. Storage: memory by default, or
+# DOTMAC_BROKER_STORAGE=postgres for a broker whose log survives restarts.
+set -euo pipefail
+
+log() { echo "[pipeline-services] $*"; }
+cache="${DOTMAC_CACHE:-/var/cache/dotmac}"
+broker_root="$cache/broker"
+broker="$broker_root/bin/tansu"
+mkdir -p "$cache"
+
+# --- ClickHouse (Debian ships 18.16; the SQL is written to run on it) -------
+if ! command -v clickhouse-server >/dev/null 2>&1; then
+  log "installing clickhouse"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+fi
+if ! curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1; then
+  log "starting clickhouse"
+  mkdir -p /var/lib/clickhouse /var/log/clickhouse-server
+  chown -R clickhouse:clickhouse /var/lib/clickhouse /var/log/clickhouse-server
+  start-stop-daemon --start --oknodo --background --chuid clickhouse \
+    --exec /usr/sbin/clickhouse-server -- --config-file=/etc/clickhouse-server/config.xml
+  for _ in $(seq 1 60); do curl -sf http://127.0.0.1:8123/ping >/dev/null && break; sleep 1; done
+fi
+curl -sf http://127.0.0.1:8123/ping >/dev/null || { log "clickhouse did not come up"; exit 1; }
+
+# --- tansu broker -------------------------------------------------------------
+if [ ! -x "$broker" ]; then
+  log "building the tansu broker into $broker_root (10-15 min cold)"
+  cargo install tansu --locked --features dynostore,postgres \
+    --root "$broker_root" --target-dir "$cache/broker-target"
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+  storage="memory://tansu/"
+  if [ "${DOTMAC_BROKER_STORAGE:-memory}" = postgres ]; then
+    psql -h 127.0.0.1 -U postgres -d postgres -qtAc "SELECT 1 FROM pg_database WHERE datname = 'tansu'" | grep -q 1 \
+      || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE tansu"
+    storage="postgres://postgres@127.0.0.1:5432/tansu"
+  fi
+  log "starting the broker ($storage)"
+  mkdir -p /var/log/dotmac
+  nohup "$broker" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine "$storage" \
+    >/var/log/dotmac/broker.log 2>&1 &
+  for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 1; done
+fi
+(exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || { log "the broker did not come up; see /var/log/dotmac/broker.log"; exit 1; }
+log "clickhouse and the broker are up"
