@@ -1,0 +1,151 @@
+//! Request bodies of `POST /v1/events`: one event
+//! (`application/cloudevents+json`) or a batch
+//! (`application/cloudevents-batch+json`, a JSON array). A bad event never
+//! blocks the good ones beside it: the body yields one verdict per element,
+//! in order; only a body that is not a batch at all is refused whole.
+
+use dotmac_schema::usage::{EventError, UsageEvent, MAX_EVENT_BYTES};
+use serde_json::value::RawValue;
+
+/// Most events accepted in one batch.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// Why a whole body is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("content-type must be application/cloudevents+json or application/cloudevents-batch+json, not {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("body is not a JSON array of events: {0}")]
+    NotABatch(String),
+    #[error("a batch holds at most {MAX_BATCH_EVENTS} events (got {0})")]
+    TooManyEvents(usize),
+    #[error("a batch must hold at least one event")]
+    Empty,
+}
+
+/// The media type without parameters (`; charset=utf-8`), lowercased.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// One verdict per event of the body, in order.
+pub fn parse_body(
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<Result<UsageEvent, EventError>>, BatchError> {
+    match media_type(content_type).as_str() {
+        "application/cloudevents+json" => Ok(vec![UsageEvent::decode(body)]),
+        "application/cloudevents-batch+json" => {
+            // Raw elements keep each event's exact bytes, so the per-event
+            // size limit applies to what the producer actually sent.
+            let elements: Vec<&RawValue> =
+                serde_json::from_slice(body).map_err(|e| BatchError::NotABatch(e.to_string()))?;
+            if elements.is_empty() {
+                return Err(BatchError::Empty);
+            }
+            if elements.len() > MAX_BATCH_EVENTS {
+                return Err(BatchError::TooManyEvents(elements.len()));
+            }
+            Ok(elements
+                .into_iter()
+                .map(|raw| {
+                    let bytes = raw.get().as_bytes();
+                    if bytes.len() > MAX_EVENT_BYTES {
+                        return Err(EventError::TooLarge { size: bytes.len() });
+                    }
+                    UsageEvent::decode(bytes)
+                })
+                .collect())
+        }
+        other => Err(BatchError::UnsupportedMediaType(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
+
+    fn event(id: &str) -> serde_json::Value {
+        json!({ "specversion": "1.0", "id": id, "source": "s", "type": "t",
+                "time": "2026-11-28T10:00:00Z", "data": { "n": 1 } })
+    }
+
+    #[test]
+    fn bad_events_do_not_block_good_ones() {
+        let body = json!([event("a"), { "specversion": "1.0" }, event("c"), 42]).to_string();
+        let verdicts = parse_body(BATCH, body.as_bytes()).unwrap();
+        assert_eq!(verdicts.len(), 4);
+        assert_eq!(verdicts[0].as_ref().unwrap().id, "a");
+        assert_eq!(verdicts[1].as_ref().unwrap_err().field(), Some("id"));
+        assert_eq!(verdicts[2].as_ref().unwrap().id, "c");
+        assert_eq!(verdicts[3].as_ref().unwrap_err(), &EventError::NotAnObject);
+    }
+
+    #[test]
+    fn whole_body_refusals() {
+        assert!(matches!(
+            parse_body("text/plain", b"[]"),
+            Err(BatchError::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            parse_body(BATCH, b"{}"),
+            Err(BatchError::NotABatch(_))
+        ));
+        assert_eq!(parse_body(BATCH, b"[]"), Err(BatchError::Empty));
+        let many = serde_json::Value::Array(
+            (0..=MAX_BATCH_EVENTS)
+                .map(|i| event(&i.to_string()))
+                .collect(),
+        );
+        assert_eq!(
+            parse_body(BATCH, many.to_string().as_bytes()),
+            Err(BatchError::TooManyEvents(MAX_BATCH_EVENTS + 1))
+        );
+        let single = parse_body(
+            "application/cloudevents+json",
+            event("x").to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(single[0].as_ref().unwrap().id, "x");
+    }
+
+    #[test]
+    fn an_oversize_element_is_rejected_alone() {
+        let mut big = event("big");
+        big["data"]["pad"] = json!("x".repeat(MAX_EVENT_BYTES));
+        let body = json!([event("a"), big]).to_string();
+        let verdicts = parse_body(BATCH, body.as_bytes()).unwrap();
+        assert!(verdicts[0].is_ok());
+        assert!(matches!(verdicts[1], Err(EventError::TooLarge { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = parse_body(BATCH, &bytes);
+            let _ = parse_body("application/cloudevents+json", &bytes);
+        }
+
+        #[test]
+        fn one_verdict_per_element_in_order(ids in proptest::collection::vec("[a-z]{0,4}", 1..40)) {
+            let body = serde_json::Value::Array(ids.iter().map(|i| event(i)).collect()).to_string();
+            let verdicts = parse_body(BATCH, body.as_bytes()).unwrap();
+            prop_assert_eq!(verdicts.len(), ids.len());
+            for (v, id) in verdicts.iter().zip(&ids) {
+                match v {
+                    Ok(e) => prop_assert_eq!(&e.id, id),
+                    Err(e) => prop_assert!(id.is_empty() && e.field() == Some("id")),
+                }
+            }
+        }
+    }
+}
