@@ -1020,6 +1020,10 @@ pub async fn subscribe(
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
     ws.send(Message::text(sub.to_string())).await.unwrap();
+    // graphql-transport-ws does not acknowledge a subscribe; give the server
+    // a moment to register it so that an event published right after is not
+    // racing the registration on a loaded CI machine.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     ws
 }
 
