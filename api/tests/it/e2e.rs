@@ -52,11 +52,7 @@ async fn dev_binary_login_create_subscribe_suspend() {
     let dir = tempfile::tempdir().unwrap();
     let password = "e2e-demo-password";
     let (_proc, url) = start_dev(dir.path(), password);
-    let anon = Client {
-        http: reqwest::Client::new(),
-        url: url.clone(),
-        token: None,
-    };
+    let anon = Client::anonymous(url.clone());
     // GraphiQL for a browser.
     let page = reqwest::get(format!("{url}/graphql"))
         .await
@@ -124,11 +120,7 @@ async fn dev_restart_keeps_data_and_does_not_reseed() {
     let password = "restart-password";
     let id = {
         let (_proc, url) = start_dev(dir.path(), password);
-        let anon = Client {
-            http: reqwest::Client::new(),
-            url,
-            token: None,
-        };
+        let anon = Client::anonymous(url);
         let admin = anon.login("admin@demo.dotmac.dev", password).await;
         let a = admin
             .gql(
@@ -139,11 +131,7 @@ async fn dev_restart_keeps_data_and_does_not_reseed() {
         a.data()["createTenant"]["id"].clone()
     };
     let (_proc, url) = start_dev(dir.path(), password);
-    let anon = Client {
-        http: reqwest::Client::new(),
-        url,
-        token: None,
-    };
+    let anon = Client::anonymous(url);
     let admin = anon.login("admin@demo.dotmac.dev", password).await;
     let t = admin
         .gql(
@@ -275,11 +263,7 @@ async fn serve_binary_bootstraps_an_admin_and_refuses_rls_bypass() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ready, "dotmac serve did not become ready");
-    let anon = Client {
-        http: reqwest::Client::new(),
-        url,
-        token: None,
-    };
+    let anon = Client::anonymous(url);
     let admin = anon.login("ops@example.com", "bootstrap-password-1").await;
     let me = admin.gql("{ me { email role } }", json!({})).await;
     assert_eq!(me.data()["me"]["role"], "PLATFORM_ADMIN");

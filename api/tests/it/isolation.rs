@@ -293,6 +293,22 @@ fn assert_denied(who: &str, field: &str, ans: &Answer, codes: &[&str], secrets: 
     assert_no_leak(who, field, ans, secrets);
 }
 
+/// Every principal outside the target's scope runs `doc`: each is denied
+/// (NOT_FOUND, or FORBIDDEN for a role that may not do it at all) and sees
+/// none of `secrets`.
+async fn assert_foreigners_denied(
+    w: &World,
+    field: &str,
+    doc: &str,
+    vars: Value,
+    secrets: &[String],
+) {
+    for f in w.foreigners() {
+        let ans = f.client.gql(doc, vars.clone()).await;
+        assert_denied(f.who, field, &ans, &["NOT_FOUND", "FORBIDDEN"], secrets);
+    }
+}
+
 async fn query_case(w: &World, field: &str) {
     match field {
         "me" => {
@@ -468,16 +484,14 @@ async fn lifecycle_case(w: &World, field: &str, path: &[&str], expect_state: &st
     let doc = format!(
         "mutation($id: ID!) {{ {field}(id: $id, reason: \"isolation test\") {{ id name state }} }}"
     );
-    for f in w.foreigners() {
-        let ans = f.client.gql(&doc, json!({ "id": target.tenant_id })).await;
-        assert_denied(
-            f.who,
-            field,
-            &ans,
-            &["NOT_FOUND", "FORBIDDEN"],
-            &target.secrets(),
-        );
-    }
+    assert_foreigners_denied(
+        w,
+        field,
+        &doc,
+        json!({ "id": target.tenant_id }),
+        &target.secrets(),
+    )
+    .await;
     // The reseller may run lifecycle operations, so for it the answer must be NOT_FOUND.
     let ans = w
         .reseller
@@ -549,16 +563,14 @@ async fn mutation_case(w: &World, field: &str) {
         "updateTenant" => {
             let target = w.fresh_tenant(&[]).await;
             let doc = "mutation($id: ID!) { updateTenant(id: $id, input: { name: \"Hijacked\" }) { id name } }";
-            for f in w.foreigners() {
-                let ans = f.client.gql(doc, json!({ "id": target.tenant_id })).await;
-                assert_denied(
-                    f.who,
-                    field,
-                    &ans,
-                    &["NOT_FOUND", "FORBIDDEN"],
-                    &target.secrets(),
-                );
-            }
+            assert_foreigners_denied(
+                w,
+                field,
+                doc,
+                json!({ "id": target.tenant_id }),
+                &target.secrets(),
+            )
+            .await;
             // Tenant admins may update their own tenant, so another one is NOT_FOUND.
             let ans = w.a_admin.gql(doc, json!({ "id": target.tenant_id })).await;
             assert_denied(
@@ -630,16 +642,14 @@ async fn mutation_case(w: &World, field: &str) {
         "createApiKey" => {
             let target = w.fresh_tenant(&[]).await;
             let doc = "mutation($t: ID!) { createApiKey(tenantId: $t, scopes: [USAGE_WRITE]) { apiKey { id tenantId } secret } }";
-            for f in w.foreigners() {
-                let ans = f.client.gql(doc, json!({ "t": target.tenant_id })).await;
-                assert_denied(
-                    f.who,
-                    field,
-                    &ans,
-                    &["NOT_FOUND", "FORBIDDEN"],
-                    &target.secrets(),
-                );
-            }
+            assert_foreigners_denied(
+                w,
+                field,
+                doc,
+                json!({ "t": target.tenant_id }),
+                &target.secrets(),
+            )
+            .await;
             for (who, c) in [
                 ("tenant_admin of A", &w.a_admin),
                 ("reseller_admin of R", &w.reseller),
@@ -677,10 +687,7 @@ async fn mutation_case(w: &World, field: &str) {
             let doc = "mutation($id: ID!) { revokeApiKey(id: $id) { id revokedAt } }";
             let mut secrets = target.secrets();
             secrets.push(key_id.clone());
-            for f in w.foreigners() {
-                let ans = f.client.gql(doc, json!({ "id": key_id })).await;
-                assert_denied(f.who, field, &ans, &["NOT_FOUND", "FORBIDDEN"], &secrets);
-            }
+            assert_foreigners_denied(w, field, doc, json!({ "id": key_id }), &secrets).await;
             let ans = w.a_admin.gql(doc, json!({ "id": key_id })).await;
             assert_denied("tenant_admin of A", field, &ans, &["NOT_FOUND"], &secrets);
             let ans = w.support.gql(doc, json!({ "id": key_id })).await;
@@ -692,19 +699,14 @@ async fn mutation_case(w: &World, field: &str) {
         "inviteUser" => {
             let target = w.fresh_tenant(&[]).await;
             let doc = "mutation($t: ID, $r: ID, $role: Role!) { inviteUser(input: { email: \"new@example.com\", role: $role, tenantId: $t, resellerId: $r }) { token invitation { id tenantId } } }";
-            for f in w.foreigners() {
-                let ans = f
-                    .client
-                    .gql(doc, json!({ "t": target.tenant_id, "role": "TENANT_USER" }))
-                    .await;
-                assert_denied(
-                    f.who,
-                    field,
-                    &ans,
-                    &["NOT_FOUND", "FORBIDDEN"],
-                    &target.secrets(),
-                );
-            }
+            assert_foreigners_denied(
+                w,
+                field,
+                doc,
+                json!({ "t": target.tenant_id, "role": "TENANT_USER" }),
+                &target.secrets(),
+            )
+            .await;
             for (who, c) in [
                 ("tenant_admin of A", &w.a_admin),
                 ("reseller_admin of R", &w.reseller),

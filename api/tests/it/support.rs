@@ -131,11 +131,7 @@ impl TestServer {
     }
 
     pub fn anonymous(&self) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            url: self.url.clone(),
-            token: None,
-        }
+        Client::anonymous(self.url.clone())
     }
 
     pub async fn login(&self, email: &str) -> Client {
@@ -178,6 +174,15 @@ impl Answer {
 }
 
 impl Client {
+    /// A client of the server at `url` with no credentials.
+    pub fn anonymous(url: String) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url,
+            token: None,
+        }
+    }
+
     pub fn with_token(&self, token: &str) -> Client {
         Client {
             token: Some(token.to_owned()),
