@@ -21,6 +21,10 @@ pub struct App {
     pub limiter: Arc<dyn RateLimiter>,
     pub keys: TokenKeys,
     pub config: Arc<Config>,
+    /// The usage intake's producer; `None` when no broker is configured.
+    pub intake: Option<Arc<crate::usage::Intake>>,
+    /// Committed usage in ClickHouse; `None` when the pipeline is not configured.
+    pub usage: Option<dotmac_ingest::store::UsageStore>,
 }
 
 /// The caller of one request, resolved once from its credential.

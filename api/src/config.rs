@@ -38,6 +38,37 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `json` or `pretty`.
     pub log_format: String,
+    /// Kafka bootstrap servers for the usage pipeline; env
+    /// `DOTMAC_KAFKA_BROKERS`. Empty: `serve` answers `/v1/events` with 503.
+    pub kafka_brokers: String,
+    /// ClickHouse HTTP URL; env `DOTMAC_CLICKHOUSE_URL`.
+    pub clickhouse_url: String,
+    /// ClickHouse database of the usage tables.
+    pub clickhouse_database: String,
+    pub pipeline: PipelineConfig,
+}
+
+/// The usage pipeline (DESIGN.md §6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub events_topic: String,
+    pub dead_letter_topic: String,
+    /// Partitions of the events topic when `migrate` creates it.
+    pub partitions: i32,
+    /// Consumer group of the aggregators.
+    pub group_id: String,
+    /// Longest time a consumed event waits for its flush, in milliseconds.
+    pub flush_ms: u64,
+    /// Records an aggregator holds unflushed, at most (its memory bound).
+    pub max_pending_records: usize,
+    /// How long `(tenant, source, id)` is remembered, in days.
+    pub dedupe_horizon_days: i64,
+    /// How often aggregators reload tenants and meters, in seconds.
+    pub catalog_refresh_secs: u64,
+    /// Consumer session timeout: how fast a dead aggregator's partitions move.
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +97,8 @@ pub struct GraphqlConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
+    /// Largest `POST /v1/events` body (a batch of up to 1,000 events).
+    pub max_events_body_bytes: usize,
     /// Login attempts per client address per minute.
     pub login_per_minute: u32,
     /// Requests per tenant per minute, and the burst above it (GCRA).
@@ -86,6 +119,10 @@ const KNOWN_KEYS: &[&str] = &[
     "graphql",
     "limits",
     "log_format",
+    "kafka_brokers",
+    "clickhouse_url",
+    "clickhouse_database",
+    "pipeline",
 ];
 
 impl Default for Config {
@@ -113,11 +150,27 @@ impl Default for Config {
             },
             limits: LimitsConfig {
                 max_body_bytes: 256 * 1024,
+                max_events_body_bytes: 8 * 1024 * 1024,
                 login_per_minute: 30,
                 tenant_per_minute: 1000,
                 tenant_burst: 2000,
             },
             log_format: "pretty".into(),
+            kafka_brokers: String::new(),
+            clickhouse_url: "http://127.0.0.1:8123".into(),
+            clickhouse_database: "dotmac".into(),
+            pipeline: PipelineConfig {
+                events_topic: "usage.events".into(),
+                dead_letter_topic: "usage.dead-letter".into(),
+                partitions: 4,
+                group_id: "dotmac-aggregator".into(),
+                flush_ms: 200,
+                max_pending_records: 200_000,
+                dedupe_horizon_days: 32,
+                catalog_refresh_secs: 5,
+                session_timeout_ms: 6000,
+                max_poll_interval_ms: 30_000,
+            },
         }
     }
 }
@@ -204,7 +257,80 @@ impl Config {
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return bad("log_format", "must be `json` or `pretty`");
         }
+        if !(self.clickhouse_url.starts_with("http://")
+            || self.clickhouse_url.starts_with("https://"))
+        {
+            return bad("clickhouse_url", "must start with http:// or https://");
+        }
+        if dotmac_ingest::clickhouse::ident(&self.clickhouse_database).is_err() {
+            return bad(
+                "clickhouse_database",
+                "must be a plain name ([A-Za-z_][A-Za-z0-9_]*)",
+            );
+        }
+        let p = &self.pipeline;
+        if p.events_topic.is_empty()
+            || p.dead_letter_topic.is_empty()
+            || p.events_topic == p.dead_letter_topic
+        {
+            return bad("pipeline.events_topic", "topics must be set and distinct");
+        }
+        if !(1..=1024).contains(&p.partitions) {
+            return bad("pipeline.partitions", "must be 1 to 1024");
+        }
+        if p.flush_ms == 0 || p.flush_ms > 60_000 {
+            return bad("pipeline.flush_ms", "must be 1 to 60000");
+        }
+        if p.max_pending_records < 1000 {
+            return bad("pipeline.max_pending_records", "must be at least 1000");
+        }
+        if !(1..=366).contains(&p.dedupe_horizon_days) {
+            return bad("pipeline.dedupe_horizon_days", "must be 1 to 366");
+        }
+        if p.session_timeout_ms < 1000 || p.max_poll_interval_ms < p.session_timeout_ms {
+            return bad(
+                "pipeline.max_poll_interval_ms",
+                "must be at least pipeline.session_timeout_ms (itself at least 1000)",
+            );
+        }
         Ok(())
+    }
+
+    /// The aggregator's settings.
+    pub fn aggregator(&self) -> Result<dotmac_ingest::aggregator::AggregatorConfig, ConfigError> {
+        if self.kafka_brokers.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "kafka_brokers".into(),
+                reason: "must be set for the usage pipeline (env DOTMAC_KAFKA_BROKERS)".into(),
+            });
+        }
+        let p = &self.pipeline;
+        let mut c = dotmac_ingest::aggregator::AggregatorConfig::new(&self.kafka_brokers);
+        c.group_id.clone_from(&p.group_id);
+        c.topics = self.topics();
+        c.flush_interval = std::time::Duration::from_millis(p.flush_ms);
+        c.max_pending_records = p.max_pending_records;
+        c.dedupe_horizon = chrono::TimeDelta::days(p.dedupe_horizon_days);
+        c.catalog_refresh = std::time::Duration::from_secs(p.catalog_refresh_secs);
+        c.session_timeout_ms = p.session_timeout_ms;
+        c.max_poll_interval_ms = p.max_poll_interval_ms;
+        c.write_timeout = std::time::Duration::from_millis(u64::from(p.max_poll_interval_ms) / 3);
+        Ok(c)
+    }
+
+    pub fn topics(&self) -> dotmac_ingest::kafka::Topics {
+        dotmac_ingest::kafka::Topics {
+            events: self.pipeline.events_topic.clone(),
+            dead_letter: self.pipeline.dead_letter_topic.clone(),
+            partitions: self.pipeline.partitions,
+        }
+    }
+
+    pub fn usage_store(&self) -> dotmac_ingest::store::UsageStore {
+        dotmac_ingest::store::UsageStore::new(dotmac_ingest::clickhouse::ClickHouse::new(
+            &self.clickhouse_url,
+            &self.clickhouse_database,
+        ))
     }
 
     /// `serve` needs a real secret; `dev` makes and keeps one in its data dir.

@@ -18,6 +18,9 @@ pub enum ApiError {
     NotFound { kind: &'static str },
     #[error("{field}: {reason}")]
     Conflict { field: String, reason: String },
+    /// A backing service this request needs is not configured or not up.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
@@ -69,6 +72,7 @@ impl ApiError {
         match self {
             ApiError::Validation { .. } => "VALIDATION",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound { .. } => "NOT_FOUND",
             ApiError::Conflict { .. } => "CONFLICT",

@@ -1,6 +1,7 @@
-//! Tenant lifecycle events fanned out to subscribers: in-process in `dev`,
-//! through Redis pub/sub in `serve` so that every API process behind a
-//! balancer delivers every event.
+//! Events fanned out to subscribers (tenant lifecycle changes, committed
+//! usage): in-process in `dev`, through Redis pub/sub in `serve` and
+//! `aggregate` so that every API process behind a balancer delivers every
+//! event, whichever process published it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,18 +27,35 @@ pub struct TenantEvent {
     pub at: DateTime<Utc>,
 }
 
+/// New usage of a meter was committed for a tenant (by an aggregator flush).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UsageUpdate {
+    pub tenant_id: String,
+    pub reseller_id: Option<String>,
+    pub meter: String,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Everything that travels on the bus.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusEvent {
+    Tenant(TenantEvent),
+    Usage(UsageUpdate),
+}
+
 /// Where events are published and received. Two implementations: [`LocalBus`] and [`RedisBus`].
 #[async_trait::async_trait]
 pub trait EventBus: Send + Sync {
-    async fn publish(&self, event: &TenantEvent) -> ApiResult<()>;
-    fn subscribe(&self) -> broadcast::Receiver<TenantEvent>;
+    async fn publish(&self, event: &BusEvent) -> ApiResult<()>;
+    fn subscribe(&self) -> broadcast::Receiver<BusEvent>;
 }
 
 const CAPACITY: usize = 1024;
 
 /// In-process fan-out, for the embedded mode.
 pub struct LocalBus {
-    tx: broadcast::Sender<TenantEvent>,
+    tx: broadcast::Sender<BusEvent>,
 }
 
 impl LocalBus {
@@ -50,13 +68,13 @@ impl LocalBus {
 
 #[async_trait::async_trait]
 impl EventBus for LocalBus {
-    async fn publish(&self, event: &TenantEvent) -> ApiResult<()> {
+    async fn publish(&self, event: &BusEvent) -> ApiResult<()> {
         // No receiver is not an error: nobody is listening.
         let _ = self.tx.send(event.clone());
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<TenantEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.tx.subscribe()
     }
 }
@@ -66,7 +84,7 @@ impl EventBus for LocalBus {
 pub struct RedisBus {
     conn: redis::aio::MultiplexedConnection,
     channel: String,
-    local: broadcast::Sender<TenantEvent>,
+    local: broadcast::Sender<BusEvent>,
 }
 
 impl RedisBus {
@@ -92,7 +110,7 @@ impl RedisBus {
 async fn listen(
     client: redis::Client,
     channel: String,
-    local: broadcast::Sender<TenantEvent>,
+    local: broadcast::Sender<BusEvent>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
@@ -107,12 +125,12 @@ async fn listen(
                     }
                     let mut stream = pubsub.on_message();
                     while let Some(msg) = stream.next().await {
-                        match serde_json::from_slice::<TenantEvent>(msg.get_payload_bytes()) {
+                        match serde_json::from_slice::<BusEvent>(msg.get_payload_bytes()) {
                             Ok(event) => {
                                 let _ = local.send(event);
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "undecodable tenant event on redis")
+                                tracing::warn!(error = %e, "undecodable event on redis")
                             }
                         }
                     }
@@ -129,7 +147,7 @@ async fn listen(
 
 #[async_trait::async_trait]
 impl EventBus for RedisBus {
-    async fn publish(&self, event: &TenantEvent) -> ApiResult<()> {
+    async fn publish(&self, event: &BusEvent) -> ApiResult<()> {
         let payload = serde_json::to_string(event)
             .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
         let mut conn = self.conn.clone();
@@ -141,7 +159,7 @@ impl EventBus for RedisBus {
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<TenantEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.local.subscribe()
     }
 }

@@ -8,10 +8,10 @@ use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use dotmac_schema::Scope;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -31,6 +31,15 @@ struct HttpState {
 
 pub fn router(app: App, schemas: Schemas) -> Router {
     let limit = app.config.limits.max_body_bytes;
+    let events_limit = app.config.limits.max_events_body_bytes;
+    let intake = Router::new()
+        .route("/v1/events", post(events))
+        .layer(DefaultBodyLimit::max(events_limit))
+        .layer(RequestBodyLimitLayer::new(events_limit))
+        .with_state(HttpState {
+            app: app.clone(),
+            schemas: schemas.clone(),
+        });
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_get))
@@ -39,6 +48,15 @@ pub fn router(app: App, schemas: Schemas) -> Router {
         .route("/v1/whoami", get(whoami))
         .layer(RequestBodyLimitLayer::new(limit))
         .with_state(HttpState { app, schemas })
+        .merge(intake)
+}
+
+async fn events(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    crate::usage::post_events(&st.app, &headers, &body).await
 }
 
 fn bearer(value: &str) -> ApiResult<&str> {

@@ -3,6 +3,7 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -44,8 +45,11 @@ enum Command {
     },
     /// The API on Postgres and Redis (DOTMAC_DATABASE_URL, DOTMAC_REDIS_URL).
     Serve,
-    /// Applies pending migrations to DOTMAC_DATABASE_URL (connect as the owner role).
+    /// Applies pending migrations to DOTMAC_DATABASE_URL (connect as the owner role);
+    /// with DOTMAC_KAFKA_BROKERS set, also the ClickHouse usage tables and the topics.
     Migrate,
+    /// The usage aggregator: Kafka (DOTMAC_KAFKA_BROKERS) to ClickHouse (DOTMAC_CLICKHOUSE_URL).
+    Aggregate,
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -123,7 +127,50 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("connecting to database_url")?;
             store.migrate().await.context("migrating")?;
+            if !config.kafka_brokers.is_empty() {
+                config
+                    .usage_store()
+                    .migrate()
+                    .await
+                    .context("migrating clickhouse at clickhouse_url")?;
+                dotmac_ingest::kafka::create_topics(&config.kafka_brokers, &config.topics())
+                    .await
+                    .context("creating topics at kafka_brokers")?;
+            }
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Aggregate => {
+            init_tracing(&config.log_format);
+            let settings = config.aggregator()?;
+            let store = Store::connect(&config.database_url, 2)
+                .await
+                .context("connecting to database_url")?;
+            let catalog = Arc::new(dotmac_api::usage::StoreCatalog::new(store));
+            let bus = dotmac_api::events::RedisBus::connect(
+                &config.redis_url,
+                &format!("{}:events", config.redis_prefix),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("redis at redis_url: {e}"))?;
+            let hook = dotmac_api::usage::publish_usage_updates(bus, catalog.clone());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                server::shutdown_signal().await;
+                tracing::info!("stopping: draining pending usage");
+                let _ = stop.send(true);
+            });
+            let stats = Arc::new(dotmac_ingest::aggregator::AggregatorStats::default());
+            dotmac_ingest::aggregator::run(
+                settings,
+                config.usage_store(),
+                catalog,
+                stats,
+                stopped,
+                Some(hook),
+            )
+            .await
+            .context("aggregating")?;
             Ok(())
         }
         Command::Admin {

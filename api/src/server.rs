@@ -30,6 +30,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("data dir: {0}")]
     Io(#[from] std::io::Error),
+    #[error("kafka at `kafka_brokers`: {0}")]
+    Kafka(String),
 }
 
 /// Production wiring: Postgres (as a role subject to RLS) and Redis.
@@ -41,7 +43,7 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
     }
     let bus = RedisBus::connect(
         &config.redis_url,
-        &format!("{}:tenant-events", config.redis_prefix),
+        &format!("{}:events", config.redis_prefix),
     )
     .await
     .map_err(|e| StartError::Redis(e.to_string()))?;
@@ -49,12 +51,21 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
     let keys = token_keys(&config, config.auth.jwt_secret.as_bytes());
+    let intake = match config.kafka_brokers.as_str() {
+        "" => None,
+        brokers => Some(
+            crate::usage::Intake::connect(brokers, &config.pipeline.events_topic)
+                .map_err(StartError::Kafka)?,
+        ),
+    };
     Ok(App {
         store,
         bus,
         limiter: Arc::new(limiter),
         keys,
+        usage: Some(config.usage_store()),
         config: Arc::new(config),
+        intake,
     })
 }
 
@@ -76,6 +87,8 @@ pub async fn embedded_app(mut config: Config, data_dir: &Path) -> Result<App, St
         limiter: Arc::new(LocalLimiter::default()),
         keys,
         config: Arc::new(config),
+        intake: None,
+        usage: None,
     })
 }
 
@@ -114,7 +127,7 @@ pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
         .await
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

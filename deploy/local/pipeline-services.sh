@@ -30,6 +30,16 @@ if ! curl -sf http://127.0.0.1:8123/ping >/dev/null 2>&1; then
   for _ in $(seq 1 60); do curl -sf http://127.0.0.1:8123/ping >/dev/null && break; sleep 1; done
 fi
 curl -sf http://127.0.0.1:8123/ping >/dev/null || { log "clickhouse did not come up"; exit 1; }
+# Databases left by earlier test runs (each test makes its own dotmac_t_*).
+for db in $(curl -sf http://127.0.0.1:8123/ --data-binary "SELECT name FROM system.databases WHERE startsWith(name, 'dotmac_t_') OR startsWith(name, 'bench_')"); do
+  curl -sf http://127.0.0.1:8123/ --data-binary "DROP DATABASE IF EXISTS $db" >/dev/null || true
+done
+
+# --- kafka-python: the third-party client of the interoperability test ------
+if ! python3 -c "import kafka" >/dev/null 2>&1; then
+  log "installing kafka-python"
+  python3 -m pip install -q "kafka-python==3.0.12"
+fi
 
 # --- tansu broker -------------------------------------------------------------
 if [ ! -x "$broker" ]; then

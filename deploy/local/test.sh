@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: services, formatting, lints,
 # every unit, property and integration test (real Postgres and Redis), and
-# the committed GraphQL SDL checked for drift (a test in api/tests/it).
+# the committed GraphQL SDL checked for drift (a test in api/tests/it), and
+# the usage pipeline against ClickHouse and the tansu broker.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/local/services.sh
+deploy/local/pipeline-services.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -38,8 +38,23 @@ pub fn parse_body(
     content_type: &str,
     body: &[u8],
 ) -> Result<Vec<Result<UsageEvent, EventError>>, BatchError> {
+    Ok(parse_body_raw(content_type, body)?
+        .into_iter()
+        .map(|v| v.map(|(event, _)| event))
+        .collect())
+}
+
+/// One event's verdict, with its exact bytes when accepted.
+pub type RawVerdict<'a> = Result<(UsageEvent, &'a [u8]), EventError>;
+
+/// As [`parse_body`], with each accepted event's exact bytes, which are what
+/// the intake produces to Kafka.
+pub fn parse_body_raw<'a>(
+    content_type: &str,
+    body: &'a [u8],
+) -> Result<Vec<RawVerdict<'a>>, BatchError> {
     match media_type(content_type).as_str() {
-        "application/cloudevents+json" => Ok(vec![UsageEvent::decode(body)]),
+        "application/cloudevents+json" => Ok(vec![UsageEvent::decode(body).map(|e| (e, body))]),
         "application/cloudevents-batch+json" => {
             // Raw elements keep each event's exact bytes, so the per-event
             // size limit applies to what the producer actually sent.
@@ -58,7 +73,7 @@ pub fn parse_body(
                     if bytes.len() > MAX_EVENT_BYTES {
                         return Err(EventError::TooLarge { size: bytes.len() });
                     }
-                    UsageEvent::decode(bytes)
+                    UsageEvent::decode(bytes).map(|e| (e, bytes))
                 })
                 .collect())
         }

@@ -1,9 +1,18 @@
-//! Usage event intake (DESIGN.md §6): turning an HTTP body into per-event
-//! verdicts, and the dedupe key that makes `(tenant, source, id)` count once.
-//! The Kafka producer and the HTTP route build on these in the next steps.
+//! The usage pipeline (DESIGN.md §6): intake parsing, the dedupe key, the
+//! producer library, the aggregator's fold and loop, and the ClickHouse
+//! usage store.
 
+pub mod aggregator;
 pub mod batch;
+pub mod catalog;
+pub mod clickhouse;
 pub mod dedupe;
+pub mod fold;
+pub mod kafka;
+pub mod rows;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
-pub use batch::{parse_body, BatchError, MAX_BATCH_EVENTS};
-pub use dedupe::DedupeKey;
+pub use batch::{parse_body, parse_body_raw, BatchError, MAX_BATCH_EVENTS};
+pub use dedupe::{DedupeKey, DedupeSet};

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod meters;
 pub mod resellers;
 pub mod tenants;
+pub mod usage;
 
 use crate::error::{ApiError, ApiResult};
 

@@ -10,7 +10,7 @@ use dotmac_schema::{
 use super::{email, parse_id, reason, required_text};
 use crate::app::{App, RequestCtx};
 use crate::error::{ApiError, ApiResult};
-use crate::events::TenantEvent;
+use crate::events::{BusEvent, TenantEvent};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::entity::tenant;
 use crate::store::resellers;
@@ -266,7 +266,7 @@ async fn publish(
         actor,
         at: Utc::now(),
     };
-    if let Err(e) = app.bus.publish(&event).await {
+    if let Err(e) = app.bus.publish(&BusEvent::Tenant(event)).await {
         tracing::error!(error = %e, tenant = %row.id, "could not publish tenant event");
     }
 }

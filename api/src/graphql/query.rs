@@ -7,7 +7,8 @@ use async_graphql::{Context, Object, ID};
 use dotmac_schema::{ApiKeyId, AuditId, MeterId, ResellerId, TenantId, UserId};
 
 use super::types::{
-    ApiKey, AuditEntry, AuditFilter, Meter, Reseller, Tenant, TenantBatch, TenantFilter, User,
+    ApiKey, AuditEntry, AuditFilter, Meter, Reseller, Tenant, TenantBatch, TenantFilter,
+    UsagePoint, User,
 };
 use super::{connection, ctx, page_request};
 use crate::domain::{identity, parse_id};
@@ -195,6 +196,39 @@ impl QueryRoot {
         let row = meters::get(&tx, &p.scope, &id).await?;
         tx.commit().await?;
         Ok(Meter(row))
+    }
+
+    /// Committed usage of one meter (by slug) in `[from, to)`, per tenant in
+    /// the caller's scope, window and group. `granularity` (default: the
+    /// meter's window) may be coarser than the meter's window; `groupBy`
+    /// (default: all of the meter's properties) may drop properties. At most
+    /// 10,000 points.
+    #[allow(clippy::too_many_arguments)]
+    async fn usage(
+        &self,
+        gctx: &Context<'_>,
+        meter: String,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        tenant_id: Option<ID>,
+        granularity: Option<dotmac_schema::usage::Window>,
+        group_by: Option<Vec<String>>,
+    ) -> Result<Vec<UsagePoint>> {
+        let (app, rc) = ctx(gctx);
+        let points = crate::domain::usage::query(
+            app,
+            rc,
+            crate::domain::usage::UsageQuery {
+                meter,
+                from,
+                to,
+                tenant_id: tenant_id.map(|t| t.0),
+                granularity,
+                group_by,
+            },
+        )
+        .await?;
+        Ok(points.into_iter().map(UsagePoint).collect())
     }
 
     /// The audit log in the caller's scope, newest first.

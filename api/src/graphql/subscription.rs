@@ -7,7 +7,9 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::ctx;
-use super::types::TenantEvent;
+use super::types::{TenantEvent, UsageUpdated};
+use crate::app::RequestCtx;
+use crate::events::BusEvent;
 
 pub struct SubscriptionRoot;
 
@@ -20,26 +22,64 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = TenantEvent>> {
         let (app, rc) = ctx(gctx);
         let scope = rc.principal()?.scope.clone();
-        // A subscription lives no longer than the token that opened it.
-        let remaining = rc
-            .expires_at
-            .map(|exp| (exp - chrono::Utc::now()).to_std().unwrap_or_default())
-            .unwrap_or(std::time::Duration::MAX);
-        let expired =
-            tokio::time::sleep(remaining.min(std::time::Duration::from_secs(86_400 * 365)));
-        let events = BroadcastStream::new(app.bus.subscribe()).take_until(expired);
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(rc));
         Ok(events.filter_map(move |e| {
-            let visible = e.ok().filter(|e| {
-                let Ok(tenant) = e.tenant_id.parse::<TenantId>() else {
-                    return false;
-                };
-                let reseller = e
-                    .reseller_id
-                    .as_deref()
-                    .and_then(|r| r.parse::<ResellerId>().ok());
-                scope.covers_tenant(&tenant, reseller.as_ref())
-            });
-            async move { visible.map(|e| -> TenantEvent { e.into() }) }
+            let visible = match e {
+                Ok(BusEvent::Tenant(e))
+                    if covers(&scope, &e.tenant_id, e.reseller_id.as_deref()) =>
+                {
+                    Some(e.into())
+                }
+                _ => None,
+            };
+            async move { visible }
         }))
     }
+
+    /// Committed usage of `meter` (a slug) for tenants in the caller's
+    /// scope, for live dashboards: each event says which tenant's usage
+    /// changed; read the numbers with the `usage` query.
+    async fn usage_updated(
+        &self,
+        gctx: &Context<'_>,
+        meter: String,
+    ) -> async_graphql::Result<impl Stream<Item = UsageUpdated>> {
+        let (app, rc) = ctx(gctx);
+        let scope = rc.principal()?.scope.clone();
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(rc));
+        Ok(events.filter_map(move |e| {
+            let visible = match e {
+                Ok(BusEvent::Usage(u))
+                    if u.meter == meter
+                        && covers(&scope, &u.tenant_id, u.reseller_id.as_deref()) =>
+                {
+                    Some(UsageUpdated {
+                        tenant_id: async_graphql::ID(u.tenant_id),
+                        meter: u.meter,
+                        committed_at: u.committed_at,
+                    })
+                }
+                _ => None,
+            };
+            async move { visible }
+        }))
+    }
+}
+
+/// A subscription lives no longer than the token that opened it.
+fn token_expiry(rc: &RequestCtx) -> tokio::time::Sleep {
+    let remaining = rc
+        .expires_at
+        .map(|exp| (exp - chrono::Utc::now()).to_std().unwrap_or_default())
+        .unwrap_or(std::time::Duration::MAX);
+    tokio::time::sleep(remaining.min(std::time::Duration::from_secs(86_400 * 365)))
+}
+
+/// Whether `scope` may see an event of this tenant.
+fn covers(scope: &dotmac_schema::Scope, tenant_id: &str, reseller_id: Option<&str>) -> bool {
+    let Ok(tenant) = tenant_id.parse::<TenantId>() else {
+        return false;
+    };
+    let reseller = reseller_id.and_then(|r| r.parse::<ResellerId>().ok());
+    scope.covers_tenant(&tenant, reseller.as_ref())
 }

@@ -10,7 +10,7 @@ use dotmac_schema::{ApiKeyScope, ResellerId, ResourceTier, Role, TenantAction, T
 
 use super::ctx;
 use crate::error::ApiResult;
-use crate::events::TenantEvent as BusEvent;
+use crate::events::TenantEvent as BusTenantEvent;
 use crate::store::api_keys::ApiKeyRow;
 use crate::store::audit::AuditRow;
 use crate::store::resellers::{self, ResellerRow};
@@ -321,8 +321,8 @@ pub struct TenantEvent {
     pub at: DateTime<Utc>,
 }
 
-impl From<BusEvent> for TenantEvent {
-    fn from(e: BusEvent) -> Self {
+impl From<BusTenantEvent> for TenantEvent {
+    fn from(e: BusTenantEvent) -> Self {
         TenantEvent {
             tenant_id: ID(e.tenant_id),
             from: e.from,
@@ -464,4 +464,47 @@ pub struct CreateMeterInput {
 #[derive(InputObject)]
 pub struct UpdateMeterInput {
     pub name: String,
+}
+
+/// One property value of a usage group.
+#[derive(async_graphql::SimpleObject)]
+pub struct UsageGroupValue {
+    pub property: String,
+    pub value: String,
+}
+
+/// One window of one tenant's usage of a meter.
+pub struct UsagePoint(pub crate::domain::usage::UsagePoint);
+
+#[Object]
+impl UsagePoint {
+    async fn tenant_id(&self) -> ID {
+        ID(self.0.tenant_id.clone())
+    }
+    async fn window_start(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.window_start
+    }
+    /// The group-by properties and their values (empty when ungrouped).
+    async fn group(&self) -> Vec<UsageGroupValue> {
+        self.0
+            .group
+            .iter()
+            .map(|(property, value)| UsageGroupValue {
+                property: property.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+    /// The exact value as a decimal string (never a float).
+    async fn value(&self) -> String {
+        self.0.value.to_string()
+    }
+}
+
+/// New usage of a meter was committed for a tenant: read it with `usage`.
+#[derive(SimpleObject)]
+pub struct UsageUpdated {
+    pub tenant_id: ID,
+    pub meter: String,
+    pub committed_at: DateTime<Utc>,
 }

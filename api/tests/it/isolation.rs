@@ -473,8 +473,93 @@ async fn query_case(w: &World, field: &str) {
                 .await
                 .expect_code("NOT_FOUND");
         }
+        "usage" => {
+            let slug = format!("q-{field}");
+            w.meter(&slug).await;
+            // The embedded mode has no usage store yet: scope is still checked first.
+            let usage = w.srv.app.usage.clone();
+            if let Some(usage) = &usage {
+                usage.migrate().await.unwrap();
+                committed_usage(usage, &w.a.tenant_id, &slug, 0).await;
+                committed_usage(usage, &w.b.tenant_id, &slug, 1).await;
+            }
+            let doc = "query($m: String!, $f: DateTime!, $t: DateTime!, $tenant: ID) { usage(meter: $m, from: $f, to: $t, tenantId: $tenant) { tenantId windowStart group { property value } value } }";
+            let now = chrono::Utc::now();
+            let vars = |tenant: Option<&str>| json!({ "m": slug, "f": (now - chrono::TimeDelta::days(1)).to_rfc3339(), "t": (now + chrono::TimeDelta::hours(1)).to_rfc3339(), "tenant": tenant });
+            for f in w.foreigners() {
+                let ans = f.client.gql(doc, vars(Some(&f.target.tenant_id))).await;
+                assert_denied(f.who, field, &ans, &["NOT_FOUND"], &f.target.secrets());
+                let ans = f.client.gql(doc, vars(None)).await;
+                if usage.is_none() {
+                    ans.expect_code("UNAVAILABLE");
+                } else {
+                    assert!(ans.errors().is_empty(), "{}: {}", f.who, ans.body);
+                }
+                assert_no_leak(f.who, field, &ans, &f.target.secrets());
+            }
+            if usage.is_none() {
+                return;
+            }
+            // Each sees its own, and the platform sees both.
+            for (who, c, sees) in [
+                ("tenant_user of A", &w.a_user, vec![&w.a.tenant_id]),
+                ("tenant_admin of B", &w.b_admin, vec![&w.b.tenant_id]),
+                ("reseller_admin of R", &w.reseller, vec![&w.a.tenant_id]),
+                (
+                    "platform_admin",
+                    &w.platform,
+                    vec![&w.a.tenant_id, &w.b.tenant_id],
+                ),
+                ("support", &w.support, vec![&w.a.tenant_id, &w.b.tenant_id]),
+            ] {
+                let ans = c.gql(doc, vars(None)).await;
+                let got: Vec<String> = ans.data()["usage"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["tenantId"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(got.iter().collect::<Vec<_>>(), sees, "{who}");
+            }
+        }
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),
     }
+}
+
+/// Usage of `tenant` committed the way an aggregator flush commits it.
+async fn committed_usage(
+    usage: &dotmac_ingest::store::UsageStore,
+    tenant: &str,
+    meter: &str,
+    offset: i64,
+) {
+    use dotmac_ingest::rows::{BatchRow, RollupPartRow};
+    use dotmac_schema::usage::{RollupKey, RollupState, Window};
+    let key = RollupKey {
+        tenant: tenant.to_owned(),
+        meter: meter.to_owned(),
+        window_start: Window::Hour.start(chrono::Utc::now()),
+        group: vec![("region".into(), "north".into())],
+    };
+    let write_id = uuid::Uuid::now_v7().simple().to_string();
+    let part = RollupPartRow::new(
+        &key,
+        &RollupState::Sum(rust_decimal::Decimal::new(125, 1)),
+        0,
+        &write_id,
+    );
+    let batch = BatchRow {
+        partition: 0,
+        first_offset: offset,
+        last_offset: offset,
+        write_id,
+        written_at_us: 0,
+        events: 1,
+        accepted: 1,
+        duplicates: 0,
+        dead_lettered: 0,
+    };
+    usage.write_flush(&[], &[part], &[batch]).await.unwrap();
 }
 
 /// A lifecycle mutation on a fresh tenant prepared by `path`.
@@ -1135,6 +1220,57 @@ async fn subscription_case(w: &World, field: &str) {
             assert_eq!(
                 err["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
                 "{err}"
+            );
+        }
+        "usageUpdated" => {
+            let q = "subscription { usageUpdated(meter: \"iso-meter\") { tenantId meter committedAt } }";
+            let mut a_sub = subscribe(&w.srv.url, token_of(&w.a_user), q).await;
+            let mut r_sub = subscribe(&w.srv.url, token_of(&w.reseller), q).await;
+            let mut b_sub = subscribe(&w.srv.url, token_of(&w.b_admin), q).await;
+            let mut support_sub = subscribe(&w.srv.url, token_of(&w.support), q).await;
+            let update = |tenant: &str, reseller: Option<&str>, meter: &str| {
+                dotmac_api::events::BusEvent::Usage(dotmac_api::events::UsageUpdate {
+                    tenant_id: tenant.to_owned(),
+                    reseller_id: reseller.map(str::to_owned),
+                    meter: meter.to_owned(),
+                    committed_at: chrono::Utc::now(),
+                })
+            };
+            // Published as an aggregator publishes them: B, another meter, then A.
+            let bus = &w.srv.app.bus;
+            bus.publish(&update(&w.b.tenant_id, None, "iso-meter"))
+                .await
+                .unwrap();
+            bus.publish(&update(&w.a.tenant_id, Some(&w.r_id), "other-meter"))
+                .await
+                .unwrap();
+            bus.publish(&update(&w.a.tenant_id, Some(&w.r_id), "iso-meter"))
+                .await
+                .unwrap();
+            for (who, ws, sees) in [
+                ("tenant_user of A", &mut a_sub, &w.a.tenant_id),
+                ("reseller_admin of R", &mut r_sub, &w.a.tenant_id),
+                ("tenant_admin of B", &mut b_sub, &w.b.tenant_id),
+                ("support", &mut support_sub, &w.b.tenant_id),
+            ] {
+                let ev = next_json(ws).await;
+                let data = &ev["payload"]["data"]["usageUpdated"];
+                assert_eq!(data["tenantId"], json!(sees), "{who}: {ev}");
+                assert_eq!(data["meter"], "iso-meter", "{who}: {ev}");
+            }
+            for (who, ws) in [("tenant_admin of B", &mut b_sub)] {
+                let leaked =
+                    tokio::time::timeout(std::time::Duration::from_millis(500), next_json(ws))
+                        .await;
+                assert!(
+                    leaked.is_err(),
+                    "{who} saw another tenant's update: {leaked:?}"
+                );
+            }
+            let second = next_json(&mut support_sub).await;
+            assert_eq!(
+                second["payload"]["data"]["usageUpdated"]["tenantId"],
+                json!(w.a.tenant_id)
             );
         }
         other => {

@@ -96,6 +96,10 @@ impl TestServer {
         config.redis_prefix = unique("dotmac_test");
         // Tests log in many times from one address.
         config.limits.login_per_minute = 10_000;
+        // Each test reads and writes usage in a ClickHouse database of its own.
+        config.clickhouse_url = std::env::var("DOTMAC_TEST_CLICKHOUSE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+        config.clickhouse_database = unique("dotmac_t");
         adjust(&mut config);
         let (app, owner_url) = match backend {
             Backend::Sqlite => (

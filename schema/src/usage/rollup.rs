@@ -53,7 +53,8 @@ pub enum RollupError {
 }
 
 impl RollupState {
-    fn kind(&self) -> &'static str {
+    /// The aggregation's name, as meters spell it.
+    pub fn kind(&self) -> &'static str {
         match self {
             RollupState::Sum(_) => "SUM",
             RollupState::Count(_) => "COUNT",
@@ -65,6 +66,22 @@ impl RollupState {
     }
 
     /// Folds `other` into `self`.
+    /// Whether [`merge`](Self::merge) of `other` would succeed, without
+    /// changing anything: a fold checks every contribution of an event first,
+    /// so an event is either counted in all its meters or in none.
+    pub fn check_merge(&self, other: &RollupState) -> Result<(), RollupError> {
+        match (self, other) {
+            (RollupState::Sum(a), RollupState::Sum(b)) => {
+                a.checked_add(*b).map(drop).ok_or(RollupError::Overflow)
+            }
+            (RollupState::Count(a), RollupState::Count(b)) => {
+                a.checked_add(*b).map(drop).ok_or(RollupError::Overflow)
+            }
+            (a, b) if a.kind() == b.kind() => Ok(()),
+            (a, b) => Err(RollupError::KindMismatch(b.kind(), a.kind())),
+        }
+    }
+
     pub fn merge(&mut self, other: RollupState) -> Result<(), RollupError> {
         match (&mut *self, other) {
             (RollupState::Sum(a), RollupState::Sum(b)) => {

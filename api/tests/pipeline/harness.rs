@@ -1,0 +1,239 @@
+//! A pipeline per test: a fresh Postgres (demo tenants), a fresh ClickHouse
+//! database, its own topics and consumer group on the shared broker, and an
+//! in-process aggregator that can be started and stopped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dotmac_api::config::Config;
+use dotmac_api::usage::StoreCatalog;
+use dotmac_ingest::aggregator::{self, AggregatorStats};
+use dotmac_ingest::store::{BatchTotals, UsageStore};
+use dotmac_schema::usage::{RollupKey, RollupState};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::Message;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::support::{unique, Backend, Client, TestServer};
+
+pub fn brokers() -> String {
+    std::env::var("DOTMAC_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn clickhouse_url() -> String {
+    std::env::var("DOTMAC_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+pub struct Pipeline {
+    pub server: TestServer,
+    pub config: Config,
+    pub usage: UsageStore,
+    pub admin: Client,
+    /// slug → id of the demo tenants.
+    pub tenants: BTreeMap<String, String>,
+}
+
+pub struct RunningAggregator {
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<(), aggregator::AggregatorError>>,
+    pub stats: Arc<AggregatorStats>,
+}
+
+impl RunningAggregator {
+    /// Graceful stop: drains, commits, leaves the group.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+impl Pipeline {
+    pub async fn start() -> Pipeline {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
+        // DOTMAC_LOG=info shows the aggregator's log in failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("DOTMAC_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let name = unique("dotmac_t").replace('-', "_");
+        let server = TestServer::start_with(Backend::Postgres, |c| {
+            c.kafka_brokers = brokers();
+            c.clickhouse_url = clickhouse_url();
+            c.clickhouse_database = name.clone();
+            c.pipeline.events_topic = format!("{name}.usage.events");
+            c.pipeline.dead_letter_topic = format!("{name}.usage.dead-letter");
+            c.pipeline.group_id = format!("{name}.aggregator");
+            c.pipeline.partitions = 3;
+            c.pipeline.flush_ms = 100;
+            adjust(c);
+        })
+        .await;
+        let config = (*server.app.config).clone();
+        let usage = config.usage_store();
+        usage.migrate().await.expect("clickhouse migration");
+        dotmac_ingest::kafka::create_topics(&config.kafka_brokers, &config.topics())
+            .await
+            .expect("topics");
+        let admin = server.login(dotmac_api::seed::ADMIN_EMAIL).await;
+        let listed = admin
+            .gql(
+                "{ tenants(first: 50) { edges { node { id slug } } } }",
+                json!({}),
+            )
+            .await;
+        let tenants = listed.data()["tenants"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["node"]["slug"].as_str().unwrap().to_owned(),
+                    e["node"]["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        Pipeline {
+            server,
+            config,
+            usage,
+            admin,
+            tenants,
+        }
+    }
+
+    pub fn tenant(&self, slug: &str) -> String {
+        self.tenants[slug].clone()
+    }
+
+    pub async fn create_meter(&self, input: Value) -> Value {
+        let answer = self
+            .admin
+            .gql(
+                "mutation($i: CreateMeterInput!) { createMeter(input: $i) { id slug } }",
+                json!({ "i": input }),
+            )
+            .await;
+        answer.data()["createMeter"].clone()
+    }
+
+    pub fn spawn_aggregator(&self) -> RunningAggregator {
+        let settings = self.config.aggregator().unwrap();
+        let catalog = Arc::new(StoreCatalog::new(self.server.app.store.clone()));
+        let hook =
+            dotmac_api::usage::publish_usage_updates(self.server.app.bus.clone(), catalog.clone());
+        let stats = Arc::new(AggregatorStats::default());
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(aggregator::run(
+            settings,
+            self.usage.clone(),
+            catalog,
+            stats.clone(),
+            stopped,
+            Some(hook),
+        ));
+        RunningAggregator {
+            stop,
+            handle,
+            stats,
+        }
+    }
+
+    /// Produces records as they are (any key, any bytes), acknowledged.
+    pub async fn produce(&self, records: &[(Option<String>, Vec<u8>)]) {
+        let producer: FutureProducer =
+            dotmac_ingest::kafka::client_config(&self.config.kafka_brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .create()
+                .unwrap();
+        let topic = &self.config.pipeline.events_topic;
+        for chunk in records.chunks(5000) {
+            let sends = chunk.iter().map(|(key, payload)| {
+                let mut r: FutureRecord<'_, str, [u8]> =
+                    FutureRecord::to(topic).payload(payload.as_slice());
+                if let Some(k) = key {
+                    r = r.key(k.as_str());
+                }
+                producer.send(r, Timeout::After(Duration::from_secs(30)))
+            });
+            for result in futures::future::join_all(sends).await {
+                result.map_err(|(e, _)| e).expect("broker acknowledged");
+            }
+        }
+    }
+
+    /// Waits until committed batches account for `records` records.
+    pub async fn wait_for_records(&self, records: u64, timeout: Duration) -> BatchTotals {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let totals = self.usage.totals().await.unwrap_or_default();
+            if totals.events >= records {
+                return totals;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {records} records committed after {timeout:?}: {totals:?}",
+                totals.events
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn rollups(&self, meter: &str) -> BTreeMap<RollupKey, RollupState> {
+        self.usage.rollups(None, meter, 0, i64::MAX).await.unwrap()
+    }
+
+    /// Reads `n` records of the dead-letter topic: (key, payload, reason).
+    pub fn dead_letters(&self, n: usize) -> Vec<(Option<String>, Vec<u8>, String)> {
+        let consumer: BaseConsumer =
+            dotmac_ingest::kafka::client_config(&self.config.kafka_brokers)
+                .set("group.id", unique("dlq-reader"))
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "6000")
+                .set("max.poll.interval.ms", "7000")
+                .create()
+                .unwrap();
+        consumer
+            .subscribe(&[&self.config.pipeline.dead_letter_topic])
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let reason = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "dotmac-reason"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    m.payload().unwrap_or_default().to_vec(),
+                    reason,
+                ));
+            }
+        }
+        out
+    }
+
+    pub async fn cleanup(self) {
+        self.usage.clickhouse().drop_database().await.ok();
+    }
+}
+
+/// A CloudEvents usage event as JSON.
+pub fn event(id: &str, event_type: &str, time: &str, data: Value) -> Value {
+    json!({ "specversion": "1.0", "id": id, "source": "//isp/test", "type": event_type, "time": time, "data": data })
+}

@@ -1,0 +1,187 @@
+//! Services of a test's or benchmark's own, for what must not touch the
+//! shared ones: a ClickHouse server in a temporary directory and a tansu
+//! broker, each restartable with SIGKILL (the chaos test and the outage
+//! benchmark). Enabled by the `testkit` feature; not part of the product.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+pub fn kill9(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// A ClickHouse server of this test's own, in a temporary directory.
+pub struct OwnClickHouse {
+    dir: PathBuf,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl OwnClickHouse {
+    pub fn start(dir: &Path) -> OwnClickHouse {
+        let http_port = free_port();
+        let tcp_port = free_port();
+        let config = format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/data/tmp/</tmp_path>
+    <user_files_path>{d}/data/user_files/</user_files_path>
+    <format_schema_path>{d}/data/format_schemas/</format_schema_path>
+    <users_config>/etc/clickhouse-server/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <mark_cache_size>268435456</mark_cache_size>
+</yandex>"#,
+            d = dir.display()
+        );
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("config.xml"), config).unwrap();
+        let mut ch = OwnClickHouse {
+            dir: dir.to_owned(),
+            http_port,
+            child: None,
+        };
+        ch.restart();
+        ch
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Kills the server (SIGKILL); `restart` brings it back on its data.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("/usr/sbin/clickhouse-server")
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server (deploy/local/pipeline-services.sh installs it)");
+        self.child = Some(child);
+        let port = self.http_port;
+        wait_until("clickhouse", Duration::from_secs(60), || port_open(port));
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+}
+
+/// A tansu broker of this test's own, keeping its log in Postgres.
+pub struct OwnBroker {
+    port: u16,
+    storage: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn tansu_binary() -> PathBuf {
+    std::env::var_os("DOTMAC_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache =
+                std::env::var("DOTMAC_CACHE").unwrap_or_else(|_| "/var/cache/dotmac".into());
+            Path::new(&cache).join("broker/bin/tansu")
+        })
+}
+
+impl OwnBroker {
+    pub fn start(storage: String, log: PathBuf) -> OwnBroker {
+        let mut b = OwnBroker {
+            port: free_port(),
+            storage,
+            log,
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+        let url = format!("tcp://{}", self.address());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                &self.storage,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu (deploy/local/pipeline-services.sh builds it)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("broker", Duration::from_secs(60), || port_open(port));
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+}
