@@ -5,8 +5,10 @@
 #
 # The broker is built from crates.io once (10-15 min cold) into a cache
 # outside the clone (DOTMAC_CACHE, default /var/cache/dotmac); a cold machine
-# builds it, a warm one reuses it. Storage: memory by default, or
-# DOTMAC_BROKER_STORAGE=postgres for a broker whose log survives restarts.
+# builds it, a warm one reuses it. Storage: memory by default; the chaos test
+# starts its own broker on the sqlite engine (libsql feature), whose log
+# survives restarts. (tansu 0.6's postgres engine needs a schema that is not
+# shipped in the crate, so it cannot start on an empty database.)
 set -euo pipefail
 
 log() { echo "[pipeline-services] $*"; }
@@ -42,18 +44,15 @@ if ! python3 -c "import kafka" >/dev/null 2>&1; then
 fi
 
 # --- tansu broker -------------------------------------------------------------
-if [ ! -x "$broker" ]; then
-  log "building the tansu broker into $broker_root (10-15 min cold)"
-  cargo install tansu --locked --features dynostore,postgres \
+features="dynostore,libsql"
+if [ ! -x "$broker" ] || [ "$(cat "$broker_root/features" 2>/dev/null)" != "$features" ]; then
+  log "building the tansu broker ($features) into $broker_root (10-15 min cold)"
+  cargo install tansu --version 0.6.0 --locked --force --features "$features" \
     --root "$broker_root" --target-dir "$cache/broker-target"
+  echo "$features" >"$broker_root/features"
 fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
   storage="memory://tansu/"
-  if [ "${DOTMAC_BROKER_STORAGE:-memory}" = postgres ]; then
-    psql -h 127.0.0.1 -U postgres -d postgres -qtAc "SELECT 1 FROM pg_database WHERE datname = 'tansu'" | grep -q 1 \
-      || psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE tansu"
-    storage="postgres://postgres@127.0.0.1:5432/tansu"
-  fi
   log "starting the broker ($storage)"
   mkdir -p /var/log/dotmac
   nohup "$broker" broker --listener-url tcp://127.0.0.1:9092 \

@@ -114,11 +114,12 @@ impl Drop for OwnClickHouse {
     }
 }
 
-/// A tansu broker of this test's own, keeping its log in Postgres.
+/// A tansu broker of this test's own. With `sqlite://broker.db` its log is a
+/// file in `dir` (its working directory) and survives restarts.
 pub struct OwnBroker {
     port: u16,
     storage: String,
-    log: PathBuf,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -133,11 +134,12 @@ pub fn tansu_binary() -> PathBuf {
 }
 
 impl OwnBroker {
-    pub fn start(storage: String, log: PathBuf) -> OwnBroker {
+    pub fn start(dir: &Path, storage: &str) -> OwnBroker {
+        std::fs::create_dir_all(dir).expect("broker dir");
         let mut b = OwnBroker {
             port: free_port(),
-            storage,
-            log,
+            storage: storage.to_owned(),
+            dir: dir.to_owned(),
             child: None,
         };
         b.restart();
@@ -156,7 +158,7 @@ impl OwnBroker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.log)
+            .open(self.dir.join("broker.log"))
             .unwrap();
         let child = Command::new(tansu_binary())
             .args([
@@ -168,6 +170,7 @@ impl OwnBroker {
                 "--storage-engine",
                 &self.storage,
             ])
+            .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -1,8 +1,9 @@
 //! Chaos: 200,000 events while the aggregator (the real `dotmac aggregate`
 //! process) is killed with SIGKILL at random moments five times, ClickHouse
 //! is restarted once and the broker (postgres storage, so its log survives)
-//! once. The totals must be exact: zero lost, zero double-counted. Runs on
-//! its own ClickHouse server and broker so the restarts touch no other test.
+//! once (its sqlite storage engine keeps its log across the restart). The
+//! totals must be exact: zero lost, zero double-counted. Runs on its own
+//! ClickHouse server and broker so the restarts touch no other test.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -13,11 +14,9 @@ use dotmac_ingest::testkit::{kill9, OwnBroker, OwnClickHouse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 
 use crate::harness::{event, Pipeline};
-use crate::support::{pg_admin_url, unique};
 
 const EVENTS: usize = 200_000;
 const KILLS: usize = 5;
@@ -54,17 +53,8 @@ fn spawn_aggregator(p: &Pipeline, log: &Path) -> Child {
 async fn exact_through_kills_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut clickhouse = OwnClickHouse::start(&dir.path().join("clickhouse"));
-    let broker_db = unique("dotmac_t_broker");
-    let admin = Database::connect(pg_admin_url()).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {broker_db}"))
-        .await
-        .unwrap();
-    admin.close().await.ok();
-    let mut broker = OwnBroker::start(
-        format!("postgres://postgres@127.0.0.1:5432/{broker_db}"),
-        dir.path().join("broker.log"),
-    );
+    let broker_dir = dir.path().join("broker");
+    let mut broker = OwnBroker::start(&broker_dir, "sqlite://broker.db");
     let (ch_url, brokers) = (clickhouse.url(), broker.address());
     let p = Pipeline::start_with(|c| {
         c.clickhouse_url = ch_url;
@@ -102,7 +92,9 @@ async fn exact_through_kills_and_restarts() {
         let tenant = tenant.clone();
         async move {
             let mut failed = 0usize;
+            // Paced over about a minute, so the kills land mid-stream.
             for chunk in payloads.chunks(2000) {
+                tokio::time::sleep(Duration::from_millis(600)).await;
                 let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
                 // Unacknowledged events are sent again, as an ISP's producer
                 // would; the aggregator's dedupe makes that safe.
@@ -128,11 +120,23 @@ async fn exact_through_kills_and_restarts() {
 
     let agg_log = dir.path().join("aggregator.log");
     let mut aggregator = spawn_aggregator(&p, &agg_log);
+    let mut seen = 0;
     for kill in 1..=KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..6_000))).await;
+        // Kill in the middle of the work: once this aggregator has
+        // committed something, at a random moment within 1.5 s.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let now_committed = p.usage.totals().await.map(|t| t.accepted).unwrap_or(seen);
+            if now_committed > seen || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1_500))).await;
         kill9(&mut aggregator);
         let committed = p.usage.totals().await.map(|t| t.accepted).unwrap_or(0);
         println!("chaos: SIGKILL {kill} of the aggregator with {committed} events committed");
+        seen = committed;
         match kill {
             2 => {
                 clickhouse.restart();
@@ -174,16 +178,12 @@ async fn exact_through_kills_and_restarts() {
         totals.dead_lettered
     );
     if totals.accepted != EVENTS as u64 {
-        eprintln!(
-            "{}",
-            std::fs::read_to_string(&agg_log)
-                .unwrap_or_default()
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        for log in [&agg_log, &broker_dir.join("broker.log")] {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- {}:\n{}", log.display(), tail.join("\n"));
+        }
     }
     assert_eq!(
         totals.accepted, EVENTS as u64,
