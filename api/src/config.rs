@@ -165,7 +165,7 @@ impl Default for Config {
                 partitions: 4,
                 group_id: "dotmac-aggregator".into(),
                 flush_ms: 200,
-                max_pending_records: 200_000,
+                max_pending_records: 100_000,
                 dedupe_horizon_days: 32,
                 catalog_refresh_secs: 5,
                 session_timeout_ms: 6000,

@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     outage_secs: u64,
     /// The aggregator's bound on records held unflushed.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     max_pending: usize,
 }
 

@@ -64,7 +64,7 @@ impl AggregatorConfig {
             group_id: "dotmac-aggregator".into(),
             topics: Topics::default(),
             flush_interval: Duration::from_millis(200),
-            max_pending_records: 200_000,
+            max_pending_records: 100_000,
             dedupe_horizon: TimeDelta::days(32),
             catalog_refresh: Duration::from_secs(5),
             session_timeout_ms: 6000,
@@ -84,6 +84,8 @@ pub enum AggregatorError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("dead-letter topic: {0}")]
     DeadLetter(String),
+    #[error("clickhouse at {0} does not answer its ping")]
+    ClickHouseDown(String),
     #[error("clickhouse write timed out after {0:?}")]
     WriteTimeout(Duration),
     #[error("the aggregator thread failed: {0}")]
@@ -442,6 +444,14 @@ impl Aggregator {
     }
 
     fn flush(&mut self) -> Result<(), AggregatorError> {
+        // After a failure, a cheap ping first: folding and serializing a
+        // whole flush only to have it refused would cost memory and CPU for
+        // every retry of an outage.
+        if self.backoff.is_some() && !self.handle.block_on(self.store.clickhouse().ping()) {
+            return Err(AggregatorError::ClickHouseDown(
+                self.store.clickhouse().url().to_owned(),
+            ));
+        }
         let limits = TimeLimits::new(Utc::now(), self.config.dedupe_horizon);
         self.refresh_catalog()?;
         self.recover(&limits)?;

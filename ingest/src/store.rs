@@ -26,6 +26,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
     include_str!("../../migrations/clickhouse/0001_usage.sql"),
 )];
 
+/// Rows per INSERT request of raw rows and rollup parts.
+pub const WRITE_CHUNK_ROWS: usize = 50_000;
+
 /// Rows count only when their write has a batch row: the commit record.
 const COMMITTED: &str = "write_id IN (SELECT write_id FROM usage_batches)";
 
@@ -75,8 +78,15 @@ impl UsageStore {
         parts: &[RollupPartRow],
         batches: &[BatchRow],
     ) -> Result<(), ClickHouseError> {
-        self.ch.insert("usage_raw", raw).await?;
-        self.ch.insert("usage_rollup_parts", parts).await?;
+        // Raw rows and parts need no atomicity (the batch rows commit them),
+        // so they go in bounded requests: the request body, not the flush,
+        // sets the memory a write costs.
+        for chunk in raw.chunks(WRITE_CHUNK_ROWS) {
+            self.ch.insert("usage_raw", chunk).await?;
+        }
+        for chunk in parts.chunks(WRITE_CHUNK_ROWS) {
+            self.ch.insert("usage_rollup_parts", chunk).await?;
+        }
         // Stamped as late as possible: written_at_us - an event's broker
         // timestamp is its event-to-queryable latency, less this last insert.
         let now = chrono::Utc::now().timestamp_micros();
