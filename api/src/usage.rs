@@ -103,6 +103,27 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
+/// One event's outcome in the answer of `POST /v1/events`.
+#[derive(serde::Serialize)]
+struct EventResult<'a> {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct EventsAnswer<'a> {
+    accepted: usize,
+    rejected: usize,
+    failed: usize,
+    results: Vec<EventResult<'a>>,
+}
+
 /// `POST /v1/events`: one verdict per event, answered after the broker
 /// acknowledged every accepted one. 200 when all are accepted, 207 when
 /// some are rejected, 422 when none is; 503 when the broker did not
@@ -176,28 +197,41 @@ pub async fn post_events(app: &App, headers: &HeaderMap, body: &[u8]) -> Respons
         .await
         .into_iter();
     let (mut n_accepted, mut n_rejected, mut n_failed) = (0, 0, 0);
-    let results: Vec<serde_json::Value> = verdicts
+    let results: Vec<EventResult<'_>> = verdicts
         .iter()
         .enumerate()
         .map(|(index, verdict)| match verdict {
-            Ok((event, _)) => match delivered.next() {
-                Some(Ok(())) => {
+            Ok((event, _)) => {
+                let (status, reason) = match delivered.next() {
+                    Some(Ok(())) => ("accepted", None),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "broker did not acknowledge an event");
+                        ("failed", Some(e.to_string()))
+                    }
+                    None => ("failed", Some("not sent".to_owned())),
+                };
+                if reason.is_none() {
                     n_accepted += 1;
-                    json!({ "index": index, "id": event.id, "status": "accepted" })
-                }
-                Some(Err(e)) => {
+                } else {
                     n_failed += 1;
-                    tracing::warn!(error = %e, "broker did not acknowledge an event");
-                    json!({ "index": index, "id": event.id, "status": "failed", "reason": e.to_string() })
                 }
-                None => {
-                    n_failed += 1;
-                    json!({ "index": index, "id": event.id, "status": "failed", "reason": "not sent" })
+                EventResult {
+                    index,
+                    id: Some(&event.id),
+                    status,
+                    field: None,
+                    reason,
                 }
-            },
+            }
             Err(e) => {
                 n_rejected += 1;
-                json!({ "index": index, "status": "rejected", "field": e.field(), "reason": e.to_string() })
+                EventResult {
+                    index,
+                    id: None,
+                    status: "rejected",
+                    field: e.field(),
+                    reason: Some(e.to_string()),
+                }
             }
         })
         .collect();
@@ -212,7 +246,12 @@ pub async fn post_events(app: &App, headers: &HeaderMap, body: &[u8]) -> Respons
     };
     (
         status,
-        Json(json!({ "accepted": n_accepted, "rejected": n_rejected, "failed": n_failed, "results": results })),
+        Json(EventsAnswer {
+            accepted: n_accepted,
+            rejected: n_rejected,
+            failed: n_failed,
+            results,
+        }),
     )
         .into_response()
 }

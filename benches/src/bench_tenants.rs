@@ -4,7 +4,7 @@
 //! and idle RSS. Run with `deploy/local/bench.sh`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,9 @@ use sea_orm::{
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use dotmac_benches::install::{
+    drop_database, free_port, fresh_database, migrate, serve, wait_http, Killed,
+};
 use dotmac_benches::proc::{cpu_secs, rss_mib};
 
 #[derive(Parser)]
@@ -44,36 +47,6 @@ struct Args {
 }
 
 const QUERY: &str = "{ tenants(first: 50) { edges { node { id name slug state tier reseller { id name } userCount apiKeyCount } } } }";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_http(url: &str, deadline: Duration) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let client = reqwest::Client::new();
-    while start.elapsed() < deadline {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(start.elapsed());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    bail!("{url} did not answer within {deadline:?}")
-}
 
 async fn seed(owner: &DatabaseConnection, tenants: u32) -> anyhow::Result<()> {
     let sql = format!(
@@ -223,36 +196,15 @@ async fn main() -> anyhow::Result<()> {
     dev_startup(&args.dotmac).await?;
 
     let db_name = format!("dotmac_bench_{}", std::process::id());
-    let admin = Database::connect(&args.pg_admin_url).await?;
-    admin
-        .execute_unprepared("DO $$ BEGIN CREATE ROLE dotmac_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
-        .await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {db_name}"))
-        .await?;
-    let base = args
-        .pg_admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .context("pg url")?;
-    let owner_url = format!("{base}/{db_name}");
-    let app_url = format!("postgres://dotmac_app@127.0.0.1:5432/{db_name}");
-
-    let status = Command::new(&args.dotmac)
-        .arg("migrate")
-        .env("DOTMAC_DATABASE_URL", &owner_url)
-        .env("DOTMAC_LOG", "warn")
-        .status()?;
-    if !status.success() {
-        bail!("dotmac migrate failed");
-    }
+    let (owner_url, app_url) = fresh_database(&args.pg_admin_url, &db_name).await?;
+    migrate(&args.dotmac, &owner_url, &[])?;
     let mut opts = ConnectOptions::new(owner_url.clone());
     opts.max_connections(args.concurrency as u32)
         .sqlx_logging(false);
     let owner = Database::connect(opts).await?;
     seed(&owner, args.tenants).await?;
 
-    let port = free_port();
+    let pool = args.concurrency.to_string();
     let env = [
         ("DOTMAC_DATABASE_URL", app_url.as_str()),
         ("DOTMAC_REDIS_URL", args.redis_url.as_str()),
@@ -261,52 +213,13 @@ async fn main() -> anyhow::Result<()> {
             "bench-secret-bench-secret-bench-secret-0001",
         ),
         ("DOTMAC_LOG", "warn"),
+        ("DOTMAC_DATABASE_POOL_SIZE", pool.as_str()),
     ];
-    let status = Command::new(&args.dotmac)
-        .args([
-            "admin",
-            "create-user",
-            "--email",
-            "bench@bench.test",
-            "--role",
-            "platform_admin",
-        ])
-        .envs(env)
-        .env("DOTMAC_ADMIN_PASSWORD", "bench-password-123")
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("dotmac admin create-user failed");
-    }
-    let server = Killed(
-        Command::new(&args.dotmac)
-            .arg("serve")
-            .envs(env)
-            .env("DOTMAC_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DOTMAC_DATABASE_POOL_SIZE", args.concurrency.to_string())
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let url = format!("http://127.0.0.1:{port}/graphql");
-    wait_http(
-        &format!("http://127.0.0.1:{port}/readyz"),
-        Duration::from_secs(30),
-    )
-    .await?;
+    let (server, base, token) = serve(&args.dotmac, &env).await?;
+    let url = format!("{base}/graphql");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let login: serde_json::Value = http
-        .post(&url)
-        .json(&json!({ "query": "mutation { login(email: \"bench@bench.test\", password: \"bench-password-123\") { accessToken } }" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["data"]["login"]["accessToken"]
-        .as_str()
-        .context("login")?
-        .to_owned();
     // Sanity: the answer has the 50 tenants with their nested fields.
     let probe: serde_json::Value = http
         .post(&url)
@@ -378,8 +291,6 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("API process peak RSS under load: {peak:.1} MiB (goal < 150 MiB)");
     println!("API process CPU per request (incl. warm-up): {api_cpu_ms:.2} ms");
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await?;
+    drop_database(&args.pg_admin_url, &db_name).await?;
     Ok(())
 }

@@ -1,3 +1,4 @@
 //! Shared pieces of the benchmark binaries.
 
+pub mod install;
 pub mod proc;

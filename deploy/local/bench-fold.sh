@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --locked -p dotmac-benches --bin bench-fold
-exec taskset -c 0 target/release/bench-fold "$@"
+exec taskset -c 0 "${CARGO_TARGET_DIR:-target}/release/bench-fold" "$@"

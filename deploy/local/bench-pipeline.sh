@@ -7,4 +7,4 @@ cd "$(dirname "$0")/../.."
 deploy/local/services.sh
 deploy/local/pipeline-services.sh
 cargo build --release --locked -p dotmac-benches --bin bench-pipeline
-exec target/release/bench-pipeline "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/bench-pipeline" "$@"

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/local/services.sh
 cargo build --release --locked -p dotmac-api -p dotmac-benches
-exec target/release/bench-tenants --dotmac target/release/dotmac "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/bench-tenants" --dotmac "${CARGO_TARGET_DIR:-target}/release/dotmac" "$@"

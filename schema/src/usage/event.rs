@@ -89,6 +89,76 @@ impl UsageEvent {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge { size: bytes.len() });
         }
+        // The common case, a valid event, takes a borrowing typed parse;
+        // anything it does not accept goes through the general path, which
+        // gives every rejection its exact reason (property-tested equal).
+        if let Some(event) = Self::decode_valid(bytes) {
+            return Ok(event);
+        }
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// A valid event without building a JSON tree of its envelope; `None`
+    /// for anything unusual (the caller then takes the general path).
+    fn decode_valid(bytes: &[u8]) -> Option<UsageEvent> {
+        use std::borrow::Cow;
+        #[derive(serde::Deserialize)]
+        struct Wire<'a> {
+            #[serde(borrow)]
+            specversion: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            id: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            source: Option<Cow<'a, str>>,
+            #[serde(borrow, rename = "type")]
+            event_type: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            subject: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            time: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            datacontenttype: Option<&'a serde_json::value::RawValue>,
+            data: Option<Map<String, Value>>,
+        }
+        let w: Wire<'_> = serde_json::from_slice(bytes).ok()?;
+        let fits = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max || (!s.is_empty() && s.chars().count() <= max)
+        };
+        let required = |v: &Option<Cow<'_, str>>, max: usize| {
+            v.as_deref().filter(|s| fits(s, max)).map(str::to_owned)
+        };
+        if w.specversion.as_deref() != Some("1.0") {
+            return None;
+        }
+        if w.datacontenttype
+            .is_some_and(|ct| ct.get() != "\"application/json\"")
+        {
+            return None;
+        }
+        let subject = match &w.subject {
+            None => None,
+            Some(s) if fits(s, MAX_ID_LEN) => Some(s.clone().into_owned()),
+            Some(_) => return None,
+        };
+        let time_text = w.time.as_deref().filter(|t| fits(t, 64))?;
+        let time = DateTime::parse_from_rfc3339(time_text)
+            .ok()?
+            .with_timezone(&Utc);
+        Some(UsageEvent {
+            id: required(&w.id, MAX_ID_LEN)?,
+            source: required(&w.source, MAX_SOURCE_LEN)?,
+            event_type: required(&w.event_type, MAX_ID_LEN)?,
+            subject,
+            time,
+            data: w.data?,
+        })
+    }
+
+    /// The general path only (for the property test of the fast path).
+    #[cfg(test)]
+    fn decode_general(bytes: &[u8]) -> Result<UsageEvent, EventError> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
         Self::from_value(value)
@@ -215,6 +285,38 @@ mod tests {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = UsageEvent::decode(&bytes);
+        }
+
+        /// The fast path accepts only what the general path accepts, and
+        /// yields the same event.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_path(
+            id in proptest::option::of("[a-z\\\\\"é]{0,5}"),
+            subject in proptest::option::of(prop_oneof![Just(Value::Null), "[a-z]{0,3}".prop_map(Value::from), Just(Value::from(3))]),
+            spec in prop_oneof![Just(Value::from("1.0")), Just(Value::from("0.3")), Just(Value::Null), Just(Value::from(1))],
+            time in prop_oneof![Just(Value::from("2026-11-28T10:00:00Z")), Just(Value::from("2026-11-28T10:00:00.123456+02:00")), Just(Value::from("nope")), Just(Value::Null)],
+            data in prop_oneof![Just(Value::Null), Just(serde_json::json!({"n": 1, "m": {"x": "y"}})), Just(serde_json::json!([1])), Just(serde_json::json!({}))],
+            ct in proptest::option::of(prop_oneof![Just(Value::Null), Just(Value::from("application/json")), Just(Value::from("text/xml"))]),
+            long_id in any::<bool>(),
+        ) {
+            let mut obj = Map::new();
+            obj.insert("specversion".into(), spec);
+            if let Some(id) = id {
+                let id = if long_id { id.repeat(60) } else { id };
+                obj.insert("id".into(), Value::from(id));
+            }
+            obj.insert("source".into(), Value::from("//s"));
+            obj.insert("type".into(), Value::from("t"));
+            if let Some(s) = subject { obj.insert("subject".into(), s); }
+            obj.insert("time".into(), time);
+            obj.insert("data".into(), data);
+            if let Some(ct) = ct { obj.insert("datacontenttype".into(), ct); }
+            let bytes = Value::Object(obj).to_string().into_bytes();
+            let general = UsageEvent::decode_general(&bytes);
+            match UsageEvent::decode_valid(&bytes) {
+                Some(fast) => prop_assert_eq!(Ok(fast), general),
+                None => prop_assert!(general.is_err(), "the fast path declined a valid event"),
+            }
         }
 
         #[test]
