@@ -25,6 +25,8 @@ pub struct App {
     pub intake: Option<Arc<crate::usage::Intake>>,
     /// Committed usage in ClickHouse; `None` when the pipeline is not configured.
     pub usage: Option<dotmac_ingest::store::UsageStore>,
+    /// `dotmac dev`'s in-process usage pipeline (instead of `usage`).
+    pub embedded_usage: Option<Arc<crate::embedded_usage::EmbeddedUsage>>,
 }
 
 /// The caller of one request, resolved once from its credential.

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod embedded_usage;
 pub mod error;
 pub mod events;
 pub mod graphql;

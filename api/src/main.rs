@@ -234,6 +234,10 @@ async fn main() -> anyhow::Result<()> {
             let fresh = seed::seed_demo(&app, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+            seed::seed_demo_meters(&app)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo meters: {e}"))?;
+            seed::spawn_usage_generator(app.clone());
             println!("DotMac dev is serving at http://{addr}/graphql (GraphiQL in a browser)");
             println!(
                 "data dir: {} ({})",
@@ -260,6 +264,10 @@ async fn main() -> anyhow::Result<()> {
                     u.tenant.map(|t| format!(" of {t}")).unwrap_or_default()
                 );
             }
+            println!(
+                "demo usage: meters `session-bytes` and `sessions`, fed every 2 s for acme-fiber \
+                 (query `usage(meter: \"sessions\", from: …, to: …)`, subscribe `usageUpdated`)"
+            );
             println!("ready in {} ms", started.elapsed().as_millis());
             server::serve(app, listener).await?;
             Ok(())

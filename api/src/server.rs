@@ -66,6 +66,7 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
         usage: Some(config.usage_store()),
         config: Arc::new(config),
         intake,
+        embedded_usage: None,
     })
 }
 
@@ -81,14 +82,22 @@ pub async fn embedded_app(mut config: Config, data_dir: &Path) -> Result<App, St
     let store = Store::connect(&config.database_url, 1).await?;
     store.migrate().await?;
     let keys = token_keys(&config, &secret);
+    let bus = LocalBus::new();
+    let embedded = crate::embedded_usage::EmbeddedUsage::new(
+        store.clone(),
+        bus.clone(),
+        chrono::TimeDelta::days(config.pipeline.dedupe_horizon_days),
+    );
+    tokio::spawn(embedded.clone().run());
     Ok(App {
         store,
-        bus: LocalBus::new(),
+        bus,
         limiter: Arc::new(LocalLimiter::default()),
         keys,
         config: Arc::new(config),
-        intake: None,
+        intake: Some(Arc::new(crate::usage::Intake::Embedded(embedded.clone()))),
         usage: None,
+        embedded_usage: Some(embedded),
     })
 }
 

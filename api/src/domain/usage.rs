@@ -116,16 +116,24 @@ pub async fn query(app: &App, ctx: &RequestCtx, q: UsageQuery) -> ApiResult<Vec<
     }
     // Scope first: outside it the answer is NOT_FOUND whatever is configured.
     let tenants = tenants_in_scope(app, &p.scope, q.tenant_id.as_deref()).await?;
-    let Some(usage) = app.usage.as_ref() else {
-        return Err(ApiError::Unavailable(
-            "usage is not available in this mode yet (needs ClickHouse: clickhouse_url)".into(),
-        ));
-    };
     let from = definition.window.start(q.from).timestamp();
-    let rollups = usage
-        .rollups(tenants.as_deref(), &definition.slug, from, q.to.timestamp())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (meter, to) = (definition.slug.as_str(), q.to.timestamp());
+    let rollups = match (&app.embedded_usage, &app.usage) {
+        (Some(embedded), _) => {
+            embedded
+                .rollups(tenants.as_deref(), meter, from, to)
+                .await?
+        }
+        (None, Some(usage)) => usage
+            .rollups(tenants.as_deref(), meter, from, to)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        (None, None) => {
+            return Err(ApiError::Unavailable(
+                "usage is not configured on this server (clickhouse_url)".into(),
+            ))
+        }
+    };
 
     // Keys re-windowed and re-grouped; the meter is the same throughout.
     let mut merged: BTreeMap<RollupKey, RollupState> = BTreeMap::new();

@@ -4,6 +4,7 @@
 
 mod api;
 mod e2e;
+mod embedded_usage;
 mod isolation;
 mod rls;
 mod support;

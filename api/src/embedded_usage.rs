@@ -1,0 +1,270 @@
+//! The usage pipeline of `dotmac dev`, in-process on SQLite: intake appends
+//! to `usage_log` (standing in for the Kafka topic), and a task runs the
+//! same fold as `dotmac aggregate` ([`dotmac_ingest::fold`]) over what was
+//! appended. Each flush commits its rollup parts, dedupe keys, dead letters
+//! and the log offset in one SQLite transaction, so it counts exactly once
+//! by construction. Readers merge parts with the same merge law as in
+//! production.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use dotmac_ingest::catalog::CatalogSource;
+use dotmac_ingest::dedupe::{DedupeKey, DedupeSet};
+use dotmac_ingest::fold::{PartitionBatch, Record, TimeLimits};
+use dotmac_ingest::rows::RollupPartRow;
+use dotmac_schema::usage::{RollupKey, RollupState};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::events::{BusEvent, EventBus, UsageUpdate};
+use crate::store::Store;
+use crate::usage::StoreCatalog;
+
+/// Records folded per flush, at most.
+const FLUSH_RECORDS: u64 = 5_000;
+
+pub struct EmbeddedUsage {
+    store: Store,
+    bus: Arc<dyn EventBus>,
+    catalog: Arc<StoreCatalog>,
+    dedupe_horizon: TimeDelta,
+}
+
+fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+impl EmbeddedUsage {
+    pub fn new(
+        store: Store,
+        bus: Arc<dyn EventBus>,
+        dedupe_horizon: TimeDelta,
+    ) -> Arc<EmbeddedUsage> {
+        Arc::new(EmbeddedUsage {
+            catalog: Arc::new(StoreCatalog::new(store.clone())),
+            store,
+            bus,
+            dedupe_horizon,
+        })
+    }
+
+    /// Appends accepted events of `tenant` to the log, all or none.
+    pub async fn append(&self, tenant: &str, events: &[&[u8]]) -> ApiResult<()> {
+        let tx = self.store.connection().begin().await?;
+        let now = Utc::now().timestamp_micros();
+        for e in events {
+            tx.execute(stmt(
+                "INSERT INTO usage_log (tenant, payload, received_at_us) VALUES (?, ?, ?)",
+                vec![tenant.into(), e.to_vec().into(), now.into()],
+            ))
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores rollup parts as committed (a flush does this inside its
+    /// transaction; tests seed usage with it).
+    pub async fn insert_parts<C: ConnectionTrait>(
+        db: &C,
+        parts: &[RollupPartRow],
+    ) -> ApiResult<()> {
+        for part in parts {
+            db.execute(stmt(
+                "INSERT INTO usage_rollup_parts (tenant, meter, window_start, part) VALUES (?, ?, ?, ?)",
+                vec![
+                    part.tenant.clone().into(),
+                    part.meter.clone().into(),
+                    part.window_start.into(),
+                    serde_json::to_string(part).map_err(internal)?.into(),
+                ],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Committed rollups of one meter, merged (as `UsageStore::rollups`).
+    pub async fn rollups(
+        &self,
+        tenants: Option<&[String]>,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> ApiResult<BTreeMap<RollupKey, RollupState>> {
+        let rows = self
+            .store
+            .connection()
+            .query_all(stmt(
+                "SELECT tenant, part FROM usage_rollup_parts WHERE meter = ? AND window_start >= ? AND window_start < ?",
+                vec![meter.into(), from_secs.into(), to_secs.into()],
+            ))
+            .await?;
+        let mut merged: BTreeMap<RollupKey, RollupState> = BTreeMap::new();
+        for row in rows {
+            let tenant: String = row.try_get("", "tenant")?;
+            if tenants.is_some_and(|ts| !ts.contains(&tenant)) {
+                continue;
+            }
+            let text: String = row.try_get("", "part")?;
+            let part: RollupPartRow = serde_json::from_str(&text).map_err(internal)?;
+            let (key, state) = (
+                part.key().map_err(internal)?,
+                part.state().map_err(internal)?,
+            );
+            match merged.get_mut(&key) {
+                Some(existing) => existing.merge(state).map_err(internal)?,
+                None => {
+                    merged.insert(key, state);
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    /// Folds what the log holds beyond the committed offset, forever.
+    pub async fn run(self: Arc<Self>) {
+        let mut dedupe = DedupeSet::default();
+        let mut loaded = false;
+        loop {
+            if !loaded {
+                match self.load_dedupe().await {
+                    Ok(set) => {
+                        dedupe = set;
+                        loaded = true;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "loading embedded dedupe keys"),
+                }
+            }
+            if loaded {
+                match self.flush_once(&mut dedupe).await {
+                    Ok(n) if n as u64 == FLUSH_RECORDS => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "embedded usage flush failed; it is retried")
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn load_dedupe(&self) -> ApiResult<DedupeSet> {
+        let since = (Utc::now() - self.dedupe_horizon).timestamp();
+        let rows = self
+            .store
+            .connection()
+            .query_all(stmt(
+                "SELECT dedupe_key, event_time FROM usage_dedupe WHERE event_time >= ?",
+                vec![since.into()],
+            ))
+            .await?;
+        let mut set = DedupeSet::default();
+        for row in rows {
+            let hex_key: String = row.try_get("", "dedupe_key")?;
+            let mut key = [0u8; 16];
+            hex::decode_to_slice(&hex_key, &mut key).map_err(internal)?;
+            set.insert(DedupeKey(key), row.try_get("", "event_time")?);
+        }
+        Ok(set)
+    }
+
+    /// One flush; returns how many log records it folded.
+    pub async fn flush_once(&self, dedupe: &mut DedupeSet) -> ApiResult<usize> {
+        let catalog = self.catalog.load().await.map_err(internal)?;
+        let limits = TimeLimits::new(Utc::now(), self.dedupe_horizon);
+        let tx = self.store.connection().begin().await?;
+        let last: i64 = match tx
+            .query_one(stmt(
+                "SELECT last_offset FROM usage_progress WHERE id = 1",
+                vec![],
+            ))
+            .await?
+        {
+            Some(row) => row.try_get("", "last_offset")?,
+            None => 0,
+        };
+        let rows = tx
+            .query_all(stmt(
+                "SELECT log_offset, tenant, payload, received_at_us FROM usage_log WHERE log_offset > ? ORDER BY log_offset LIMIT ?",
+                vec![last.into(), (FLUSH_RECORDS as i64).into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let mut batch = PartitionBatch::new(0);
+        for row in &rows {
+            let record = Record {
+                partition: 0,
+                offset: row.try_get("", "log_offset")?,
+                key: Some(row.try_get::<String>("", "tenant")?.into_bytes()),
+                payload: Some(row.try_get::<Vec<u8>>("", "payload")?),
+                received_at_us: row.try_get("", "received_at_us")?,
+            };
+            batch.add(&record, &catalog, dedupe, &limits);
+        }
+        Self::insert_parts(&tx, &batch.part_rows("embedded")).await?;
+        for (key, time) in &batch.new_keys {
+            tx.execute(stmt(
+                "INSERT OR IGNORE INTO usage_dedupe (dedupe_key, event_time) VALUES (?, ?)",
+                vec![hex::encode(key.0).into(), (*time).into()],
+            ))
+            .await?;
+        }
+        for d in &batch.dead {
+            tracing::info!(offset = d.offset, reason = %d.reason, "embedded usage event dead-lettered");
+            tx.execute(stmt(
+                "INSERT OR REPLACE INTO usage_dead_letters (log_offset, tenant, payload, reason) VALUES (?, ?, ?, ?)",
+                vec![
+                    d.offset.into(),
+                    d.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()).into(),
+                    d.payload.clone().into(),
+                    d.reason.clone().into(),
+                ],
+            ))
+            .await?;
+        }
+        tx.execute(stmt(
+            "INSERT INTO usage_progress (id, last_offset) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_offset = excluded.last_offset",
+            vec![batch.last_offset.into()],
+        ))
+        .await?;
+        tx.commit().await?;
+
+        // Committed: the keys count as seen, and dashboards may refresh.
+        for (key, time) in &batch.new_keys {
+            dedupe.insert(*key, *time);
+        }
+        let touched: std::collections::BTreeSet<(String, String)> = batch
+            .rollups
+            .keys()
+            .map(|k| (k.tenant.clone(), k.meter.clone()))
+            .collect();
+        let committed_at = Utc::now();
+        for (tenant, meter) in touched {
+            let update = BusEvent::Usage(UsageUpdate {
+                reseller_id: self.catalog.reseller_of(&tenant),
+                tenant_id: tenant,
+                meter,
+                committed_at,
+            });
+            if let Err(e) = self.bus.publish(&update).await {
+                tracing::warn!(error = %e, "publishing a usage update");
+            }
+        }
+        Ok(rows.len())
+    }
+}
