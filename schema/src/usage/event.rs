@@ -118,9 +118,16 @@ impl UsageEvent {
             subject: Option<Cow<'a, str>>,
             #[serde(borrow)]
             time: Option<Cow<'a, str>>,
-            #[serde(borrow)]
+            // Present-but-null must not read as absent: the general path
+            // rejects a null content type, so the raw value is kept.
+            #[serde(default, borrow, deserialize_with = "present")]
             datacontenttype: Option<&'a serde_json::value::RawValue>,
             data: Option<Map<String, Value>>,
+        }
+        fn present<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
+            <&serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(Some)
         }
         let w: Wire<'_> = serde_json::from_slice(bytes).ok()?;
         let fits = |s: &str, max: usize| {
