@@ -19,17 +19,18 @@ use dotmac_schema::usage::{RollupKey, RollupState};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::events::{BusEvent, EventBus, UsageUpdate};
+use crate::events::EventBus;
 use crate::store::Store;
-use crate::usage::StoreCatalog;
+use crate::usage::{publish_usage_updates, StoreCatalog};
+use dotmac_ingest::aggregator::{FlushHook, FlushSummary};
 
 /// Records folded per flush, at most.
 const FLUSH_RECORDS: u64 = 5_000;
 
 pub struct EmbeddedUsage {
     store: Store,
-    bus: Arc<dyn EventBus>,
     catalog: Arc<StoreCatalog>,
+    on_flush: FlushHook,
     dedupe_horizon: TimeDelta,
 }
 
@@ -47,10 +48,11 @@ impl EmbeddedUsage {
         bus: Arc<dyn EventBus>,
         dedupe_horizon: TimeDelta,
     ) -> Arc<EmbeddedUsage> {
+        let catalog = Arc::new(StoreCatalog::new(store.clone()));
         Arc::new(EmbeddedUsage {
-            catalog: Arc::new(StoreCatalog::new(store.clone())),
+            on_flush: publish_usage_updates(bus, catalog.clone()),
+            catalog,
             store,
-            bus,
             dedupe_horizon,
         })
     }
@@ -111,26 +113,16 @@ impl EmbeddedUsage {
                 vec![meter.into(), from_secs.into(), to_secs.into()],
             ))
             .await?;
-        let mut merged: BTreeMap<RollupKey, RollupState> = BTreeMap::new();
+        let mut parts = Vec::with_capacity(rows.len());
         for row in rows {
             let tenant: String = row.try_get("", "tenant")?;
             if tenants.is_some_and(|ts| !ts.contains(&tenant)) {
                 continue;
             }
             let text: String = row.try_get("", "part")?;
-            let part: RollupPartRow = serde_json::from_str(&text).map_err(internal)?;
-            let (key, state) = (
-                part.key().map_err(internal)?,
-                part.state().map_err(internal)?,
-            );
-            match merged.get_mut(&key) {
-                Some(existing) => existing.merge(state).map_err(internal)?,
-                None => {
-                    merged.insert(key, state);
-                }
-            }
+            parts.push(serde_json::from_str::<RollupPartRow>(&text).map_err(internal)?);
         }
-        Ok(merged)
+        dotmac_ingest::store::merge_parts(parts).map_err(internal)
     }
 
     /// Folds what the log holds beyond the committed offset, forever.
@@ -248,23 +240,16 @@ impl EmbeddedUsage {
         for (key, time) in &batch.new_keys {
             dedupe.insert(*key, *time);
         }
-        let touched: std::collections::BTreeSet<(String, String)> = batch
-            .rollups
-            .keys()
-            .map(|k| (k.tenant.clone(), k.meter.clone()))
-            .collect();
-        let committed_at = Utc::now();
-        for (tenant, meter) in touched {
-            let update = BusEvent::Usage(UsageUpdate {
-                reseller_id: self.catalog.reseller_of(&tenant),
-                tenant_id: tenant,
-                meter,
-                committed_at,
-            });
-            if let Err(e) = self.bus.publish(&update).await {
-                tracing::warn!(error = %e, "publishing a usage update");
-            }
-        }
+        // The same announcement as `dotmac aggregate` makes after a flush.
+        (self.on_flush)(&FlushSummary {
+            committed_at: Utc::now(),
+            touched: batch
+                .rollups
+                .keys()
+                .map(|k| (k.tenant.clone(), k.meter.clone()))
+                .collect(),
+            received_at_us: batch.raw.iter().map(|r| r.received_at_us).collect(),
+        });
         Ok(rows.len())
     }
 }

@@ -72,6 +72,25 @@ const TENANTS: [(&str, &str, TenantState, bool); 3] = [
     ),
 ];
 
+/// The demo platform admin acting through the domain functions, so seeded
+/// rows go through the same validation and audit as requests.
+fn admin_ctx(admin_id: &str) -> ApiResult<RequestCtx> {
+    Ok(RequestCtx {
+        principal: Some(Principal {
+            kind: PrincipalKind::User {
+                id: admin_id
+                    .parse::<UserId>()
+                    .map_err(|e| crate::error::ApiError::internal(e.to_string()))?,
+                role: Role::PlatformAdmin,
+            },
+            scope: Scope::All,
+        }),
+        expires_at: None,
+        request_id: Some("demo-seed".into()),
+        client_ip: None,
+    })
+}
+
 /// Seeds the demo once. Returns whether it did anything.
 pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
     let tx = app.store.begin_system().await?;
@@ -85,21 +104,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
     let admin =
         identity::create_user_system(app, ADMIN_EMAIL, password, Role::PlatformAdmin, None, None)
             .await?;
-    let ctx = RequestCtx {
-        principal: Some(Principal {
-            kind: PrincipalKind::User {
-                id: admin
-                    .id
-                    .parse::<UserId>()
-                    .map_err(|e| crate::error::ApiError::internal(e.to_string()))?,
-                role: Role::PlatformAdmin,
-            },
-            scope: Scope::All,
-        }),
-        expires_at: None,
-        request_id: Some("demo-seed".into()),
-        client_ip: None,
-    };
+    let ctx = admin_ctx(&admin.id)?;
     identity::create_user_system(
         app,
         "support@demo.dotmac.dev",
@@ -176,21 +181,7 @@ pub async fn seed_demo_meters(app: &App) -> ApiResult<()> {
     let Some(admin) = admin else {
         return Ok(());
     };
-    let ctx = RequestCtx {
-        principal: Some(Principal {
-            kind: PrincipalKind::User {
-                id: admin
-                    .id
-                    .parse::<UserId>()
-                    .map_err(|e| crate::error::ApiError::internal(e.to_string()))?,
-                role: Role::PlatformAdmin,
-            },
-            scope: Scope::All,
-        }),
-        expires_at: None,
-        request_id: Some("demo-seed".into()),
-        client_ip: None,
-    };
+    let ctx = admin_ctx(&admin.id)?;
     let demo = [
         (
             "session-bytes",

@@ -10,11 +10,9 @@ use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
-use dotmac_ingest::catalog::Catalog;
+use dotmac_benches::workload::{catalog, event, tenant};
 use dotmac_ingest::dedupe::{DedupeKey, DedupeSet};
 use dotmac_ingest::fold::{PartitionBatch, Record, TimeLimits};
-use dotmac_schema::usage::{Aggregation, Meter, Window};
-use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
@@ -30,49 +28,15 @@ struct Args {
 }
 
 fn records(n: usize) -> Vec<Record> {
-    let now = Utc::now();
     (0..n)
-        .map(|i| {
-            let time = now - TimeDelta::seconds((i % 86_400) as i64);
-            let payload = json!({
-                "specversion": "1.0", "id": format!("evt-{i:012}"), "source": "//isp/radius-7",
-                "type": "session.bytes", "subject": format!("sub-{}", i % 5000),
-                "time": time.to_rfc3339(),
-                "data": { "bytes": (i * 7919) % 1_000_000, "region": (["north", "south", "east"][i % 3]), "plan": "home-500" }
-            });
-            Record {
-                partition: 0,
-                offset: i as i64,
-                key: Some(format!("ten_{:032x}", i % 4).into_bytes()),
-                payload: Some(payload.to_string().into_bytes()),
-                received_at_us: 0,
-            }
+        .map(|i| Record {
+            partition: 0,
+            offset: i as i64,
+            key: Some(tenant(i).into_bytes()),
+            payload: Some(event("evt", i).to_string().into_bytes()),
+            received_at_us: 0,
         })
         .collect()
-}
-
-fn catalog() -> Catalog {
-    Catalog::new(
-        (0..4).map(|t| (format!("ten_{t:032x}"), "active".to_owned())),
-        vec![
-            Meter {
-                slug: "session-bytes".into(),
-                event_type: "session.bytes".into(),
-                aggregation: Aggregation::Sum,
-                value_path: Some("bytes".into()),
-                group_by: vec!["region".into()],
-                window: Window::Hour,
-            },
-            Meter {
-                slug: "sessions".into(),
-                event_type: "session.bytes".into(),
-                aggregation: Aggregation::Count,
-                value_path: None,
-                group_by: vec![],
-                window: Window::Minute,
-            },
-        ],
-    )
 }
 
 fn main() {

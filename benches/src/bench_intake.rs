@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use dotmac_benches::install::{drop_database, fresh_database, migrate, serve};
+use dotmac_benches::install::{drop_database, fresh_database, migrate, serve, serve_env};
 use dotmac_benches::proc::rss_mib;
+use dotmac_benches::workload::event;
 use dotmac_ingest::kafka::client_config;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -38,20 +39,6 @@ struct Args {
     pg_admin_url: String,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
-}
-
-/// `n` distinct events of about 250 bytes each.
-fn events(n: usize) -> Vec<serde_json::Value> {
-    let now = chrono::Utc::now().to_rfc3339();
-    (0..n)
-        .map(|i| {
-            json!({
-                "specversion": "1.0", "id": format!("evt-{i:012}"), "source": "//isp/radius-7",
-                "type": "session.bytes", "subject": format!("sub-{}", i % 5000), "time": now,
-                "data": { "bytes": (i * 7919) % 1_000_000, "region": "north", "plan": "home-500" }
-            })
-        })
-        .collect()
 }
 
 /// Runs `round` (which sends `batch` events) from `concurrency` tasks for
@@ -102,19 +89,13 @@ async fn main() -> anyhow::Result<()> {
     let (owner_url, app_url) = fresh_database(&args.pg_admin_url, &db_name).await?;
     let topic = format!("bench_{run}.usage.events");
     let ch_db = format!("bench_{run}");
-    let env = [
-        ("DOTMAC_DATABASE_URL", app_url.as_str()),
-        ("DOTMAC_REDIS_URL", args.redis_url.as_str()),
-        (
-            "DOTMAC_AUTH__JWT_SECRET",
-            "bench-secret-bench-secret-bench-secret-0001",
-        ),
-        ("DOTMAC_LOG", "warn"),
+    let mut env = serve_env(&app_url, &args.redis_url);
+    env.extend([
         ("DOTMAC_KAFKA_BROKERS", args.brokers.as_str()),
         ("DOTMAC_PIPELINE__EVENTS_TOPIC", topic.as_str()),
         ("DOTMAC_PIPELINE__DEAD_LETTER_TOPIC", "bench.dead-letter"),
         ("DOTMAC_CLICKHOUSE_DATABASE", ch_db.as_str()),
-    ];
+    ]);
     migrate(&args.dotmac, &owner_url, &env)?;
     let (server, base, token) = serve(&args.dotmac, &env).await?;
     let http = reqwest::Client::builder()
@@ -156,7 +137,9 @@ async fn main() -> anyhow::Result<()> {
 
     // A pool of distinct bodies, reused round-robin on both sides.
     let pool: Arc<Vec<Vec<serde_json::Value>>> = Arc::new(
-        events(64 * args.batch)
+        (0..64 * args.batch)
+            .map(|i| event("evt", i))
+            .collect::<Vec<_>>()
             .chunks(args.batch)
             .map(<[_]>::to_vec)
             .collect(),

@@ -18,20 +18,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chrono::{TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use dotmac_benches::proc::rss_mib;
+use dotmac_benches::workload::{catalog, event, tenant};
 use dotmac_ingest::aggregator::{self, AggregatorConfig, AggregatorStats};
-use dotmac_ingest::catalog::{Catalog, StaticCatalog};
+use dotmac_ingest::catalog::StaticCatalog;
 use dotmac_ingest::clickhouse::ClickHouse;
 use dotmac_ingest::kafka::{client_config, create_topics, Topics};
 use dotmac_ingest::store::UsageStore;
 use dotmac_ingest::testkit::OwnClickHouse;
-use dotmac_schema::usage::{Aggregation, Meter, Window};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
@@ -77,45 +75,8 @@ enum Mode {
     },
 }
 
-const TENANTS: usize = 8;
-
-fn tenant(i: usize) -> String {
-    format!("ten_{:032x}", i % TENANTS)
-}
-
-fn catalog() -> Catalog {
-    Catalog::new(
-        (0..TENANTS).map(|t| (tenant(t), "active".to_owned())),
-        vec![
-            Meter {
-                slug: "session-bytes".into(),
-                event_type: "session.bytes".into(),
-                aggregation: Aggregation::Sum,
-                value_path: Some("bytes".into()),
-                group_by: vec!["region".into()],
-                window: Window::Hour,
-            },
-            Meter {
-                slug: "sessions".into(),
-                event_type: "session.bytes".into(),
-                aggregation: Aggregation::Count,
-                value_path: None,
-                group_by: vec![],
-                window: Window::Minute,
-            },
-        ],
-    )
-}
-
 fn payload(prefix: &str, i: usize) -> Vec<u8> {
-    let time = Utc::now() - TimeDelta::seconds((i % 3600) as i64);
-    json!({
-        "specversion": "1.0", "id": format!("{prefix}-{i:012}"), "source": "//isp/radius-7",
-        "type": "session.bytes", "subject": format!("sub-{}", i % 5000), "time": time.to_rfc3339(),
-        "data": { "bytes": (i * 7919) % 1_000_000, "region": (["north", "south", "east"][i % 3]) }
-    })
-    .to_string()
-    .into_bytes()
+    event(prefix, i).to_string().into_bytes()
 }
 
 async fn aggregate_child(

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use dotmac_benches::install::{
-    drop_database, free_port, fresh_database, migrate, serve, wait_http, Killed,
+    drop_database, free_port, fresh_database, migrate, serve, serve_env, wait_http, Killed,
 };
 use dotmac_benches::proc::{cpu_secs, rss_mib};
 
@@ -205,16 +205,8 @@ async fn main() -> anyhow::Result<()> {
     seed(&owner, args.tenants).await?;
 
     let pool = args.concurrency.to_string();
-    let env = [
-        ("DOTMAC_DATABASE_URL", app_url.as_str()),
-        ("DOTMAC_REDIS_URL", args.redis_url.as_str()),
-        (
-            "DOTMAC_AUTH__JWT_SECRET",
-            "bench-secret-bench-secret-bench-secret-0001",
-        ),
-        ("DOTMAC_LOG", "warn"),
-        ("DOTMAC_DATABASE_POOL_SIZE", pool.as_str()),
-    ];
+    let mut env = serve_env(&app_url, &args.redis_url);
+    env.push(("DOTMAC_DATABASE_POOL_SIZE", pool.as_str()));
     let (server, base, token) = serve(&args.dotmac, &env).await?;
     let url = format!("{base}/graphql");
     let http = reqwest::Client::builder()

@@ -45,6 +45,20 @@ pub async fn wait_http(url: &str, deadline: Duration) -> anyhow::Result<Duration
 pub const ADMIN_EMAIL: &str = "bench@bench.test";
 pub const ADMIN_PASSWORD: &str = "bench-password-123";
 
+/// What every benchmark's `dotmac serve` is started with; callers add their
+/// own settings after these.
+pub fn serve_env<'a>(app_url: &'a str, redis_url: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("DOTMAC_DATABASE_URL", app_url),
+        ("DOTMAC_REDIS_URL", redis_url),
+        (
+            "DOTMAC_AUTH__JWT_SECRET",
+            "bench-secret-bench-secret-bench-secret-0001",
+        ),
+        ("DOTMAC_LOG", "warn"),
+    ]
+}
+
 /// Creates a database, the app role, and returns (owner URL, app URL).
 pub async fn fresh_database(pg_admin_url: &str, name: &str) -> anyhow::Result<(String, String)> {
     let admin = Database::connect(pg_admin_url).await?;

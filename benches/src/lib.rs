@@ -2,3 +2,4 @@
 
 pub mod install;
 pub mod proc;
+pub mod workload;

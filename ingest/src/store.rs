@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use dotmac_schema::usage::{RollupError, RollupKey, RollupState};
+use dotmac_schema::usage::{merge_into, RollupError, RollupKey, RollupState};
 
 use crate::clickhouse::{quote, ClickHouse, ClickHouseError};
 use crate::dedupe::DedupeKey;
@@ -184,20 +184,10 @@ impl UsageStore {
         from_secs: i64,
         to_secs: i64,
     ) -> Result<BTreeMap<RollupKey, RollupState>, ReadError> {
-        let mut merged: BTreeMap<RollupKey, RollupState> = BTreeMap::new();
-        for part in self
-            .committed_parts(tenants, meter, from_secs, to_secs)
-            .await?
-        {
-            let (key, state) = (part.key()?, part.state()?);
-            match merged.get_mut(&key) {
-                Some(existing) => existing.merge(state)?,
-                None => {
-                    merged.insert(key, state);
-                }
-            }
-        }
-        Ok(merged)
+        merge_parts(
+            self.committed_parts(tenants, meter, from_secs, to_secs)
+                .await?,
+        )
     }
 
     /// Event-to-queryable latency of committed events whose id starts with
@@ -255,6 +245,18 @@ impl UsageStore {
             .await?;
         Ok(rows.first().map_or(0, |r| r.n))
     }
+}
+
+/// Committed parts merged per key by the merge law of `dotmac_schema` (the
+/// same law the fold uses); shared with the embedded mode's store.
+pub fn merge_parts(
+    parts: impl IntoIterator<Item = RollupPartRow>,
+) -> Result<BTreeMap<RollupKey, RollupState>, ReadError> {
+    let mut merged = BTreeMap::new();
+    for part in parts {
+        merge_into(&mut merged, part.key()?, part.state()?)?;
+    }
+    Ok(merged)
 }
 
 /// Splits a SQL file into statements: `;`-terminated, `--` comments dropped.

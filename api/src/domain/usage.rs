@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dotmac_schema::usage::{RollupKey, RollupState, Window};
+use dotmac_schema::usage::{merge_into, RollupKey, RollupState, Window};
 use dotmac_schema::{Scope, TenantId};
 use rust_decimal::Decimal;
 use sea_orm::{EntityTrait, QueryFilter, QuerySelect};
@@ -148,14 +148,7 @@ pub async fn query(app: &App, ctx: &RequestCtx, q: UsageQuery) -> ApiResult<Vec<
             group,
             ..key
         };
-        match merged.get_mut(&point) {
-            Some(existing) => existing
-                .merge(state)
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-            None => {
-                merged.insert(point, state);
-            }
-        }
+        merge_into(&mut merged, point, state).map_err(|e| ApiError::internal(e.to_string()))?;
         if merged.len() > MAX_POINTS {
             return Err(ApiError::validation(
                 "to",

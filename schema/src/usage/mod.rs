@@ -7,4 +7,4 @@ pub mod rollup;
 
 pub use event::{EventError, UsageEvent, MAX_EVENT_BYTES, MAX_ID_LEN};
 pub use meter::{Aggregation, Contribution, Meter, MeterError, Window};
-pub use rollup::{fold, merge_all, RollupError, RollupKey, RollupState};
+pub use rollup::{fold, merge_all, merge_into, RollupError, RollupKey, RollupState};

@@ -139,14 +139,24 @@ pub fn fold<'a>(
             window_start: c.window_start,
             group: c.group,
         };
-        match rows.get_mut(&key) {
-            Some(state) => state.merge(c.state)?,
-            None => {
-                rows.insert(key, c.state);
-            }
-        }
+        merge_into(&mut rows, key, c.state)?;
     }
     Ok(rows)
+}
+
+/// Merges one state into its key's entry (inserting it when the key is new).
+pub fn merge_into(
+    into: &mut BTreeMap<RollupKey, RollupState>,
+    key: RollupKey,
+    state: RollupState,
+) -> Result<(), RollupError> {
+    match into.get_mut(&key) {
+        Some(existing) => existing.merge(state),
+        None => {
+            into.insert(key, state);
+            Ok(())
+        }
+    }
 }
 
 /// Merges the rows of `other` into `into`.
@@ -155,12 +165,7 @@ pub fn merge_all(
     other: BTreeMap<RollupKey, RollupState>,
 ) -> Result<(), RollupError> {
     for (key, state) in other {
-        match into.get_mut(&key) {
-            Some(existing) => existing.merge(state)?,
-            None => {
-                into.insert(key, state);
-            }
-        }
+        merge_into(into, key, state)?;
     }
     Ok(())
 }
