@@ -212,7 +212,7 @@ impl EmbeddedUsage {
         for (key, time) in &batch.new_keys {
             tx.execute(stmt(
                 "INSERT OR IGNORE INTO usage_dedupe (dedupe_key, event_time) VALUES (?, ?)",
-                vec![hex::encode(key.0).into(), (*time).into()],
+                vec![key.to_hex().into(), (*time).into()],
             ))
             .await?;
         }

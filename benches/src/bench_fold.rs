@@ -5,6 +5,11 @@
 //! Also states the dedupe state's memory per million distinct event ids.
 //! Run with `deploy/local/bench-fold.sh`.
 
+/// The allocator `dotmac` itself runs with (api/src/main.rs), so the
+/// aggregator measured here allocates as it does in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -55,7 +60,7 @@ fn main() {
         let dedupe = DedupeSet::default();
         let mut accepted = 0u32;
         for chunk in recs.chunks(args.batch) {
-            let mut batch = PartitionBatch::new(0);
+            let mut batch = PartitionBatch::with_capacity(0, chunk.len());
             for r in chunk {
                 batch.add(r, &catalog, &dedupe, &limits);
             }

@@ -13,6 +13,11 @@
 //! the benchmark's own, so the outage touches nothing else.
 //! Run with `deploy/local/bench-pipeline.sh`.
 
+/// The allocator `dotmac` itself runs with (api/src/main.rs), so the
+/// aggregator measured here allocates as it does in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

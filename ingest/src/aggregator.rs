@@ -468,7 +468,7 @@ impl Aggregator {
                 continue;
             };
             commits.push((*p, last_pending + 1));
-            let mut batch = PartitionBatch::new(*p);
+            let mut batch = PartitionBatch::with_capacity(*p, state.pending.len());
             for record in &state.pending {
                 if state.committed_last.is_some_and(|c| record.offset <= c) {
                     skipped += 1;

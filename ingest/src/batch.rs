@@ -4,7 +4,7 @@
 //! blocks the good ones beside it: the body yields one verdict per element,
 //! in order; only a body that is not a batch at all is refused whole.
 
-use dotmac_schema::usage::{EventError, UsageEvent, MAX_EVENT_BYTES};
+use dotmac_schema::usage::{EventError, EventView, MAX_EVENT_BYTES};
 use serde_json::value::RawValue;
 
 /// Most events accepted in one batch.
@@ -34,10 +34,10 @@ fn media_type(content_type: &str) -> String {
 }
 
 /// One verdict per event of the body, in order.
-pub fn parse_body(
+pub fn parse_body<'a>(
     content_type: &str,
-    body: &[u8],
-) -> Result<Vec<Result<UsageEvent, EventError>>, BatchError> {
+    body: &'a [u8],
+) -> Result<Vec<Result<EventView<'a>, EventError>>, BatchError> {
     Ok(parse_body_raw(content_type, body)?
         .into_iter()
         .map(|v| v.map(|(event, _)| event))
@@ -45,7 +45,7 @@ pub fn parse_body(
 }
 
 /// One event's verdict, with its exact bytes when accepted.
-pub type RawVerdict<'a> = Result<(UsageEvent, &'a [u8]), EventError>;
+pub type RawVerdict<'a> = Result<(EventView<'a>, &'a [u8]), EventError>;
 
 /// As [`parse_body`], with each accepted event's exact bytes, which are what
 /// the intake produces to Kafka.
@@ -54,7 +54,7 @@ pub fn parse_body_raw<'a>(
     body: &'a [u8],
 ) -> Result<Vec<RawVerdict<'a>>, BatchError> {
     match media_type(content_type).as_str() {
-        "application/cloudevents+json" => Ok(vec![UsageEvent::decode(body).map(|e| (e, body))]),
+        "application/cloudevents+json" => Ok(vec![EventView::decode(body).map(|e| (e, body))]),
         "application/cloudevents-batch+json" => {
             // Raw elements keep each event's exact bytes, so the per-event
             // size limit applies to what the producer actually sent.
@@ -73,7 +73,7 @@ pub fn parse_body_raw<'a>(
                     if bytes.len() > MAX_EVENT_BYTES {
                         return Err(EventError::TooLarge { size: bytes.len() });
                     }
-                    UsageEvent::decode(bytes).map(|e| (e, bytes))
+                    EventView::decode(bytes).map(|e| (e, bytes))
                 })
                 .collect())
         }
@@ -115,21 +115,18 @@ mod tests {
             parse_body(BATCH, b"{}"),
             Err(BatchError::NotABatch(_))
         ));
-        assert_eq!(parse_body(BATCH, b"[]"), Err(BatchError::Empty));
+        assert_eq!(parse_body(BATCH, b"[]").unwrap_err(), BatchError::Empty);
         let many = serde_json::Value::Array(
             (0..=MAX_BATCH_EVENTS)
                 .map(|i| event(&i.to_string()))
                 .collect(),
         );
         assert_eq!(
-            parse_body(BATCH, many.to_string().as_bytes()),
-            Err(BatchError::TooManyEvents(MAX_BATCH_EVENTS + 1))
+            parse_body(BATCH, many.to_string().as_bytes()).unwrap_err(),
+            BatchError::TooManyEvents(MAX_BATCH_EVENTS + 1)
         );
-        let single = parse_body(
-            "application/cloudevents+json",
-            event("x").to_string().as_bytes(),
-        )
-        .unwrap();
+        let single_body = event("x").to_string();
+        let single = parse_body("application/cloudevents+json", single_body.as_bytes()).unwrap();
         assert_eq!(single[0].as_ref().unwrap().id, "x");
     }
 

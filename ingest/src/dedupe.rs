@@ -25,6 +25,14 @@ impl DedupeKey {
         key.copy_from_slice(&digest[..16]);
         DedupeKey(key)
     }
+
+    /// The key as 32 lowercase hex digits (its stored form).
+    pub fn to_hex(&self) -> String {
+        let mut out = [0u8; 32];
+        // 16 bytes always fit 32 digits.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        String::from_utf8(out.to_vec()).unwrap_or_default()
+    }
 }
 
 /// The keys are already uniform hash output, so hashing them again is
@@ -95,6 +103,8 @@ mod tests {
             a in "[a-c]{0,6}", b in "[a-c]{0,6}", c in "[a-c]{0,6}", d in "[a-c]{0,6}"
         ) {
             prop_assert_eq!(DedupeKey::new(&a, &b, &c), DedupeKey::new(&a, &b, &c));
+            let key = DedupeKey::new(&a, &b, &c);
+            prop_assert_eq!(key.to_hex(), hex::encode(key.0));
             // The same characters split differently are different events.
             let (x, y) = (format!("{a}{b}"), format!("{c}{d}"));
             if (a.as_str(), b.as_str()) != (x.as_str(), "") {

@@ -4,16 +4,79 @@
 //! deterministic: the same records, catalog and committed dedupe state give
 //! the same batch, which is what makes a replay after a crash exact.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-
-use rustc_hash::FxHashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dotmac_schema::usage::{RollupKey, RollupState, UsageEvent};
+use dotmac_schema::usage::{EventView, RollupKey, RollupState};
+use hashbrown::{Equivalent, HashMap};
+use rustc_hash::FxBuildHasher;
 
 use crate::catalog::{Catalog, METERED_STATES};
-use crate::dedupe::{DedupeKey, DedupeSet};
+use crate::dedupe::{DedupeKey, DedupeSet, KeyHasher};
 use crate::rows::{RawRow, RollupPartRow};
+
+/// Rollup states by key. Fx-hashed: the keys are ours (not attacker-chosen
+/// for flooding a shared table across tenants), and SipHash cost a third of
+/// the fold. A hashbrown map, so an event's key is looked up borrowed and
+/// owned strings are made only for a window's first event.
+pub type RollupMap = HashMap<RollupKey, RollupState, FxBuildHasher>;
+
+/// A [`RollupKey`] borrowed from the catalog and the event. Hashes exactly
+/// as the owned key does (field by field, the group as a length-prefixed
+/// sequence of pairs; property-tested), so it finds the owned entry.
+struct RollupKeyRef<'a> {
+    tenant: &'a str,
+    meter: &'a str,
+    window_start: DateTime<Utc>,
+    names: &'a [String],
+    values: &'a [Cow<'a, str>],
+}
+
+impl Hash for RollupKeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.tenant.hash(h);
+        self.meter.hash(h);
+        self.window_start.hash(h);
+        h.write_usize(self.names.len());
+        for (name, value) in self.names.iter().zip(self.values) {
+            name.hash(h);
+            value.hash(h);
+        }
+    }
+}
+
+impl Equivalent<RollupKey> for RollupKeyRef<'_> {
+    fn equivalent(&self, key: &RollupKey) -> bool {
+        self.tenant == key.tenant
+            && self.meter == key.meter
+            && self.window_start == key.window_start
+            && self.names.len() == key.group.len()
+            && self
+                .names
+                .iter()
+                .zip(self.values)
+                .zip(&key.group)
+                .all(|((n, v), (kn, kv))| n == kn && v == kv)
+    }
+}
+
+impl RollupKeyRef<'_> {
+    fn to_owned_key(&self) -> RollupKey {
+        RollupKey {
+            tenant: self.tenant.to_owned(),
+            meter: self.meter.to_owned(),
+            window_start: self.window_start,
+            group: self
+                .names
+                .iter()
+                .cloned()
+                .zip(self.values.iter().map(|v| v.clone().into_owned()))
+                .collect(),
+        }
+    }
+}
 
 /// One Kafka record, owned while it waits for its flush.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,14 +141,12 @@ pub struct PartitionBatch {
     pub accepted: u32,
     pub duplicates: u32,
     pub raw: Vec<RawRow>,
-    /// Fx-hashed: the keys are ours (not attacker-chosen for flooding a
-    /// shared table across tenants), and SipHash cost a third of the fold.
-    pub rollups: FxHashMap<RollupKey, RollupState>,
+    pub rollups: RollupMap,
     pub dead: Vec<DeadLetter>,
     /// Keys this batch counts, entered into the dedupe set only after the
     /// batch is durably written.
     pub new_keys: Vec<(DedupeKey, i64)>,
-    seen: HashSet<DedupeKey>,
+    seen: HashSet<DedupeKey, BuildHasherDefault<KeyHasher>>,
 }
 
 impl PartitionBatch {
@@ -96,6 +157,16 @@ impl PartitionBatch {
             last_offset: i64::MIN,
             ..PartitionBatch::default()
         }
+    }
+
+    /// A batch sized for `records` records: its per-event vectors and the
+    /// set of keys seen never regrow (regrowth was a tenth of the fold).
+    pub fn with_capacity(partition: i32, records: usize) -> PartitionBatch {
+        let mut batch = PartitionBatch::new(partition);
+        batch.raw.reserve(records);
+        batch.new_keys.reserve(records);
+        batch.seen.reserve(records);
+        batch
     }
 
     fn dead_letter(&mut self, record: &Record, reason: String) -> Verdict {
@@ -141,7 +212,12 @@ impl PartitionBatch {
             Some(_) => {}
         }
         let payload = record.payload.as_deref().unwrap_or_default();
-        let event = match UsageEvent::decode(payload) {
+        // Checked once here: the decoder and the raw row then take it as text.
+        let Ok(text) = std::str::from_utf8(payload) else {
+            let reason = EventView::decode(payload).err().map(|e| e.to_string());
+            return self.dead_letter(record, reason.unwrap_or_else(|| "not UTF-8".into()));
+        };
+        let event = match EventView::decode_text(text) {
             Ok(e) => e,
             Err(e) => return self.dead_letter(record, e.to_string()),
         };
@@ -165,35 +241,44 @@ impl PartitionBatch {
 
         // Every meter's contribution is computed and checked before any is
         // merged: an event counts in all its meters or in none.
-        let mut contributions = Vec::new();
+        let mut parts = Vec::new();
         for meter in catalog.meters_for(&event.event_type) {
-            let c = match meter.contribution(&event) {
-                Ok(c) => c,
+            match meter.part(&event) {
+                Ok(part) => parts.push((meter, part)),
                 Err(e) => return self.dead_letter(record, format!("meter {}: {e}", meter.slug)),
+            }
+        }
+        for (meter, part) in &parts {
+            let lookup = RollupKeyRef {
+                tenant,
+                meter: &meter.slug,
+                window_start: part.window_start,
+                names: &meter.group_by,
+                values: &part.group_values,
             };
-            let rollup_key = RollupKey {
-                tenant: tenant.to_owned(),
-                meter: meter.slug.clone(),
-                window_start: c.window_start,
-                group: c.group,
-            };
-            if let Some(existing) = self.rollups.get(&rollup_key) {
-                if let Err(e) = existing.check_merge(&c.state) {
+            if let Some(existing) = self.rollups.get(&lookup) {
+                if let Err(e) = existing.check_merge(&part.state) {
                     return self.dead_letter(record, format!("meter {}: {e}", meter.slug));
                 }
             }
-            contributions.push((rollup_key, c.state));
         }
-        for (rollup_key, state) in contributions {
-            match self.rollups.get_mut(&rollup_key) {
+        for (meter, part) in parts {
+            let lookup = RollupKeyRef {
+                tenant,
+                meter: &meter.slug,
+                window_start: part.window_start,
+                names: &meter.group_by,
+                values: &part.group_values,
+            };
+            match self.rollups.get_mut(&lookup) {
                 // Checked above; a failure here would be a broken merge law.
                 Some(existing) => {
-                    if let Err(e) = existing.merge(state) {
+                    if let Err(e) = existing.merge(part.state) {
                         tracing::error!(error = %e, "a checked merge failed");
                     }
                 }
                 None => {
-                    self.rollups.insert(rollup_key, state);
+                    self.rollups.insert(lookup.to_owned_key(), part.state);
                 }
             }
         }
@@ -208,12 +293,12 @@ impl PartitionBatch {
             partition: record.partition,
             offset: record.offset,
             write_id: String::new(),
-            dedupe_key: hex::encode(key.0),
-            event_id: event.id,
-            source: event.source,
-            event_type: event.event_type,
-            subject: event.subject.unwrap_or_default(),
-            payload: String::from_utf8_lossy(payload).into_owned(),
+            dedupe_key: key.to_hex(),
+            event_id: event.id.into_owned(),
+            source: event.source.into_owned(),
+            event_type: event.event_type.into_owned(),
+            subject: event.subject.map(Cow::into_owned).unwrap_or_default(),
+            payload: text.to_owned(),
             received_at_us: record.received_at_us,
         });
         Verdict::Accepted
@@ -360,6 +445,28 @@ mod tests {
     }
 
     proptest! {
+        /// A borrowed key finds its owned key: equal hashes, equivalent.
+        #[test]
+        fn borrowed_keys_hash_as_owned_keys(
+            tenant in "[a-z]{0,6}", meter in "[a-z]{0,6}", secs in 0i64..4_000_000_000,
+            group in proptest::collection::vec(("[a-z]{0,4}", "[a-zé]{0,4}"), 0..4)
+        ) {
+            use std::hash::BuildHasher;
+            let names: Vec<String> = group.iter().map(|(n, _)| n.clone()).collect();
+            let values: Vec<Cow<'_, str>> = group.iter().map(|(_, v)| Cow::Borrowed(v.as_str())).collect();
+            let lookup = RollupKeyRef {
+                tenant: &tenant, meter: &meter,
+                window_start: DateTime::from_timestamp(secs, 0).unwrap(),
+                names: &names, values: &values,
+            };
+            let owned = lookup.to_owned_key();
+            prop_assert_eq!(FxBuildHasher.hash_one(&lookup), FxBuildHasher.hash_one(&owned));
+            prop_assert!(lookup.equivalent(&owned));
+            let mut map = RollupMap::default();
+            map.insert(owned, RollupState::Count(1));
+            prop_assert!(map.get(&lookup).is_some());
+        }
+
         /// Splitting a stream into batches at any points, committing each
         /// batch's keys before the next, counts the same as one batch.
         #[test]

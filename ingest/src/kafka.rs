@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dotmac_schema::usage::{EventError, UsageEvent};
+use dotmac_schema::usage::{EventError, EventView};
 use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -118,7 +118,7 @@ impl UsageProducer {
     /// Checks `event` with the intake's decoder, then produces it keyed by
     /// `tenant` and waits for the broker's acknowledgement.
     pub async fn send(&self, tenant: &str, event: &[u8]) -> Result<(), ProduceError> {
-        UsageEvent::decode(event)?;
+        EventView::decode(event)?;
         self.send_unchecked(tenant, event).await
     }
 

@@ -1,9 +1,12 @@
 //! Pure domain types and contracts of the DotMac platform (no I/O): typed ids,
 //! tenant lifecycle, slugs, resource tiers, roles and authorization scopes,
-//! and the usage contracts (events, meters, rollups and their merge law).
+//! the usage contracts (events, meters, rollups and their merge law), and
+//! money and prices.
 
 pub mod auth;
 pub mod ids;
+pub mod money;
+pub mod price;
 pub mod slug;
 pub mod tenant;
 pub mod tier;
@@ -11,6 +14,7 @@ pub mod usage;
 
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
 pub use ids::{ApiKeyId, AuditId, IdError, InvitationId, MeterId, ResellerId, TenantId, UserId};
+pub use money::{Currency, Money, MoneyError, Rounding};
 pub use slug::{slug_from_name, validate_slug, SlugError};
 pub use tenant::{TenantAction, TenantState, TransitionError};
 pub use tier::ResourceTier;

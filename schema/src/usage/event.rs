@@ -100,72 +100,15 @@ impl UsageEvent {
         Self::from_value(value)
     }
 
-    /// A valid event without building a JSON tree of its envelope; `None`
-    /// for anything unusual (the caller then takes the general path).
+    /// A valid event through the borrowing view, then owned; `None` for
+    /// anything unusual (the caller then takes the general path).
     fn decode_valid(bytes: &[u8]) -> Option<UsageEvent> {
-        use std::borrow::Cow;
-        #[derive(serde::Deserialize)]
-        struct Wire<'a> {
-            #[serde(borrow)]
-            specversion: Option<Cow<'a, str>>,
-            #[serde(borrow)]
-            id: Option<Cow<'a, str>>,
-            #[serde(borrow)]
-            source: Option<Cow<'a, str>>,
-            #[serde(borrow, rename = "type")]
-            event_type: Option<Cow<'a, str>>,
-            #[serde(borrow)]
-            subject: Option<Cow<'a, str>>,
-            #[serde(borrow)]
-            time: Option<Cow<'a, str>>,
-            // Present-but-null must not read as absent: the general path
-            // rejects a null content type, so the raw value is kept.
-            #[serde(default, borrow, deserialize_with = "present")]
-            datacontenttype: Option<&'a serde_json::value::RawValue>,
-            data: Option<Map<String, Value>>,
-        }
-        fn present<'de, D: serde::Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
-            <&serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(Some)
-        }
-        let w: Wire<'_> = serde_json::from_slice(bytes).ok()?;
-        let fits = |s: &str, max: usize| {
-            !s.is_empty() && s.len() <= max || (!s.is_empty() && s.chars().count() <= max)
-        };
-        let required = |v: &Option<Cow<'_, str>>, max: usize| {
-            v.as_deref().filter(|s| fits(s, max)).map(str::to_owned)
-        };
-        if w.specversion.as_deref() != Some("1.0") {
-            return None;
-        }
-        if w.datacontenttype
-            .is_some_and(|ct| ct.get() != "\"application/json\"")
-        {
-            return None;
-        }
-        let subject = match &w.subject {
-            None => None,
-            Some(s) if fits(s, MAX_ID_LEN) => Some(s.clone().into_owned()),
-            Some(_) => return None,
-        };
-        let time_text = w.time.as_deref().filter(|t| fits(t, 64))?;
-        let time = DateTime::parse_from_rfc3339(time_text)
-            .ok()?
-            .with_timezone(&Utc);
-        Some(UsageEvent {
-            id: required(&w.id, MAX_ID_LEN)?,
-            source: required(&w.source, MAX_SOURCE_LEN)?,
-            event_type: required(&w.event_type, MAX_ID_LEN)?,
-            subject,
-            time,
-            data: w.data?,
-        })
+        super::view::EventView::decode_valid(std::str::from_utf8(bytes).ok()?)?.into_owned()
     }
 
     /// The general path only (for the property test of the fast path).
     #[cfg(test)]
-    fn decode_general(bytes: &[u8]) -> Result<UsageEvent, EventError> {
+    pub(super) fn decode_general(bytes: &[u8]) -> Result<UsageEvent, EventError> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
         Self::from_value(value)

@@ -5,11 +5,13 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use std::borrow::Cow;
+
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 use super::event::UsageEvent;
 use super::rollup::RollupState;
+use super::view::{EventView, Scalar};
 
 /// How a meter combines the events of one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -105,26 +107,69 @@ fn path_ok(p: &str) -> bool {
         })
 }
 
-/// Reads a JSON number or numeric string as an exact decimal (never a float).
-pub fn exact_decimal(v: &Value) -> Option<Decimal> {
+/// Reads a JSON number (from its text) or a numeric string as an exact
+/// decimal, never through a float.
+pub fn exact_decimal(v: &Scalar<'_>) -> Option<Decimal> {
     let text = match v {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_owned(),
+        Scalar::Number(n) => n.as_ref(),
+        Scalar::Text(s) => s.trim(),
         _ => return None,
     };
-    Decimal::from_str(&text)
+    Decimal::from_str(text)
         .ok()
-        .or_else(|| Decimal::from_scientific(&text).ok())
+        .or_else(|| Decimal::from_scientific(text).ok())
 }
 
-fn group_text(v: &Value) -> Option<String> {
+/// A scalar's text as a group-by value; `None` for objects and arrays.
+fn group_text<'v>(v: Scalar<'v>) -> Option<Cow<'v, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Null => Some(String::new()),
-        Value::Array(_) | Value::Object(_) => None,
+        Scalar::Text(s) | Scalar::Number(s) => Some(s),
+        Scalar::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
+        Scalar::Null => Some(Cow::Borrowed("")),
+        Scalar::Composite => None,
     }
+}
+
+/// What a meter reads of an event: its time, its id and scalars in `data`.
+/// Implemented by the owned event and by the borrowed view, so both are
+/// metered by the one [`Meter::part`].
+pub trait MeteredEvent {
+    fn time(&self) -> DateTime<Utc>;
+    fn id(&self) -> &str;
+    fn scalar_at(&self, path: &str) -> Option<Scalar<'_>>;
+}
+
+impl MeteredEvent for UsageEvent {
+    fn time(&self) -> DateTime<Utc> {
+        self.time
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn scalar_at(&self, path: &str) -> Option<Scalar<'_>> {
+        UsageEvent::scalar_at(self, path)
+    }
+}
+
+impl MeteredEvent for EventView<'_> {
+    fn time(&self) -> DateTime<Utc> {
+        self.time
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn scalar_at(&self, path: &str) -> Option<Scalar<'_>> {
+        self.value_at(path)
+    }
+}
+
+/// What one event adds to one rollup row, its group values borrowed from
+/// the event (in the meter's group-by order; a missing property is "").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part<'e> {
+    pub window_start: DateTime<Utc>,
+    pub group_values: Vec<Cow<'e, str>>,
+    pub state: RollupState,
 }
 
 impl Meter {
@@ -174,30 +219,48 @@ impl Meter {
 
     /// What `event` adds under this meter, or why its data does not fit.
     pub fn contribution(&self, event: &UsageEvent) -> Result<Contribution, MeterError> {
+        let part = self.part(event)?;
+        Ok(Contribution {
+            window_start: part.window_start,
+            group: self
+                .group_by
+                .iter()
+                .cloned()
+                .zip(part.group_values.into_iter().map(Cow::into_owned))
+                .collect(),
+            state: part.state,
+        })
+    }
+
+    /// [`Meter::contribution`] without owning the group values: the fold's
+    /// hot path.
+    pub fn part<'e, E: MeteredEvent>(&self, event: &'e E) -> Result<Part<'e>, MeterError> {
         let value_error = |path: &str, reason: &str| MeterError::Value {
             path: path.to_owned(),
             reason: reason.to_owned(),
         };
-        let mut group = Vec::with_capacity(self.group_by.len());
+        let mut group_values = Vec::with_capacity(self.group_by.len());
         for prop in &self.group_by {
-            let text = match event.value_at(prop) {
-                None => String::new(),
+            let text = match event.scalar_at(prop) {
+                None => Cow::Borrowed(""),
                 Some(v) => group_text(v)
                     .ok_or_else(|| value_error(prop, "a group-by value must be a scalar"))?,
             };
-            group.push((prop.clone(), text));
+            group_values.push(text);
         }
         let raw = match &self.value_path {
             Some(p) if self.aggregation.needs_value() => Some((
                 p,
                 event
-                    .value_at(p)
+                    .scalar_at(p)
                     .ok_or_else(|| value_error(p, "is missing"))?,
             )),
             _ => None,
         };
         let number = || -> Result<Decimal, MeterError> {
-            let (p, v) = raw.ok_or_else(|| value_error("", "no value path"))?;
+            let (p, v) = raw
+                .as_ref()
+                .ok_or_else(|| value_error("", "no value path"))?;
             exact_decimal(v).ok_or_else(|| value_error(p, "must be a number or a numeric string"))
         };
         let state = match self.aggregation {
@@ -206,21 +269,23 @@ impl Meter {
             Aggregation::Min => RollupState::Min(number()?),
             Aggregation::Max => RollupState::Max(number()?),
             Aggregation::Latest => RollupState::Latest {
-                time: event.time,
-                id: event.id.clone(),
+                time: event.time(),
+                id: event.id().to_owned(),
                 value: number()?,
             },
             Aggregation::UniqueCount => {
-                let (p, v) = raw.ok_or_else(|| value_error("", "no value path"))?;
+                let (p, v) = raw
+                    .clone()
+                    .ok_or_else(|| value_error("", "no value path"))?;
                 let text = group_text(v)
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| value_error(p, "must be a non-empty scalar"))?;
-                RollupState::Unique([text].into_iter().collect())
+                RollupState::Unique([text.into_owned()].into_iter().collect())
             }
         };
-        Ok(Contribution {
-            window_start: self.window.start(event.time),
-            group,
+        Ok(Part {
+            window_start: self.window.start(event.time()),
+            group_values,
             state,
         })
     }
@@ -230,7 +295,7 @@ impl Meter {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn meter(aggregation: Aggregation, value_path: Option<&str>) -> Meter {
         Meter {

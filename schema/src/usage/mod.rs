@@ -4,7 +4,9 @@
 pub mod event;
 pub mod meter;
 pub mod rollup;
+pub mod view;
 
 pub use event::{EventError, UsageEvent, MAX_EVENT_BYTES, MAX_ID_LEN};
-pub use meter::{Aggregation, Contribution, Meter, MeterError, Window};
+pub use meter::{Aggregation, Contribution, Meter, MeterError, MeteredEvent, Part, Window};
 pub use rollup::{fold, merge_all, merge_into, RollupError, RollupKey, RollupState};
+pub use view::{EventView, Scalar};

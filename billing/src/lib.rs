@@ -1,0 +1,21 @@
+//! Billing as pure logic over exact decimals (DESIGN.md §7): calendar
+//! billing periods with an anchor day, rating of a period's usage under a
+//! price, proration by elapsed time, per-line taxes, coupons, and the
+//! invoice arithmetic with credits, credit notes and payments. No I/O: the
+//! rollup source and the store are the caller's.
+
+pub mod invoice;
+pub mod period;
+pub mod proration;
+pub mod rating;
+pub mod settlement;
+pub mod tax;
+
+pub use invoice::{
+    build_invoice, Coupon, CouponDuration, Discount, Invoice, InvoiceLine, LineDraft, LineKind,
+};
+pub use period::{Calendar, Period};
+pub use proration::prorate;
+pub use rating::{rate, Rating, TierCharge};
+pub use settlement::{credit_line, Applied, CreditLine, Credited, Settlement, SettlementError};
+pub use tax::{TaxRate, Taxed};
