@@ -27,6 +27,8 @@ pub struct App {
     pub usage: Option<dotmac_ingest::store::UsageStore>,
     /// `dotmac dev`'s in-process usage pipeline (instead of `usage`).
     pub embedded_usage: Option<Arc<crate::embedded_usage::EmbeddedUsage>>,
+    /// API keys verified in the last few seconds.
+    pub key_cache: Arc<crate::key_cache::KeyCache>,
 }
 
 /// The caller of one request, resolved once from its credential.

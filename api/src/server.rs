@@ -67,6 +67,7 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
         config: Arc::new(config),
         intake,
         embedded_usage: None,
+        key_cache: Default::default(),
     })
 }
 
@@ -98,6 +99,7 @@ pub async fn embedded_app(mut config: Config, data_dir: &Path) -> Result<App, St
         intake: Some(Arc::new(crate::usage::Intake::Embedded(embedded.clone()))),
         usage: None,
         embedded_usage: Some(embedded),
+        key_cache: Default::default(),
     })
 }
 

@@ -1,14 +1,17 @@
 //! Billing as pure logic over exact decimals (DESIGN.md §7): calendar
-//! billing periods with an anchor day, rating of a period's usage under a
-//! price, proration by elapsed time, per-line taxes, coupons, and the
-//! invoice arithmetic with credits, credit notes and payments. No I/O: the
-//! rollup source and the store are the caller's.
+//! billing periods with an anchor day, the subscription lifecycle, rating
+//! of a period's usage under a price, proration by elapsed time, per-line
+//! taxes, coupons, the invoice arithmetic with credits, credit notes and
+//! payments, and dunning. No I/O: the rollup source and the store are the
+//! caller's.
 
+pub mod dunning;
 pub mod invoice;
 pub mod period;
 pub mod proration;
 pub mod rating;
 pub mod settlement;
+pub mod subscription;
 pub mod tax;
 
 pub use invoice::{
@@ -18,4 +21,5 @@ pub use period::{Calendar, Period};
 pub use proration::prorate;
 pub use rating::{rate, Rating, TierCharge};
 pub use settlement::{credit_line, Applied, CreditLine, Credited, Settlement, SettlementError};
+pub use subscription::{SubscriptionEvent, SubscriptionState};
 pub use tax::{TaxRate, Taxed};

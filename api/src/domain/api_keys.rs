@@ -91,5 +91,7 @@ pub async fn revoke(app: &App, ctx: &RequestCtx, id: &str) -> ApiResult<ApiKeyRo
     )
     .await?;
     tx.commit().await?;
+    // After the commit, so a re-verification can only read the revocation.
+    app.key_cache.forget(&row.id);
     Ok(row)
 }

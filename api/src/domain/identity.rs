@@ -476,6 +476,9 @@ pub async fn create_user_system(
 /// Resolves `dmk_…` to a principal bound to its tenant; records the use.
 pub async fn authenticate_api_key(app: &App, key: &str) -> ApiResult<Principal> {
     let invalid = || ApiError::Unauthenticated("invalid API key".into());
+    if let Some(principal) = app.key_cache.get(key) {
+        return Ok(principal);
+    }
     let prefix = auth::api_key_prefix(key).ok_or_else(invalid)?;
     let tx = app.store.begin_system().await?;
     let row = api_keys::find_by_prefix_system(&tx, prefix)
@@ -492,11 +495,13 @@ pub async fn authenticate_api_key(app: &App, key: &str) -> ApiResult<Principal> 
         .split(',')
         .filter_map(ApiKeyScope::parse)
         .collect();
-    Ok(Principal {
+    let principal = Principal {
         kind: PrincipalKind::ApiKey {
             id: parse_id("apiKey", &row.id)?,
             scopes,
         },
         scope: Scope::Tenant(parse_id("apiKey", &row.tenant_id)?),
-    })
+    };
+    app.key_cache.put(key, &row.id, principal.clone());
+    Ok(principal)
 }

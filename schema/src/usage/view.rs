@@ -310,13 +310,12 @@ mod tests {
         let raw = bytes(&json!({
             "specversion": "1.0", "id": "e\"1", "source": "s", "type": "t",
             "time": "2026-11-28T10:00:00Z",
-            "data": {"n": 0.12345678901234567890123, "s": "a\\b", "o": {"deep": "x"}, "z": null, "b": false, "l": [1]}
+            "data": {"n": 0.5, "s": "a\\b", "o": {"deep": "x"}, "z": null, "b": false, "l": [1]}
         }));
         let v = EventView::decode(&raw).unwrap();
         assert_eq!(v.id, "e\"1");
         assert!(matches!(v.source, Cow::Borrowed(_)));
-        // serde_json without arbitrary precision keeps 17 digits of a float.
-        assert!(matches!(v.value_at("n"), Some(Scalar::Number(_))));
+        assert_eq!(v.value_at("n"), Some(Scalar::Number("0.5".into())));
         assert_eq!(v.value_at("s"), Some(Scalar::Text("a\\b".into())));
         assert_eq!(v.value_at("o.deep"), Some(Scalar::Text("x".into())));
         assert_eq!(v.value_at("o"), Some(Scalar::Composite));
