@@ -62,6 +62,32 @@ enum Command {
     },
     /// Prints the GraphQL schema (SDL).
     Schema,
+    /// Billing commands.
+    Bill {
+        #[command(subcommand)]
+        command: BillCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillCommand {
+    /// Closes every subscription's period that starts in --period: rates its
+    /// usage into a draft invoice, and finalizes drafts past their grace.
+    /// Safe to run again, or twice at once.
+    Close {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Days an invoice stays a draft after its period ends (late usage).
+        #[arg(long, default_value_t = 3)]
+        grace_days: i64,
+        /// Run as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Close the embedded store of `dotmac dev` in this data dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +232,58 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created {} ({}) as {}", user.email, user.id, user.role);
+            Ok(())
+        }
+        Command::Bill {
+            command:
+                BillCommand::Close {
+                    period,
+                    grace_days,
+                    now,
+                    data_dir,
+                },
+        } => {
+            init_tracing(&config.log_format);
+            let month = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
+                .map_err(|_| {
+                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
+                })?;
+            let now = match now {
+                None => chrono::Utc::now(),
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
+                    .with_timezone(&chrono::Utc),
+            };
+            if grace_days < 0 {
+                bail!("--grace-days: must not be negative");
+            }
+            let app = match data_dir {
+                Some(dir) => server::embedded_app(config, &dir).await?,
+                None => server::production_app(config).await?,
+            };
+            let request = dotmac_api::domain::billing::CloseRequest {
+                month,
+                now,
+                grace: chrono::TimeDelta::days(grace_days),
+            };
+            let progress = |done: usize, total: usize| {
+                eprint!("\rclosing {period}: {done}/{total} subscriptions");
+                if done == total {
+                    eprintln!();
+                }
+            };
+            let report = dotmac_api::domain::billing::close_period(&app, &request, &progress)
+                .await
+                .map_err(|e| anyhow::anyhow!("closing {period}: {e}"))?;
+            println!(
+                "{period}: {} subscriptions, {} drafted, {} updated, {} unchanged, {} finalized, {} in trial",
+                report.subscriptions,
+                report.drafted,
+                report.updated,
+                report.unchanged,
+                report.finalized,
+                report.in_trial
+            );
             Ok(())
         }
         Command::Serve => {

@@ -11,7 +11,7 @@ use crate::rating::Rating;
 use crate::tax::{untaxed, TaxRate};
 
 /// What a line is for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LineKind {
     /// The plan's recurring fee for the period.
@@ -86,7 +86,7 @@ impl Coupon {
 }
 
 /// A finished line: every amount on the minor unit.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InvoiceLine {
     pub description: String,
     #[serde(flatten)]

@@ -5,6 +5,7 @@
 //! payments, and dunning. No I/O: the rollup source and the store are the
 //! caller's.
 
+pub mod close;
 pub mod dunning;
 pub mod invoice;
 pub mod period;
@@ -14,6 +15,7 @@ pub mod settlement;
 pub mod subscription;
 pub mod tax;
 
+pub use close::{adjustment_lines, billed_quantities, period_lines, UsageTotals};
 pub use invoice::{
     build_invoice, Coupon, CouponDuration, Discount, Invoice, InvoiceLine, LineDraft, LineKind,
 };

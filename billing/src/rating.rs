@@ -12,7 +12,7 @@ use dotmac_schema::price::{ChargeModel, Price, Tier};
 use rust_decimal::Decimal;
 
 /// The units of one tier and what they cost.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TierCharge {
     /// Index of the tier in the price.
     pub tier: usize,
@@ -26,7 +26,7 @@ pub struct TierCharge {
 }
 
 /// One price's charge for one period.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rating {
     /// What the meter measured.
     pub quantity: Decimal,

@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_foundation;
 mod m20261128_000002_meters;
 mod m20261128_000003_embedded_usage;
+mod m20261128_000004_billing;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_foundation::Migration),
             Box::new(m20261128_000002_meters::Migration),
             Box::new(m20261128_000003_embedded_usage::Migration),
+            Box::new(m20261128_000004_billing::Migration),
         ]
     }
 }

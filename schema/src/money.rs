@@ -177,9 +177,12 @@ impl Rounding {
         }
     }
 
-    /// `amount` rounded to `currency`'s minor unit.
+    /// `amount` rounded to `currency`'s minor unit, and written with
+    /// exactly that many places (99 USD is `99.00`).
     pub fn round(self, amount: Decimal, currency: Currency) -> Decimal {
-        amount.round_dp_with_strategy(currency.minor_units(), self.strategy())
+        let mut rounded = amount.round_dp_with_strategy(currency.minor_units(), self.strategy());
+        rounded.rescale(currency.minor_units());
+        rounded
     }
 }
 
@@ -269,6 +272,10 @@ mod tests {
         );
         let usd = Currency::USD;
         assert_eq!(Rounding::default().round(dec!(0.005), usd), dec!(0.01));
+        assert_eq!(
+            Rounding::default().round(dec!(99), usd).to_string(),
+            "99.00"
+        );
         assert_eq!(Rounding::default().round(dec!(-0.005), usd), dec!(-0.01));
         assert_eq!(Rounding::HalfEven.round(dec!(0.005), usd), dec!(0.00));
         assert_eq!(Rounding::HalfEven.round(dec!(0.015), usd), dec!(0.02));

@@ -2,6 +2,7 @@
 //! its audit record, then publish. GraphQL resolvers are thin calls into here.
 
 pub mod api_keys;
+pub mod billing;
 pub mod identity;
 pub mod meters;
 pub mod resellers;

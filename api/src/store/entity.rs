@@ -200,3 +200,112 @@ pub mod meter {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod plan {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plans")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub slug: String,
+        pub version: i32,
+        pub name: String,
+        /// ISO-4217 code.
+        pub currency: String,
+        /// `Interval` in SCREAMING_SNAKE_CASE.
+        pub billing_interval: String,
+        pub trial_days: i32,
+        /// JSON array of `dotmac_schema::price::Price`.
+        pub prices: String,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod subscription {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subscriptions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub plan_id: String,
+        /// `SubscriptionState` in snake_case.
+        pub state: String,
+        /// The first period's start, `YYYY-MM-DD`.
+        pub anchor_date: String,
+        pub trial_ends_at: Option<ChronoDateTimeUtc>,
+        pub cancel_at_period_end: bool,
+        pub cancelled_at: Option<ChronoDateTimeUtc>,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod invoice {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invoices")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub subscription_id: String,
+        /// `YYYY-MM-DD` (00:00 UTC).
+        pub period_start: String,
+        pub period_end: String,
+        /// draft, finalized, paid, void, uncollectible.
+        pub status: String,
+        pub currency: String,
+        pub issuer: String,
+        /// Assigned at finalization, gapless per issuer.
+        pub number: Option<String>,
+        pub subtotal: String,
+        pub discount: String,
+        pub tax: String,
+        pub total: String,
+        pub amount_due: String,
+        /// JSON array of `dotmac_billing::InvoiceLine`.
+        pub lines: String,
+        pub finalized_at: Option<ChronoDateTimeUtc>,
+        pub due_at: Option<ChronoDateTimeUtc>,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod invoice_sequence {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invoice_sequences")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub issuer: String,
+        pub next_number: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod entity;
 pub mod meters;
 pub mod resellers;

@@ -3,6 +3,7 @@
 //! built `dotmac` binary end to end.
 
 mod api;
+mod billing;
 mod e2e;
 mod embedded_usage;
 mod isolation;

@@ -1,0 +1,438 @@
+//! Billing use cases: plans, subscriptions and the period close. A close
+//! rates every live subscription's period from the committed rollups
+//! (ClickHouse, or the embedded store under `dotmac dev`), keeps each
+//! invoice a draft through the grace period (a re-close updates it with late
+//! usage), then finalizes it with the issuer's next gapless number. Usage
+//! that changes after finalization becomes adjustment lines on the next
+//! period's invoice. Closing twice, or twice at once, yields the same rows:
+//! they meet on `UNIQUE (subscription_id, period_start)`, and only drafts
+//! are ever rewritten.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use dotmac_billing::period::Calendar;
+use dotmac_billing::{
+    adjustment_lines, billed_quantities, build_invoice, period_lines, LineDraft, Period,
+    UsageTotals,
+};
+use dotmac_schema::money::Rounding;
+use dotmac_schema::price::PlanVersion;
+use dotmac_schema::usage::RollupState;
+use rust_decimal::Decimal;
+
+use dotmac_schema::{Role, TenantId};
+
+use super::{parse_id, required_text};
+use crate::app::{App, RequestCtx};
+use crate::error::{ApiError, ApiResult};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::billing::{self as rows, InvoiceRow, PlanRow, SubscriptionRow, PLATFORM_ISSUER};
+
+/// Days from finalization to the due date (DESIGN.md §8).
+pub const NET_DAYS: i64 = 30;
+
+/// Adds a plan version to the catalogue (platform admins).
+pub async fn create_plan(
+    app: &App,
+    ctx: &RequestCtx,
+    name: &str,
+    plan: PlanVersion,
+) -> ApiResult<PlanRow> {
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let name = required_text("input.name", name, 200)?;
+    plan.validate()
+        .map_err(|e| ApiError::validation(format!("input.{}", e.field), e.reason))?;
+    let row = rows::plan_row(uuid::Uuid::now_v7().to_string(), name, &plan, Utc::now())?;
+    let tx = app.store.begin(&p.scope).await?;
+    let row = rows::insert_plan(&tx, row).await?;
+    audit::record(
+        &tx,
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "plan.create",
+            object_id: Some(row.id.clone()),
+            after: Some(format!("{}:v{}:{}", row.slug, row.version, row.currency)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Subscribes a tenant to a plan version (platform admins). Billing periods
+/// start on `anchor` (default: today); the plan's trial runs from now.
+pub async fn subscribe(
+    app: &App,
+    ctx: &RequestCtx,
+    tenant_id: &str,
+    plan_id: &str,
+    anchor: Option<NaiveDate>,
+) -> ApiResult<SubscriptionRow> {
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let tenant: TenantId = parse_id("input.tenantId", tenant_id)?;
+    let now = Utc::now();
+    let tx = app.store.begin(&p.scope).await?;
+    crate::store::tenants::get(&tx, &p.scope, &tenant).await?;
+    let plan_row = rows::all_plans(&tx)
+        .await?
+        .into_iter()
+        .find(|r| r.id == plan_id)
+        .ok_or(ApiError::not_found("plan"))?;
+    let plan = rows::plan_version(&plan_row)?;
+    let trial_ends_at =
+        (plan.trial_days > 0).then(|| now + TimeDelta::days(i64::from(plan.trial_days)));
+    let row = SubscriptionRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant.to_string(),
+        plan_id: plan_row.id.clone(),
+        state: if trial_ends_at.is_some() {
+            "trial"
+        } else {
+            "active"
+        }
+        .into(),
+        anchor_date: anchor.unwrap_or(now.date_naive()).to_string(),
+        trial_ends_at,
+        cancel_at_period_end: false,
+        cancelled_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let row = rows::insert_subscription(&tx, row).await?;
+    audit::record(
+        &tx,
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "subscription.create",
+            tenant_id: Some(row.tenant_id.clone()),
+            object_id: Some(row.id.clone()),
+            after: Some(format!("{}:v{}", plan.plan, plan.version)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// One close run's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseRequest {
+    /// Any day of the month whose periods are closed: each subscription's
+    /// period that starts in this month.
+    pub month: NaiveDate,
+    /// The clock of this run (finalization is due at period end + grace).
+    pub now: DateTime<Utc>,
+    /// How long invoices stay drafts after their period ends.
+    pub grace: TimeDelta,
+}
+
+/// What a close did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Subscriptions with a period starting in the month.
+    pub subscriptions: usize,
+    pub drafted: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub finalized: usize,
+    /// Subscriptions still in their trial for the whole period.
+    pub in_trial: usize,
+}
+
+/// The period of `calendar` that starts in `month`'s month, if one does.
+pub fn period_starting_in(calendar: &Calendar, month: NaiveDate) -> Option<Period> {
+    use chrono::Datelike;
+    let first = month.with_day(1)?;
+    let mut n = calendar.index_of(first);
+    if calendar.boundary(n) < first {
+        n += 1;
+    }
+    let p = calendar.period(n);
+    (p.start.year() == first.year() && p.start.month() == first.month()).then_some(p)
+}
+
+/// Each tenant's total of `meter` over `[from, to)` (rollup windows that
+/// start in it), merged by the meter's own merge law.
+pub async fn usage_by_tenant(
+    app: &App,
+    tenants: Option<&[String]>,
+    meter: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<BTreeMap<String, Decimal>> {
+    let (from, to) = (from.timestamp(), to.timestamp());
+    let rollups = match (&app.embedded_usage, &app.usage) {
+        (Some(embedded), _) => embedded.rollups(tenants, meter, from, to).await?,
+        (None, Some(usage)) => usage
+            .rollups(tenants, meter, from, to)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        (None, None) => {
+            return Err(ApiError::Unavailable(
+                "usage is not configured on this server (clickhouse_url)".into(),
+            ))
+        }
+    };
+    let mut per_tenant: BTreeMap<String, RollupState> = BTreeMap::new();
+    for (key, state) in rollups {
+        match per_tenant.get_mut(&key.tenant) {
+            Some(total) => total
+                .merge(state)
+                .map_err(|e| ApiError::internal(format!("usage of {meter}: {e}")))?,
+            None => {
+                per_tenant.insert(key.tenant, state);
+            }
+        }
+    }
+    Ok(per_tenant
+        .into_iter()
+        .map(|(t, s)| (t, s.value()))
+        .collect())
+}
+
+/// One subscription ready to close.
+struct Due {
+    sub: SubscriptionRow,
+    plan: PlanVersion,
+    period: Period,
+    /// The period before, whose late usage becomes adjustments.
+    previous: Period,
+    /// When the recurring fee and usage start to count (trial end).
+    accrues_from: DateTime<Utc>,
+}
+
+/// Closes the month's periods; `progress(done, total)` after each one.
+pub async fn close_period(
+    app: &App,
+    req: &CloseRequest,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> ApiResult<CloseReport> {
+    let tx = app.store.begin_system().await?;
+    let plans: HashMap<String, PlanVersion> = rows::all_plans(&tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.id.clone(), rows::plan_version(r)?)))
+        .collect::<ApiResult<_>>()?;
+    let subs = rows::live_subscriptions(&tx).await?;
+    tx.commit().await?;
+
+    let mut report = CloseReport::default();
+    let mut due = Vec::new();
+    for sub in subs {
+        let plan = plans
+            .get(&sub.plan_id)
+            .ok_or_else(|| ApiError::internal(format!("subscription {} has no plan", sub.id)))?
+            .clone();
+        let calendar = Calendar::new(rows::anchor(&sub)?, plan.interval);
+        let Some(period) = period_starting_in(&calendar, req.month) else {
+            continue;
+        };
+        report.subscriptions += 1;
+        // Fees accrue from the anchor (a subscription may be backdated to
+        // it), or from the trial's end.
+        let anchored = rows::anchor(&sub)?
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        let accrues_from = sub
+            .trial_ends_at
+            .unwrap_or(anchored)
+            .max(anchored)
+            .max(period.start_time());
+        if accrues_from >= period.end_time() {
+            report.in_trial += 1;
+            continue;
+        }
+        let previous = calendar.period_containing(period.start - TimeDelta::days(1));
+        due.push(Due {
+            sub,
+            plan,
+            period,
+            previous,
+            accrues_from,
+        });
+    }
+
+    // Usage is read per (period, meter) for every tenant at once, not per
+    // subscription: a close costs a query per meter, whatever the tenants.
+    let mut usage: HashMap<(Period, String), BTreeMap<String, Decimal>> = HashMap::new();
+    let mut wanted: BTreeSet<(Period, String)> = BTreeSet::new();
+    for d in &due {
+        for meter in d.plan.prices.iter().filter_map(|p| p.meter.clone()) {
+            wanted.insert((d.period, meter.clone()));
+            wanted.insert((d.previous, meter));
+        }
+    }
+    for (period, meter) in wanted {
+        let totals =
+            usage_by_tenant(app, None, &meter, period.start_time(), period.end_time()).await?;
+        usage.insert((period, meter), totals);
+    }
+    let totals_of = |period: Period, tenant: &str, plan: &PlanVersion| -> UsageTotals {
+        plan.prices
+            .iter()
+            .filter_map(|p| p.meter.clone())
+            .map(|m| {
+                let q = usage
+                    .get(&(period, m.clone()))
+                    .and_then(|t| t.get(tenant))
+                    .copied()
+                    .unwrap_or_default();
+                (m, q)
+            })
+            .collect()
+    };
+
+    let total = due.len();
+    for (i, d) in due.iter().enumerate() {
+        let mut counted = totals_of(d.period, &d.sub.tenant_id, &d.plan);
+        if d.accrues_from > d.period.start_time() {
+            // A trial ended inside the period: only usage after it counts.
+            for (meter, q) in counted.iter_mut() {
+                *q = usage_by_tenant(
+                    app,
+                    Some(std::slice::from_ref(&d.sub.tenant_id)),
+                    meter,
+                    d.accrues_from,
+                    d.period.end_time(),
+                )
+                .await?
+                .remove(&d.sub.tenant_id)
+                .unwrap_or_default();
+            }
+        }
+        let mut lines = period_lines(
+            &d.plan,
+            &d.period,
+            d.accrues_from,
+            &counted,
+            Rounding::default(),
+        );
+        lines.extend(adjustments(app, d, &totals_of).await?);
+        close_one(app, d, lines, req, &mut report).await?;
+        progress(i + 1, total);
+    }
+    Ok(report)
+}
+
+/// Adjustment lines for the previous period's finalized invoice when its
+/// usage changed since (usage of older periods is not re-read: the
+/// dedupe horizon and the aggregator's time limits keep late events within
+/// about a month).
+async fn adjustments(
+    app: &App,
+    d: &Due,
+    totals_of: &(dyn Fn(Period, &str, &PlanVersion) -> UsageTotals + Sync),
+) -> ApiResult<Vec<LineDraft>> {
+    let tx = app.store.begin_system().await?;
+    let finalized = rows::finalized_invoices(&tx, &d.sub.id).await?;
+    tx.commit().await?;
+    let mut all_lines = Vec::new();
+    for row in &finalized {
+        all_lines.extend(rows::lines(row)?);
+    }
+    let mut out = Vec::new();
+    for row in &finalized {
+        if rows::period_of(row)? != d.previous {
+            continue;
+        }
+        let billed = billed_quantities(all_lines.iter().map(|l| &l.kind), &d.previous);
+        let counted = totals_of(d.previous, &d.sub.tenant_id, &d.plan);
+        out.extend(adjustment_lines(&d.plan, &d.previous, &billed, &counted));
+    }
+    Ok(out)
+}
+
+/// Writes one subscription's draft (or leaves it if finalized) and
+/// finalizes it when its grace period is over.
+async fn close_one(
+    app: &App,
+    d: &Due,
+    lines: Vec<LineDraft>,
+    req: &CloseRequest,
+    report: &mut CloseReport,
+) -> ApiResult<()> {
+    let invoice = build_invoice(
+        lines,
+        d.plan.currency,
+        Rounding::default(),
+        None,
+        None,
+        Decimal::ZERO,
+    );
+    let tx = app.store.begin_system().await?;
+    let existing = rows::invoice_for(&tx, &d.sub.id, d.period.start).await?;
+    let row = match existing {
+        None => {
+            let mut row = InvoiceRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant_id: d.sub.tenant_id.clone(),
+                subscription_id: d.sub.id.clone(),
+                period_start: d.period.start.to_string(),
+                period_end: d.period.end.to_string(),
+                status: "draft".into(),
+                currency: String::new(),
+                issuer: PLATFORM_ISSUER.into(),
+                number: None,
+                subtotal: String::new(),
+                discount: String::new(),
+                tax: String::new(),
+                total: String::new(),
+                amount_due: String::new(),
+                lines: String::new(),
+                finalized_at: None,
+                due_at: None,
+                created_at: req.now,
+                updated_at: req.now,
+            };
+            rows::set_amounts(&mut row, &invoice)?;
+            match rows::insert_draft(&tx, row).await? {
+                Some(row) => {
+                    report.drafted += 1;
+                    row
+                }
+                // A concurrent close drafted it first: its row stands.
+                None => {
+                    report.unchanged += 1;
+                    tx.rollback().await?;
+                    return Ok(());
+                }
+            }
+        }
+        Some(mut row) if row.status == "draft" => {
+            let before = row.clone();
+            rows::set_amounts(&mut row, &invoice)?;
+            if row == before {
+                report.unchanged += 1;
+            } else if rows::update_draft(&tx, &row, req.now).await? {
+                report.updated += 1;
+            } else {
+                report.unchanged += 1;
+            }
+            row
+        }
+        Some(_) => {
+            report.unchanged += 1;
+            tx.commit().await?;
+            return Ok(());
+        }
+    };
+    tx.commit().await?;
+
+    if req.now >= d.period.end_time() + req.grace {
+        let tx = app.store.begin_system().await?;
+        match rows::finalize(&tx, &row.id, PLATFORM_ISSUER, req.now, NET_DAYS).await? {
+            Some(number) => {
+                tx.commit().await?;
+                tracing::info!(invoice = %row.id, %number, tenant = %row.tenant_id, "invoice finalized");
+                report.finalized += 1;
+            }
+            None => tx.rollback().await?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Plan, subscription and invoice rows, and the per-issuer invoice number
+//! sequence. Conversions between rows and the billing crate's types live
+//! here, so the domain works with `PlanVersion`, `Invoice` and `Period`.
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use dotmac_billing::{Invoice, InvoiceLine, Period};
+use dotmac_schema::money::Currency;
+use dotmac_schema::price::{Interval, PlanVersion, Price};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use super::entity::{invoice, invoice_sequence, plan, subscription};
+use super::Tx;
+use crate::error::{ApiError, ApiResult};
+
+pub use invoice::Model as InvoiceRow;
+pub use plan::Model as PlanRow;
+pub use subscription::Model as SubscriptionRow;
+
+/// Who issues invoices; numbers are gapless per issuer.
+pub const PLATFORM_ISSUER: &str = "DM";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("stored {what} is unreadable: {e}"))
+}
+
+/// The billing definition of a plan row.
+pub fn plan_version(row: &PlanRow) -> ApiResult<PlanVersion> {
+    let interval: Interval =
+        serde_json::from_value(serde_json::Value::String(row.billing_interval.clone()))
+            .map_err(|e| corrupt("plan interval", e))?;
+    let prices: Vec<Price> =
+        serde_json::from_str(&row.prices).map_err(|e| corrupt("plan prices", e))?;
+    Ok(PlanVersion {
+        plan: row.slug.clone(),
+        version: u32::try_from(row.version).map_err(|e| corrupt("plan version", e))?,
+        currency: Currency::from_code(&row.currency).map_err(|e| corrupt("plan currency", e))?,
+        interval,
+        trial_days: u32::try_from(row.trial_days).map_err(|e| corrupt("trial days", e))?,
+        prices,
+    })
+}
+
+/// A plan row for a checked definition.
+pub fn plan_row(
+    id: String,
+    name: String,
+    plan: &PlanVersion,
+    now: DateTime<Utc>,
+) -> ApiResult<PlanRow> {
+    let interval = serde_json::to_value(plan.interval).map_err(|e| corrupt("interval", e))?;
+    Ok(PlanRow {
+        id,
+        slug: plan.plan.clone(),
+        version: i32::try_from(plan.version).map_err(|e| corrupt("version", e))?,
+        name,
+        currency: plan.currency.code().to_owned(),
+        billing_interval: interval.as_str().unwrap_or_default().to_owned(),
+        trial_days: i32::try_from(plan.trial_days).map_err(|e| corrupt("trial days", e))?,
+        prices: serde_json::to_string(&plan.prices).map_err(|e| corrupt("prices", e))?,
+        created_at: now,
+    })
+}
+
+pub async fn insert_plan(tx: &Tx, row: PlanRow) -> ApiResult<PlanRow> {
+    plan::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                ApiError::conflict("input.version", "this plan version already exists")
+            } else {
+                e.into()
+            }
+        })
+}
+
+pub async fn all_plans(tx: &Tx) -> ApiResult<Vec<PlanRow>> {
+    Ok(plan::Entity::find()
+        .order_by_asc(plan::Column::Slug)
+        .order_by_asc(plan::Column::Version)
+        .all(tx)
+        .await?)
+}
+
+pub async fn insert_subscription(tx: &Tx, row: SubscriptionRow) -> ApiResult<SubscriptionRow> {
+    subscription::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                ApiError::conflict(
+                    "input.tenantId",
+                    "the tenant already has a live subscription",
+                )
+            } else {
+                e.into()
+            }
+        })
+}
+
+/// Every subscription not cancelled (in the transaction's scope).
+pub async fn live_subscriptions(tx: &Tx) -> ApiResult<Vec<SubscriptionRow>> {
+    Ok(subscription::Entity::find()
+        .filter(subscription::Column::State.ne("cancelled"))
+        .order_by_asc(subscription::Column::Id)
+        .all(tx)
+        .await?)
+}
+
+pub fn anchor(row: &SubscriptionRow) -> ApiResult<NaiveDate> {
+    row.anchor_date
+        .parse()
+        .map_err(|e| corrupt("subscription anchor", e))
+}
+
+/// The subscription's invoice for the period starting at `start`, if any.
+pub async fn invoice_for(
+    tx: &Tx,
+    subscription_id: &str,
+    start: NaiveDate,
+) -> ApiResult<Option<InvoiceRow>> {
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::SubscriptionId.eq(subscription_id))
+        .filter(invoice::Column::PeriodStart.eq(start.to_string()))
+        .one(tx)
+        .await?)
+}
+
+/// The subscription's finalized invoices, in finalization order.
+pub async fn finalized_invoices(tx: &Tx, subscription_id: &str) -> ApiResult<Vec<InvoiceRow>> {
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::SubscriptionId.eq(subscription_id))
+        .filter(invoice::Column::Status.ne("draft"))
+        .order_by_asc(invoice::Column::FinalizedAt)
+        .all(tx)
+        .await?)
+}
+
+pub fn lines(row: &InvoiceRow) -> ApiResult<Vec<InvoiceLine>> {
+    serde_json::from_str(&row.lines).map_err(|e| corrupt("invoice lines", e))
+}
+
+pub fn period_of(row: &InvoiceRow) -> ApiResult<Period> {
+    Ok(Period {
+        start: row
+            .period_start
+            .parse()
+            .map_err(|e| corrupt("invoice period", e))?,
+        end: row
+            .period_end
+            .parse()
+            .map_err(|e| corrupt("invoice period", e))?,
+    })
+}
+
+/// Sets a draft row's amounts and lines from `invoice`.
+pub fn set_amounts(row: &mut InvoiceRow, invoice: &Invoice) -> ApiResult<()> {
+    row.currency = invoice.currency.code().to_owned();
+    row.subtotal = invoice.subtotal.to_string();
+    row.discount = invoice.discount.to_string();
+    row.tax = invoice.tax.to_string();
+    row.total = invoice.total.to_string();
+    row.amount_due = invoice.amount_due.to_string();
+    row.lines = serde_json::to_string(&invoice.lines).map_err(|e| corrupt("lines", e))?;
+    Ok(())
+}
+
+/// Inserts a draft; `Ok(None)` when another close inserted it first.
+pub async fn insert_draft(tx: &Tx, row: InvoiceRow) -> ApiResult<Option<InvoiceRow>> {
+    match invoice::ActiveModel::from(row).reset_all().insert(tx).await {
+        Ok(row) => Ok(Some(row)),
+        Err(e) if super::is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Updates a draft's amounts; `false` when it is no longer a draft.
+pub async fn update_draft(tx: &Tx, row: &InvoiceRow, now: DateTime<Utc>) -> ApiResult<bool> {
+    let res = invoice::Entity::update_many()
+        .col_expr(invoice::Column::Subtotal, Expr::value(row.subtotal.clone()))
+        .col_expr(invoice::Column::Discount, Expr::value(row.discount.clone()))
+        .col_expr(invoice::Column::Tax, Expr::value(row.tax.clone()))
+        .col_expr(invoice::Column::Total, Expr::value(row.total.clone()))
+        .col_expr(
+            invoice::Column::AmountDue,
+            Expr::value(row.amount_due.clone()),
+        )
+        .col_expr(invoice::Column::Lines, Expr::value(row.lines.clone()))
+        .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
+        .filter(invoice::Column::Id.eq(row.id.as_str()))
+        .filter(invoice::Column::Status.eq("draft"))
+        .exec(tx)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Finalizes a draft with the issuer's next number, in `tx`. The number
+/// row stays locked until `tx` ends (Postgres row lock; SQLite serializes
+/// writers), and a draft that is no longer one rolls the number back with
+/// the transaction: numbers are gapless. Returns the number, or `None`
+/// when the invoice was already finalized.
+pub async fn finalize(
+    tx: &Tx,
+    invoice_id: &str,
+    issuer: &str,
+    now: DateTime<Utc>,
+    net_days: i64,
+) -> ApiResult<Option<String>> {
+    invoice_sequence::Entity::insert(invoice_sequence::ActiveModel {
+        issuer: Set(issuer.to_owned()),
+        next_number: Set(1),
+    })
+    .on_conflict(
+        OnConflict::column(invoice_sequence::Column::Issuer)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(tx)
+    .await?;
+    invoice_sequence::Entity::update_many()
+        .col_expr(
+            invoice_sequence::Column::NextNumber,
+            Expr::col(invoice_sequence::Column::NextNumber).add(1),
+        )
+        .filter(invoice_sequence::Column::Issuer.eq(issuer))
+        .exec(tx)
+        .await?;
+    let next = invoice_sequence::Entity::find_by_id(issuer)
+        .one(tx)
+        .await?
+        .ok_or_else(|| ApiError::internal("invoice sequence row vanished"))?
+        .next_number;
+    let number = format!("{issuer}-{:06}", next - 1);
+    let res = invoice::Entity::update_many()
+        .col_expr(invoice::Column::Status, Expr::value("finalized"))
+        .col_expr(invoice::Column::Number, Expr::value(number.clone()))
+        .col_expr(invoice::Column::FinalizedAt, Expr::value(now))
+        .col_expr(
+            invoice::Column::DueAt,
+            Expr::value(now + TimeDelta::days(net_days)),
+        )
+        .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
+        .filter(invoice::Column::Id.eq(invoice_id))
+        .filter(invoice::Column::Status.eq("draft"))
+        .exec(tx)
+        .await?;
+    Ok((res.rows_affected == 1).then_some(number))
+}

@@ -1,0 +1,357 @@
+//! The period close against real stores: usage committed the way the
+//! aggregator commits it (ClickHouse under `serve`, the embedded store under
+//! `dev`) becomes draft invoices, finalized after the grace period with
+//! gapless numbers; closing again, or twice at once, changes nothing; late
+//! usage after finalization becomes an adjustment on the next invoice.
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use dotmac_api::app::{App, RequestCtx};
+use dotmac_api::domain::billing::{close_period, create_plan, subscribe, CloseRequest};
+use dotmac_api::store::billing::{lines, InvoiceRow};
+use dotmac_api::store::entity::invoice;
+use dotmac_schema::money::Currency;
+use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price, Tier};
+use dotmac_schema::{Principal, PrincipalKind, Role, Scope, UserId};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use sea_orm::{EntityTrait, QueryOrder};
+
+use crate::support::{Backend, TestServer};
+
+fn admin() -> RequestCtx {
+    RequestCtx {
+        principal: Some(Principal {
+            kind: PrincipalKind::User {
+                id: UserId::new(),
+                role: Role::PlatformAdmin,
+            },
+            scope: Scope::All,
+        }),
+        request_id: Some("billing-test".into()),
+        ..RequestCtx::default()
+    }
+}
+
+/// 99 USD a month, the first 100 GB free, then 0.05 per GB.
+fn small_plan() -> PlanVersion {
+    PlanVersion {
+        plan: "small".into(),
+        version: 1,
+        currency: Currency::USD,
+        interval: Interval::Monthly,
+        trial_days: 0,
+        prices: vec![
+            Price {
+                meter: None,
+                model: ChargeModel::Flat { amount: dec!(99) },
+                included_units: Decimal::ZERO,
+                minimum: None,
+            },
+            Price {
+                meter: Some("gigabytes".into()),
+                model: ChargeModel::Graduated {
+                    tiers: vec![
+                        Tier {
+                            up_to: Some(dec!(100)),
+                            unit_price: dec!(0),
+                            flat_fee: dec!(0),
+                        },
+                        Tier {
+                            up_to: None,
+                            unit_price: dec!(0.05),
+                            flat_fee: dec!(0),
+                        },
+                    ],
+                },
+                included_units: Decimal::ZERO,
+                minimum: None,
+            },
+        ],
+    }
+}
+
+/// `gigabytes` of `tenant` in the hour at `at`, committed as a flush would.
+pub async fn commit_usage(
+    app: &App,
+    tenant: &str,
+    meter: &str,
+    at: DateTime<Utc>,
+    value: Decimal,
+    offset: i64,
+) {
+    use dotmac_ingest::rows::{BatchRow, RollupPartRow};
+    use dotmac_schema::usage::{RollupKey, RollupState, Window};
+    let key = RollupKey {
+        tenant: tenant.to_owned(),
+        meter: meter.to_owned(),
+        window_start: Window::Hour.start(at),
+        group: vec![],
+    };
+    let write_id = uuid::Uuid::now_v7().simple().to_string();
+    let part = RollupPartRow::new(&key, &RollupState::Sum(value), 0, &write_id);
+    if let Some(embedded) = &app.embedded_usage {
+        let db = embedded.store().connection();
+        dotmac_api::embedded_usage::EmbeddedUsage::insert_parts(db, &[part])
+            .await
+            .unwrap();
+        return;
+    }
+    let batch = BatchRow {
+        partition: 0,
+        first_offset: offset,
+        last_offset: offset,
+        write_id,
+        written_at_us: 0,
+        events: 1,
+        accepted: 1,
+        duplicates: 0,
+        dead_lettered: 0,
+    };
+    let usage = app.usage.as_ref().unwrap();
+    usage.migrate().await.unwrap();
+    usage.write_flush(&[], &[part], &[batch]).await.unwrap();
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+async fn invoices(app: &App) -> Vec<InvoiceRow> {
+    let tx = app.store.begin_system().await.unwrap();
+    let rows = invoice::Entity::find()
+        .order_by_asc(invoice::Column::PeriodStart)
+        .order_by_asc(invoice::Column::TenantId)
+        .all(&tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    rows
+}
+
+async fn tenant_ids(app: &App) -> (String, String) {
+    use dotmac_api::store::entity::tenant;
+    let tx = app.store.begin_system().await.unwrap();
+    let rows = tenant::Entity::find().all(&tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let id = |slug: &str| rows.iter().find(|t| t.slug == slug).unwrap().id.clone();
+    (id("acme-fiber"), id("bolt-broadband"))
+}
+
+async fn close_scenario(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let app = &srv.app;
+    let ctx = admin();
+    let plan = create_plan(app, &ctx, "Small", small_plan()).await.unwrap();
+    let (a, b) = tenant_ids(app).await;
+    let october = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    for t in [&a, &b] {
+        subscribe(app, &ctx, t, &plan.id, Some(october))
+            .await
+            .unwrap();
+    }
+    // A: 100 + 150 GB in October (150 billable); B: 40 GB (free tier).
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-10-10T08:30:00Z"),
+        dec!(100),
+        1,
+    )
+    .await;
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-10-31T23:59:59Z"),
+        dec!(150),
+        2,
+    )
+    .await;
+    commit_usage(
+        app,
+        &b,
+        "gigabytes",
+        at("2026-10-20T12:00:00Z"),
+        dec!(40),
+        3,
+    )
+    .await;
+    // November's usage does not leak into October.
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-11-01T00:00:00Z"),
+        dec!(1000),
+        4,
+    )
+    .await;
+
+    let no_progress = |_: usize, _: usize| {};
+    let close = |month: &str, now: &str| CloseRequest {
+        month: month.parse().unwrap(),
+        now: at(now),
+        grace: TimeDelta::days(3),
+    };
+    // Inside the grace period: drafts only.
+    let report = close_period(
+        app,
+        &close("2026-10-01", "2026-11-02T00:00:00Z"),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.subscriptions, report.drafted, report.finalized),
+        (2, 2, 0)
+    );
+    assert!(invoices(app)
+        .await
+        .iter()
+        .all(|i| i.status == "draft" && i.number.is_none()));
+
+    // After it: finalized, numbered 1 and 2, with hand-computed totals.
+    let report = close_period(
+        app,
+        &close("2026-10-01", "2026-11-28T00:00:00Z"),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.unchanged, report.finalized), (2, 2));
+    let rows = invoices(app).await;
+    let totals: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|i| (i.tenant_id.as_str(), i.total.as_str(), i.status.as_str()))
+        .collect();
+    let mut expected = vec![
+        (a.as_str(), "106.50", "finalized"),
+        (b.as_str(), "99.00", "finalized"),
+    ];
+    expected.sort();
+    assert_eq!(totals, expected);
+    let mut numbers: Vec<_> = rows.iter().filter_map(|i| i.number.clone()).collect();
+    numbers.sort();
+    assert_eq!(numbers, ["DM-000001", "DM-000002"]);
+    let a_lines = lines(rows.iter().find(|i| i.tenant_id == a).unwrap()).unwrap();
+    assert_eq!(a_lines.len(), 2);
+    assert_eq!(a_lines[1].amount, dec!(7.50));
+
+    // Closing again changes nothing.
+    let report = close_period(
+        app,
+        &close("2026-10-01", "2026-11-28T00:00:00Z"),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            report.unchanged,
+            report.drafted,
+            report.updated,
+            report.finalized
+        ),
+        (2, 0, 0, 0)
+    );
+    assert_eq!(invoices(app).await, rows);
+
+    // November as a draft, then 20 GB of October arrive late.
+    close_period(
+        app,
+        &close("2026-11-01", "2026-11-28T00:00:00Z"),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-10-15T00:00:00Z"),
+        dec!(20),
+        5,
+    )
+    .await;
+    let report = close_period(
+        app,
+        &close("2026-11-01", "2026-11-28T00:00:00Z"),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.updated, 1, "{report:?}");
+    let nov_a = invoices(app)
+        .await
+        .into_iter()
+        .find(|i| i.tenant_id == a && i.period_start == "2026-11-01")
+        .unwrap();
+    let adj = lines(&nov_a)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.description.contains("late usage"))
+        .unwrap();
+    assert_eq!(adj.amount, dec!(1.00));
+    assert!(
+        adj.description.contains("2026-10-01 to 2026-11-01"),
+        "{}",
+        adj.description
+    );
+    // 99 + (1000 - 100) * 0.05 + the adjustment.
+    assert_eq!(nov_a.total, "145.00");
+    // October's finalized invoice is untouched.
+    assert_eq!(
+        invoices(app)
+            .await
+            .iter()
+            .filter(|i| i.period_start == "2026-10-01")
+            .cloned()
+            .collect::<Vec<_>>(),
+        rows
+    );
+
+    // Two closes at once after November's grace: one finalization each, no
+    // duplicate and no gap.
+    let req = close("2026-11-01", "2026-12-05T00:00:00Z");
+    let (r1, r2) = tokio::join!(
+        close_period(app, &req, &no_progress),
+        close_period(app, &req, &no_progress)
+    );
+    assert_eq!(r1.unwrap().finalized + r2.unwrap().finalized, 2);
+    let all = invoices(app).await;
+    assert_eq!(all.len(), 4);
+    let mut numbers: Vec<_> = all.iter().filter_map(|i| i.number.clone()).collect();
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        ["DM-000001", "DM-000002", "DM-000003", "DM-000004"]
+    );
+    // The adjustment is billed once: a December close adds none.
+    close_period(
+        app,
+        &close("2026-12-01", "2026-12-05T00:00:00Z"),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    let dec_a = invoices(app)
+        .await
+        .into_iter()
+        .find(|i| i.tenant_id == a && i.period_start == "2026-12-01")
+        .unwrap();
+    assert!(lines(&dec_a)
+        .unwrap()
+        .iter()
+        .all(|l| !l.description.contains("late usage")));
+}
+
+#[tokio::test]
+async fn close_on_postgres_and_clickhouse() {
+    close_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn close_on_embedded_sqlite() {
+    close_scenario(Backend::Sqlite).await;
+}

@@ -1,0 +1,238 @@
+//! The lines of one subscription's invoice for one period: the plan's
+//! recurring fees (prorated from when they start to accrue, e.g. a trial's
+//! end) and each metered price rated on the period's usage; plus adjustment
+//! lines for usage of an already finalized period that changed since.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use dotmac_schema::money::Rounding;
+use dotmac_schema::price::PlanVersion;
+use rust_decimal::Decimal;
+
+use crate::invoice::{LineDraft, LineKind};
+use crate::period::Period;
+use crate::proration::prorate;
+use crate::rating::rate;
+
+/// A period's usage per meter slug (missing meters used nothing).
+pub type UsageTotals = BTreeMap<String, Decimal>;
+
+/// The invoice lines of `plan` for `period`. Recurring fees accrue from
+/// `accrues_from` (clamped to the period): a trial ending mid-period bills
+/// the rest of it. `usage` is the usage counted since then.
+pub fn period_lines(
+    plan: &PlanVersion,
+    period: &Period,
+    accrues_from: DateTime<Utc>,
+    usage: &UsageTotals,
+    rounding: Rounding,
+) -> Vec<LineDraft> {
+    let from = accrues_from.clamp(period.start_time(), period.end_time());
+    let mut lines = Vec::new();
+    for price in &plan.prices {
+        match &price.meter {
+            None => {
+                let full = rate(price, Decimal::ZERO).amount();
+                let amount = prorate(
+                    full,
+                    period,
+                    from,
+                    period.end_time(),
+                    plan.currency,
+                    rounding,
+                );
+                let prorated = if from > period.start_time() {
+                    format!(" (from {})", from.date_naive())
+                } else {
+                    String::new()
+                };
+                lines.push(LineDraft {
+                    description: format!(
+                        "Plan {} v{}, {} to {}{prorated}",
+                        plan.plan, plan.version, period.start, period.end
+                    ),
+                    kind: LineKind::Recurring,
+                    amount,
+                });
+            }
+            Some(meter) => {
+                let quantity = usage.get(meter).copied().unwrap_or_default();
+                let rating = rate(price, quantity);
+                lines.push(LineDraft {
+                    description: format!("{meter}: {quantity} units"),
+                    amount: rating.amount(),
+                    kind: LineKind::Usage {
+                        meter: meter.clone(),
+                        rating,
+                    },
+                });
+            }
+        }
+    }
+    lines
+}
+
+/// Adjustment lines for `original`, an already finalized period: for each
+/// metered price whose usage moved from `billed` (what invoices have
+/// charged for that period so far) to `counted` (what the rollups say now),
+/// the difference of the two ratings, naming the original period.
+pub fn adjustment_lines(
+    plan: &PlanVersion,
+    original: &Period,
+    billed: &UsageTotals,
+    counted: &UsageTotals,
+) -> Vec<LineDraft> {
+    let mut lines = Vec::new();
+    for price in &plan.prices {
+        let Some(meter) = &price.meter else { continue };
+        let was = billed.get(meter).copied().unwrap_or_default();
+        let now = counted.get(meter).copied().unwrap_or_default();
+        if was == now {
+            continue;
+        }
+        let before = rate(price, was);
+        let after = rate(price, now);
+        let amount = after.amount() - before.amount();
+        lines.push(LineDraft {
+            description: format!(
+                "{meter}: late usage for {} to {}, {was} → {now} units",
+                original.start, original.end
+            ),
+            kind: LineKind::adjustment(meter.clone(), *original, after),
+            amount,
+        });
+    }
+    lines
+}
+
+/// What the lines charge for each meter of `period` (its usage lines and
+/// adjustments naming it): the quantity a later adjustment starts from.
+pub fn billed_quantities<'a>(
+    lines: impl IntoIterator<Item = &'a LineKind>,
+    period: &Period,
+) -> UsageTotals {
+    let mut billed = UsageTotals::new();
+    for kind in lines {
+        match kind {
+            LineKind::Usage { meter, rating } => {
+                billed.insert(meter.clone(), rating.quantity);
+            }
+            LineKind::Adjustment {
+                meter,
+                original_period,
+                rating,
+            } if *original_period == (period.start, period.end) => {
+                // Later adjustments supersede earlier ones: the caller
+                // passes lines in finalization order.
+                billed.insert(meter.clone(), rating.quantity);
+            }
+            _ => {}
+        }
+    }
+    billed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveDate, TimeDelta};
+    use dotmac_schema::money::Currency;
+    use dotmac_schema::price::{ChargeModel, Interval, Price, Tier};
+    use proptest::prelude::*;
+    use rust_decimal_macros::dec;
+
+    fn plan() -> PlanVersion {
+        PlanVersion {
+            plan: "small".into(),
+            version: 1,
+            currency: Currency::USD,
+            interval: Interval::Monthly,
+            trial_days: 14,
+            prices: vec![
+                Price {
+                    meter: None,
+                    model: ChargeModel::Flat { amount: dec!(99) },
+                    included_units: Decimal::ZERO,
+                    minimum: None,
+                },
+                Price {
+                    meter: Some("gigabytes".into()),
+                    model: ChargeModel::Graduated {
+                        tiers: vec![
+                            Tier {
+                                up_to: Some(dec!(100)),
+                                unit_price: dec!(0),
+                                flat_fee: dec!(0),
+                            },
+                            Tier {
+                                up_to: None,
+                                unit_price: dec!(0.05),
+                                flat_fee: dec!(0),
+                            },
+                        ],
+                    },
+                    included_units: Decimal::ZERO,
+                    minimum: None,
+                },
+            ],
+        }
+    }
+
+    fn november() -> Period {
+        Period {
+            start: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_period_and_its_late_usage() {
+        let p = november();
+        let usage = UsageTotals::from([("gigabytes".to_owned(), dec!(250))]);
+        let lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default());
+        let amounts: Vec<_> = lines.iter().map(|l| l.amount).collect();
+        assert_eq!(amounts, [dec!(99), dec!(7.50)]);
+        // A trial that ends on the 16th bills half the month's fee.
+        let half = p.start_time() + TimeDelta::days(15);
+        let lines = period_lines(&plan(), &p, half, &usage, Rounding::default());
+        assert_eq!(lines[0].amount, dec!(49.50));
+
+        let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
+        let counted = UsageTotals::from([("gigabytes".to_owned(), dec!(260))]);
+        let adj = adjustment_lines(&plan(), &p, &billed, &counted);
+        assert_eq!(adj.len(), 1);
+        assert_eq!(adj[0].amount, dec!(0.50));
+        assert!(adj[0].description.contains("2026-11-01 to 2026-12-01"));
+        let billed = billed_quantities(lines.iter().chain(&adj).map(|l| &l.kind), &p);
+        assert!(adjustment_lines(&plan(), &p, &billed, &counted).is_empty());
+    }
+
+    proptest! {
+        /// However late usage trickles in after finalization, the period's
+        /// original usage line plus its adjustments charge exactly what
+        /// rating the final usage at once would.
+        #[test]
+        fn adjustments_add_up_to_the_final_rating(
+            first in 0i64..100_000,
+            later in proptest::collection::vec(-500i64..5_000, 0..6),
+        ) {
+            let p = november();
+            let meter = "gigabytes".to_owned();
+            let mut counted = Decimal::new(first, 1);
+            let usage = UsageTotals::from([(meter.clone(), counted)]);
+            let mut lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default());
+            for step in later {
+                counted = (counted + Decimal::new(step, 1)).max(Decimal::ZERO);
+                let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
+                let now = UsageTotals::from([(meter.clone(), counted)]);
+                lines.extend(adjustment_lines(&plan(), &p, &billed, &now));
+            }
+            let usage_charged: Decimal = lines.iter()
+                .filter(|l| !matches!(l.kind, LineKind::Recurring))
+                .map(|l| l.amount).sum();
+            let once = rate(&plan().prices[1], counted).amount();
+            prop_assert_eq!(usage_charged, once);
+        }
+    }
+}
