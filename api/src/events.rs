@@ -36,12 +36,25 @@ pub struct UsageUpdate {
     pub committed_at: DateTime<Utc>,
 }
 
+/// An invoice was finalized (immutable, numbered).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InvoiceFinalized {
+    pub invoice_id: String,
+    pub tenant_id: String,
+    pub reseller_id: Option<String>,
+    pub number: String,
+    pub total: String,
+    pub currency: String,
+    pub finalized_at: DateTime<Utc>,
+}
+
 /// Everything that travels on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BusEvent {
     Tenant(TenantEvent),
     Usage(UsageUpdate),
+    Invoice(InvoiceFinalized),
 }
 
 /// Where events are published and received. Two implementations: [`LocalBus`] and [`RedisBus`].

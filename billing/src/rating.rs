@@ -109,7 +109,20 @@ pub fn rate(price: &Price, quantity: Decimal) -> Rating {
     let billable = measured - included;
     let (tiers, usage_amount) = match &price.model {
         ChargeModel::Flat { amount } => (Vec::new(), *amount),
-        ChargeModel::PerUnit { unit_price } => (Vec::new(), billable * unit_price),
+        ChargeModel::PerUnit { unit_price } => {
+            // One tier of every unit: the breakdown shows the unit price.
+            let charge = TierCharge {
+                tier: 0,
+                from: Decimal::ZERO,
+                up_to: None,
+                quantity: billable,
+                unit_price: *unit_price,
+                flat_fee: Decimal::ZERO,
+                amount: billable * unit_price,
+            };
+            let amount = charge.amount;
+            (vec![charge], amount)
+        }
         ChargeModel::Graduated { tiers } => {
             let charges = graduated(tiers, billable);
             let sum = charges.iter().map(|c| c.amount).sum();

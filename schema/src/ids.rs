@@ -104,6 +104,18 @@ typed_id!(
     /// A meter definition.
     MeterId, "mtr"
 );
+typed_id!(
+    /// One version of a plan.
+    PlanId, "pln"
+);
+typed_id!(
+    /// A tenant's subscription to a plan.
+    SubscriptionId, "sub"
+);
+typed_id!(
+    /// An invoice.
+    InvoiceId, "inv"
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,10 @@ pub mod tier;
 pub mod usage;
 
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
-pub use ids::{ApiKeyId, AuditId, IdError, InvitationId, MeterId, ResellerId, TenantId, UserId};
+pub use ids::{
+    ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId,
+    SubscriptionId, TenantId, UserId,
+};
 pub use money::{Currency, Money, MoneyError, Rounding};
 pub use slug::{slug_from_name, validate_slug, SlugError};
 pub use tenant::{TenantAction, TenantState, TransitionError};

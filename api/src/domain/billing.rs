@@ -21,7 +21,7 @@ use dotmac_schema::price::PlanVersion;
 use dotmac_schema::usage::RollupState;
 use rust_decimal::Decimal;
 
-use dotmac_schema::{Role, TenantId};
+use dotmac_schema::{InvoiceId, PlanId, Role, SubscriptionId, TenantId};
 
 use super::{parse_id, required_text};
 use crate::app::{App, RequestCtx};
@@ -43,7 +43,7 @@ pub async fn create_plan(
     let name = required_text("input.name", name, 200)?;
     plan.validate()
         .map_err(|e| ApiError::validation(format!("input.{}", e.field), e.reason))?;
-    let row = rows::plan_row(uuid::Uuid::now_v7().to_string(), name, &plan, Utc::now())?;
+    let row = rows::plan_row(PlanId::new().to_string(), name, &plan, Utc::now())?;
     let tx = app.store.begin(&p.scope).await?;
     let row = rows::insert_plan(&tx, row).await?;
     audit::record(
@@ -76,16 +76,13 @@ pub async fn subscribe(
     let now = Utc::now();
     let tx = app.store.begin(&p.scope).await?;
     crate::store::tenants::get(&tx, &p.scope, &tenant).await?;
-    let plan_row = rows::all_plans(&tx)
-        .await?
-        .into_iter()
-        .find(|r| r.id == plan_id)
-        .ok_or(ApiError::not_found("plan"))?;
+    let plan_id: PlanId = parse_id("input.planId", plan_id)?;
+    let plan_row = rows::get_plan(&tx, plan_id.as_str()).await?;
     let plan = rows::plan_version(&plan_row)?;
     let trial_ends_at =
         (plan.trial_days > 0).then(|| now + TimeDelta::days(i64::from(plan.trial_days)));
     let row = SubscriptionRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: SubscriptionId::new().to_string(),
         tenant_id: tenant.to_string(),
         plan_id: plan_row.id.clone(),
         state: if trial_ends_at.is_some() {
@@ -369,7 +366,7 @@ async fn close_one(
     let row = match existing {
         None => {
             let mut row = InvoiceRow {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: InvoiceId::new().to_string(),
                 tenant_id: d.sub.tenant_id.clone(),
                 subscription_id: d.sub.id.clone(),
                 period_start: d.period.start.to_string(),
@@ -427,9 +424,27 @@ async fn close_one(
         let tx = app.store.begin_system().await?;
         match rows::finalize(&tx, &row.id, PLATFORM_ISSUER, req.now, NET_DAYS).await? {
             Some(number) => {
+                let tenant: TenantId = parse_id("tenantId", &row.tenant_id)?;
+                let reseller_id =
+                    crate::store::tenants::get(&tx, &dotmac_schema::Scope::All, &tenant)
+                        .await?
+                        .reseller_id;
                 tx.commit().await?;
                 tracing::info!(invoice = %row.id, %number, tenant = %row.tenant_id, "invoice finalized");
                 report.finalized += 1;
+                let event = crate::events::BusEvent::Invoice(crate::events::InvoiceFinalized {
+                    invoice_id: row.id.clone(),
+                    tenant_id: row.tenant_id.clone(),
+                    reseller_id,
+                    number,
+                    total: row.total.clone(),
+                    currency: row.currency.clone(),
+                    finalized_at: req.now,
+                });
+                // Finalized whatever the bus does: subscribers may miss it.
+                if let Err(e) = app.bus.publish(&event).await {
+                    tracing::warn!(error = %e, invoice = %row.id, "invoiceFinalized not published");
+                }
             }
             None => tx.rollback().await?,
         }

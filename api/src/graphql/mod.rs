@@ -1,6 +1,7 @@
 //! The GraphQL schema served at `/graphql`: queries, mutations and the
 //! `tenantEvents` subscription, with depth, complexity and alias limits.
 
+pub mod billing_types;
 pub mod errors;
 mod mutation;
 mod query;

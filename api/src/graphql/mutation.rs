@@ -4,6 +4,9 @@
 use async_graphql::{Context, Object, ID};
 use dotmac_schema::{ApiKeyScope, TenantAction};
 
+use super::billing_types::{
+    CreatePlanInput, Plan, SubscribeInput, Subscription as BillingSubscription,
+};
 use super::ctx;
 use super::types::{
     ApiKey, AuthPayload, CreateMeterInput, CreateResellerInput, CreateTenantInput, CreatedApiKey,
@@ -11,6 +14,7 @@ use super::types::{
     UpdateTenantInput,
 };
 use crate::domain::api_keys;
+use crate::domain::billing;
 use crate::domain::identity::{self, NewInvitation, Session};
 use crate::domain::meters::{self, NewMeter};
 use crate::domain::resellers::{self, NewReseller};
@@ -264,6 +268,40 @@ impl MutationRoot {
             api_key: ApiKey(row),
             secret,
         })
+    }
+
+    /// Platform admins only. A plan version never changes once created: a
+    /// price change is a new version.
+    async fn create_plan(&self, gctx: &Context<'_>, input: CreatePlanInput) -> Result<Plan> {
+        let (app, rc) = ctx(gctx);
+        let plan = input.to_plan()?;
+        Ok(Plan(
+            billing::create_plan(app, rc, &input.name, plan).await?,
+        ))
+    }
+
+    /// Platform admins only. One live subscription per tenant.
+    async fn subscribe(
+        &self,
+        gctx: &Context<'_>,
+        input: SubscribeInput,
+    ) -> Result<BillingSubscription> {
+        let (app, rc) = ctx(gctx);
+        let anchor = input
+            .anchor_date
+            .as_deref()
+            .map(|d| {
+                d.parse::<chrono::NaiveDate>().map_err(|_| {
+                    crate::error::ApiError::validation(
+                        "input.anchorDate",
+                        "must be a date such as 2026-11-01",
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(BillingSubscription(
+            billing::subscribe(app, rc, &input.tenant_id, &input.plan_id, anchor).await?,
+        ))
     }
 
     /// Platform admins only. What a meter measures cannot change afterwards.

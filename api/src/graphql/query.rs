@@ -4,14 +4,18 @@ use std::sync::Arc;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, ID};
-use dotmac_schema::{ApiKeyId, AuditId, MeterId, ResellerId, TenantId, UserId};
+use dotmac_schema::{
+    ApiKeyId, AuditId, InvoiceId, MeterId, PlanId, ResellerId, SubscriptionId, TenantId, UserId,
+};
 
+use super::billing_types::{Invoice, Plan, Subscription as BillingSubscription};
 use super::types::{
     ApiKey, AuditEntry, AuditFilter, Meter, Reseller, Tenant, TenantBatch, TenantFilter,
     UsagePoint, User,
 };
 use super::{connection, ctx, page_request};
 use crate::domain::{identity, parse_id};
+use crate::store::billing as billing_rows;
 use crate::store::{api_keys, audit, meters, resellers, tenants, users};
 
 pub struct QueryRoot;
@@ -172,6 +176,85 @@ impl QueryRoot {
     }
 
     /// The meters that apply to the caller's tenants (today: every platform meter).
+    /// Plan versions: the whole catalogue for the platform; for tenants
+    /// and resellers, the plans their subscriptions use.
+    async fn plans(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Plan>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<PlanId>(first, after.as_deref())?;
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = billing_rows::list_plans(&tx, &p.scope, page).await?;
+        tx.commit().await?;
+        Ok(connection(rows, after.is_some(), |r| r.id.clone(), Plan))
+    }
+
+    async fn plan(&self, gctx: &Context<'_>, id: ID) -> Result<Plan> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let id: PlanId = parse_id("id", &id)?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = billing_rows::get_plan_in(&tx, &p.scope, id.as_str()).await?;
+        tx.commit().await?;
+        Ok(Plan(row))
+    }
+
+    /// Subscriptions in the caller's scope, optionally of one tenant.
+    async fn subscriptions(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        tenant_id: Option<ID>,
+    ) -> Result<Connection<String, BillingSubscription>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<SubscriptionId>(first, after.as_deref())?;
+        let tenant = tenant_in_scope(app, &p.scope, tenant_id.as_ref().map(|t| t.as_str())).await?;
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = billing_rows::list_subscriptions(&tx, &p.scope, tenant.as_deref(), page).await?;
+        tx.commit().await?;
+        Ok(connection(
+            rows,
+            after.is_some(),
+            |r| r.id.clone(),
+            BillingSubscription,
+        ))
+    }
+
+    /// Invoices in the caller's scope, optionally of one tenant (resellers:
+    /// their tenants' summaries).
+    async fn invoices(
+        &self,
+        gctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        tenant_id: Option<ID>,
+    ) -> Result<Connection<String, Invoice>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let page = page_request::<InvoiceId>(first, after.as_deref())?;
+        let tenant = tenant_in_scope(app, &p.scope, tenant_id.as_ref().map(|t| t.as_str())).await?;
+        let tx = app.store.begin(&p.scope).await?;
+        let rows = billing_rows::list_invoices(&tx, &p.scope, tenant.as_deref(), page).await?;
+        tx.commit().await?;
+        Ok(connection(rows, after.is_some(), |r| r.id.clone(), Invoice))
+    }
+
+    async fn invoice(&self, gctx: &Context<'_>, id: ID) -> Result<Invoice> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let id: InvoiceId = parse_id("id", &id)?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = billing_rows::get_invoice(&tx, &p.scope, id.as_str()).await?;
+        tx.commit().await?;
+        Ok(Invoice(row))
+    }
+
     async fn meters(
         &self,
         gctx: &Context<'_>,
@@ -262,4 +345,21 @@ impl QueryRoot {
             AuditEntry,
         ))
     }
+}
+
+/// A `tenantId` argument checked against the caller's scope: NOT_FOUND when
+/// outside it, whatever exists.
+async fn tenant_in_scope(
+    app: &crate::app::App,
+    scope: &dotmac_schema::Scope,
+    tenant_id: Option<&str>,
+) -> Result<Option<String>> {
+    let Some(t) = tenant_id else {
+        return Ok(None);
+    };
+    let id: TenantId = parse_id("tenantId", t)?;
+    let tx = app.store.begin(scope).await?;
+    tenants::get(&tx, scope, &id).await?;
+    tx.commit().await?;
+    Ok(Some(id.to_string()))
 }

@@ -6,6 +6,7 @@ use dotmac_schema::{ResellerId, TenantId};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::billing_types::InvoiceFinalized;
 use super::ctx;
 use super::types::{TenantEvent, UsageUpdated};
 use crate::app::RequestCtx;
@@ -57,6 +58,34 @@ impl SubscriptionRoot {
                         tenant_id: async_graphql::ID(u.tenant_id),
                         meter: u.meter,
                         committed_at: u.committed_at,
+                    })
+                }
+                _ => None,
+            };
+            async move { visible }
+        }))
+    }
+
+    /// Invoices finalized in the caller's scope.
+    async fn invoice_finalized(
+        &self,
+        gctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = InvoiceFinalized>> {
+        let (app, rc) = ctx(gctx);
+        let scope = rc.principal()?.scope.clone();
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(rc));
+        Ok(events.filter_map(move |e| {
+            let visible = match e {
+                Ok(BusEvent::Invoice(i))
+                    if covers(&scope, &i.tenant_id, i.reseller_id.as_deref()) =>
+                {
+                    Some(InvoiceFinalized {
+                        invoice_id: async_graphql::ID(i.invoice_id),
+                        tenant_id: async_graphql::ID(i.tenant_id),
+                        number: i.number,
+                        total: i.total,
+                        currency: i.currency,
+                        finalized_at: i.finalized_at,
                     })
                 }
                 _ => None,

@@ -10,8 +10,10 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::entity::{invoice, invoice_sequence, plan, subscription};
-use super::Tx;
+use super::{into_page, owned_by_tenant_in, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
+use dotmac_schema::Scope;
+use sea_orm::QuerySelect;
 
 pub use invoice::Model as InvoiceRow;
 pub use plan::Model as PlanRow;
@@ -248,4 +250,106 @@ pub async fn finalize(
         .exec(tx)
         .await?;
     Ok((res.rows_affected == 1).then_some(number))
+}
+
+pub async fn get_plan(tx: &Tx, id: &str) -> ApiResult<PlanRow> {
+    plan::Entity::find_by_id(id)
+        .one(tx)
+        .await?
+        .ok_or(ApiError::not_found("plan"))
+}
+
+/// Plans visible in `scope`: the whole catalogue for the platform; for a
+/// tenant or a reseller, the plans its subscriptions use (a plan may carry
+/// one customer's negotiated prices).
+pub async fn list_plans(tx: &Tx, scope: &Scope, page: PageRequest<'_>) -> ApiResult<Page<PlanRow>> {
+    let mut q = plan::Entity::find();
+    if !matches!(scope, Scope::All) {
+        let used: Vec<String> = subscription::Entity::find()
+            .filter(owned_by_tenant_in(scope, subscription::Column::TenantId))
+            .all(tx)
+            .await?
+            .into_iter()
+            .map(|s| s.plan_id)
+            .collect();
+        q = q.filter(plan::Column::Id.is_in(used));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(plan::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(plan::Column::Id)
+        .limit(page.first + 1)
+        .all(tx)
+        .await?;
+    Ok(into_page(rows, page.first))
+}
+
+/// A plan visible in `scope` (see [`list_plans`]), or NOT_FOUND.
+pub async fn get_plan_in(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<PlanRow> {
+    let row = get_plan(tx, id).await?;
+    if !matches!(scope, Scope::All) {
+        let used = subscription::Entity::find()
+            .filter(owned_by_tenant_in(scope, subscription::Column::TenantId))
+            .filter(subscription::Column::PlanId.eq(id))
+            .one(tx)
+            .await?;
+        if used.is_none() {
+            return Err(ApiError::not_found("plan"));
+        }
+    }
+    Ok(row)
+}
+
+pub async fn list_subscriptions(
+    tx: &Tx,
+    scope: &Scope,
+    tenant_id: Option<&str>,
+    page: PageRequest<'_>,
+) -> ApiResult<Page<SubscriptionRow>> {
+    let mut q = subscription::Entity::find()
+        .filter(owned_by_tenant_in(scope, subscription::Column::TenantId));
+    if let Some(t) = tenant_id {
+        q = q.filter(subscription::Column::TenantId.eq(t));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(subscription::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(subscription::Column::Id)
+        .limit(page.first + 1)
+        .all(tx)
+        .await?;
+    Ok(into_page(rows, page.first))
+}
+
+pub async fn list_invoices(
+    tx: &Tx,
+    scope: &Scope,
+    tenant_id: Option<&str>,
+    page: PageRequest<'_>,
+) -> ApiResult<Page<InvoiceRow>> {
+    let mut q =
+        invoice::Entity::find().filter(owned_by_tenant_in(scope, invoice::Column::TenantId));
+    if let Some(t) = tenant_id {
+        q = q.filter(invoice::Column::TenantId.eq(t));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(invoice::Column::Id.gt(after));
+    }
+    let rows = q
+        .order_by_asc(invoice::Column::Id)
+        .limit(page.first + 1)
+        .all(tx)
+        .await?;
+    Ok(into_page(rows, page.first))
+}
+
+/// An invoice visible in `scope`, or NOT_FOUND.
+pub async fn get_invoice(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<InvoiceRow> {
+    invoice::Entity::find_by_id(id)
+        .filter(owned_by_tenant_in(scope, invoice::Column::TenantId))
+        .one(tx)
+        .await?
+        .ok_or(ApiError::not_found("invoice"))
 }

@@ -11,6 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{Answer, Backend, Client, TestServer, PASSWORD};
 
+#[path = "isolation_billing.rs"]
+mod billing;
+
 /// The root fields of one operation type, read from the SDL.
 pub fn root_fields(sdl: &str, type_name: &str) -> Vec<String> {
     let header = format!("type {type_name} {{");
@@ -80,6 +83,7 @@ struct World {
     r_id: String,
     r2_id: String,
     r2_name: String,
+    billing: billing::BillingIds,
 }
 
 /// A principal and the side whose data it must never see.
@@ -152,7 +156,9 @@ impl World {
             .as_str()
             .unwrap()
             .to_owned();
+        let billing = billing::fixture(&srv.app, &platform, &a, &b).await;
         World {
+            billing,
             srv,
             platform,
             support,
@@ -512,6 +518,9 @@ async fn query_case(w: &World, field: &str) {
                     .collect();
                 assert_eq!(got.iter().collect::<Vec<_>>(), sees, "{who}");
             }
+        }
+        "plans" | "plan" | "subscriptions" | "invoices" | "invoice" => {
+            billing::query_case(w, field).await
         }
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),
     }
@@ -1075,6 +1084,7 @@ async fn mutation_case(w: &World, field: &str) {
             }
             w.platform.gql(doc, vars).await.data();
         }
+        "createPlan" | "subscribe" => billing::mutation_case(w, field).await,
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }
@@ -1268,6 +1278,7 @@ async fn subscription_case(w: &World, field: &str) {
                 json!(w.a.tenant_id)
             );
         }
+        "invoiceFinalized" => billing::subscription_case(w).await,
         other => {
             panic!("no isolation case for Subscription.{other}: add one before exposing the field")
         }

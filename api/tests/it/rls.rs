@@ -6,13 +6,15 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait}
 
 use crate::support::{Backend, TestServer};
 
-const TENANT_OWNED: [&str; 6] = [
+const TENANT_OWNED: [&str; 8] = [
     "tenants",
     "users",
     "api_keys",
     "audit_log",
     "invitations",
     "refresh_tokens",
+    "subscriptions",
+    "invoices",
 ];
 
 async fn count(conn: &impl ConnectionTrait, table: &str, filter: &str) -> i64 {
@@ -77,6 +79,29 @@ async fn app_role_sees_only_its_scope() {
         )
         .await
         .data();
+    // A subscription and a closed period: rows in the billing tables.
+    let plan = admin
+        .gql(
+            "mutation { createPlan(input: { slug: \"rls-plan\", version: 1, name: \"RLS\", currency: \"USD\", interval: MONTHLY, trialDays: 0, prices: [{ model: FLAT, amount: \"10\" }] }) { id } }",
+            serde_json::json!({}),
+        )
+        .await;
+    admin
+        .gql(
+            "mutation($t: ID!, $p: ID!) { subscribe(input: { tenantId: $t, planId: $p, anchorDate: \"2026-10-01\" }) { id } }",
+            serde_json::json!({ "t": tenant_a, "p": plan.data()["createPlan"]["id"] }),
+        )
+        .await
+        .data();
+    srv.app.usage.as_ref().unwrap().migrate().await.unwrap();
+    let close = dotmac_api::domain::billing::CloseRequest {
+        month: "2026-10-01".parse().unwrap(),
+        now: chrono::Utc::now(),
+        grace: chrono::TimeDelta::days(3),
+    };
+    dotmac_api::domain::billing::close_period(&srv.app, &close, &|_, _| {})
+        .await
+        .unwrap();
     for table in TENANT_OWNED {
         assert!(
             count(&owner, table, "").await > 0,
@@ -119,6 +144,8 @@ async fn app_role_sees_only_its_scope() {
         0
     );
     assert!(count(&tx, "users", "").await >= 2);
+    assert_eq!(count(&tx, "invoices", "").await, 1, "A's October invoice");
+    assert_eq!(count(&tx, "subscriptions", "").await, 1);
     assert_eq!(
         count(
             &tx,
@@ -157,6 +184,13 @@ async fn app_role_sees_only_its_scope() {
         count(&tx, "api_keys", &format!("WHERE tenant_id <> '{tenant_a}'")).await,
         0
     );
+    assert_eq!(count(&tx, "invoices", "").await, 1, "its tenant's invoice");
+    drop(tx);
+
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "tenant", &id_of("bolt-broadband"), "").await;
+    assert_eq!(count(&tx, "invoices", "").await, 0);
+    assert_eq!(count(&tx, "subscriptions", "").await, 0);
     drop(tx);
 
     let tx = app.begin().await.unwrap();

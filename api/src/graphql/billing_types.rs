@@ -1,0 +1,491 @@
+//! GraphQL types of billing: plans and their prices, subscriptions,
+//! invoices with their lines and tier breakdowns. Money is exact decimal
+//! text in the invoice's currency (never a float).
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use dotmac_billing::{InvoiceLine, LineKind};
+use dotmac_schema::price::{ChargeModel, Interval, Price, Tier};
+use dotmac_schema::Scope;
+use rust_decimal::Decimal;
+
+use super::ctx;
+use crate::error::ApiError;
+use crate::store::billing::{self as rows, InvoiceRow, PlanRow, SubscriptionRow};
+
+/// One version of a plan.
+pub struct Plan(pub PlanRow);
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeModelKind {
+    Flat,
+    PerUnit,
+    Graduated,
+    Volume,
+    Package,
+    Percentage,
+}
+
+#[derive(SimpleObject)]
+pub struct PriceTier {
+    /// Units up to and including this bound; null on the last tier.
+    pub up_to: Option<String>,
+    pub unit_price: String,
+    pub flat_fee: String,
+}
+
+/// One price of a plan.
+#[derive(SimpleObject)]
+pub struct PlanPrice {
+    /// The meter rated (null for a flat recurring fee).
+    pub meter: Option<String>,
+    pub model: ChargeModelKind,
+    /// FLAT: the amount per period.
+    pub amount: Option<String>,
+    /// PER_UNIT: the price of each unit.
+    pub unit_price: Option<String>,
+    /// GRADUATED and VOLUME.
+    pub tiers: Vec<PriceTier>,
+    /// PACKAGE: units per package and its price.
+    pub package_size: Option<String>,
+    pub package_price: Option<String>,
+    /// PERCENTAGE: percent of the metered value.
+    pub percent: Option<String>,
+    pub included_units: String,
+    /// Least charged per period.
+    pub minimum: Option<String>,
+}
+
+fn text(d: Decimal) -> String {
+    d.to_string()
+}
+
+fn tier_view(t: &Tier) -> PriceTier {
+    PriceTier {
+        up_to: t.up_to.map(text),
+        unit_price: text(t.unit_price),
+        flat_fee: text(t.flat_fee),
+    }
+}
+
+fn price_view(p: &Price) -> PlanPrice {
+    let mut v = PlanPrice {
+        meter: p.meter.clone(),
+        model: ChargeModelKind::Flat,
+        amount: None,
+        unit_price: None,
+        tiers: Vec::new(),
+        package_size: None,
+        package_price: None,
+        percent: None,
+        included_units: text(p.included_units),
+        minimum: p.minimum.map(text),
+    };
+    match &p.model {
+        ChargeModel::Flat { amount } => v.amount = Some(text(*amount)),
+        ChargeModel::PerUnit { unit_price } => {
+            v.model = ChargeModelKind::PerUnit;
+            v.unit_price = Some(text(*unit_price));
+        }
+        ChargeModel::Graduated { tiers } => {
+            v.model = ChargeModelKind::Graduated;
+            v.tiers = tiers.iter().map(tier_view).collect();
+        }
+        ChargeModel::Volume { tiers } => {
+            v.model = ChargeModelKind::Volume;
+            v.tiers = tiers.iter().map(tier_view).collect();
+        }
+        ChargeModel::Package {
+            size,
+            package_price,
+        } => {
+            v.model = ChargeModelKind::Package;
+            v.package_size = Some(text(*size));
+            v.package_price = Some(text(*package_price));
+        }
+        ChargeModel::Percentage { percent } => {
+            v.model = ChargeModelKind::Percentage;
+            v.percent = Some(text(*percent));
+        }
+    }
+    v
+}
+
+#[Object]
+impl Plan {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// ISO-4217 code.
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn interval(&self) -> async_graphql::Result<Interval> {
+        Ok(rows::plan_version(&self.0)?.interval)
+    }
+    async fn trial_days(&self) -> i32 {
+        self.0.trial_days
+    }
+    async fn prices(&self) -> async_graphql::Result<Vec<PlanPrice>> {
+        Ok(rows::plan_version(&self.0)?
+            .prices
+            .iter()
+            .map(price_view)
+            .collect())
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A tenant's subscription to a plan version.
+pub struct Subscription(pub SubscriptionRow);
+
+#[Object]
+impl Subscription {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn tenant_id(&self) -> ID {
+        ID(self.0.tenant_id.clone())
+    }
+    async fn plan(&self, gctx: &Context<'_>) -> async_graphql::Result<Plan> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = rows::get_plan_in(&tx, &p.scope, &self.0.plan_id).await?;
+        tx.commit().await?;
+        Ok(Plan(row))
+    }
+    /// TRIAL, ACTIVE, PAST_DUE, PAUSED or CANCELLED.
+    async fn state(&self) -> String {
+        self.0.state.to_uppercase()
+    }
+    /// Billing periods start on this day of the month (clamped to the month's end).
+    async fn anchor_date(&self) -> &str {
+        &self.0.anchor_date
+    }
+    async fn trial_ends_at(&self) -> Option<DateTime<Utc>> {
+        self.0.trial_ends_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The units of one tier on a usage line.
+#[derive(SimpleObject)]
+pub struct TierBreakdown {
+    /// Index of the tier in the price (0-based).
+    pub tier: i32,
+    /// Units above this bound fall in the tier.
+    pub from: String,
+    pub up_to: Option<String>,
+    pub quantity: String,
+    pub unit_price: String,
+    pub flat_fee: String,
+    pub amount: String,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceLineKind {
+    Recurring,
+    Usage,
+    Proration,
+    Adjustment,
+}
+
+/// One line of an invoice.
+#[derive(SimpleObject)]
+pub struct InvoiceLineView {
+    pub description: String,
+    pub kind: InvoiceLineKind,
+    /// USAGE and ADJUSTMENT lines: the meter rated.
+    pub meter: Option<String>,
+    /// Units measured (for an adjustment: the period's corrected total).
+    pub quantity: Option<String>,
+    /// Of which free (included units).
+    pub included: Option<String>,
+    /// The price per unit when one price applied to every charged unit.
+    pub unit_price: Option<String>,
+    pub tiers: Vec<TierBreakdown>,
+    /// ADJUSTMENT lines: the period whose late usage this is.
+    pub original_period_start: Option<String>,
+    pub original_period_end: Option<String>,
+    pub amount: String,
+    pub discount: String,
+    pub tax: String,
+    pub total: String,
+}
+
+fn line_view(line: InvoiceLine) -> InvoiceLineView {
+    let (kind, meter, rating, original) = match line.kind {
+        LineKind::Recurring => (InvoiceLineKind::Recurring, None, None, None),
+        LineKind::Proration => (InvoiceLineKind::Proration, None, None, None),
+        LineKind::Usage { meter, rating } => {
+            (InvoiceLineKind::Usage, Some(meter), Some(rating), None)
+        }
+        LineKind::Adjustment {
+            meter,
+            original_period,
+            rating,
+        } => (
+            InvoiceLineKind::Adjustment,
+            Some(meter),
+            Some(rating),
+            Some(original_period),
+        ),
+    };
+    let unit_price = rating.as_ref().and_then(|r| match r.tiers.as_slice() {
+        [only] if only.flat_fee.is_zero() => Some(text(only.unit_price)),
+        _ => None,
+    });
+    InvoiceLineView {
+        description: line.description,
+        kind,
+        meter,
+        quantity: rating.as_ref().map(|r| text(r.quantity)),
+        included: rating.as_ref().map(|r| text(r.included)),
+        unit_price,
+        tiers: rating
+            .map(|r| {
+                r.tiers
+                    .into_iter()
+                    .map(|t| TierBreakdown {
+                        tier: i32::try_from(t.tier).unwrap_or(i32::MAX),
+                        from: text(t.from),
+                        up_to: t.up_to.map(text),
+                        quantity: text(t.quantity),
+                        unit_price: text(t.unit_price),
+                        flat_fee: text(t.flat_fee),
+                        amount: text(t.amount),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        original_period_start: original.map(|(s, _)| s.to_string()),
+        original_period_end: original.map(|(_, e)| e.to_string()),
+        amount: text(line.amount),
+        discount: text(line.discount),
+        tax: text(line.tax),
+        total: text(line.total),
+    }
+}
+
+/// An invoice: a draft during its grace period, then finalized (immutable,
+/// numbered).
+pub struct Invoice(pub InvoiceRow);
+
+#[Object]
+impl Invoice {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn tenant_id(&self) -> ID {
+        ID(self.0.tenant_id.clone())
+    }
+    async fn subscription_id(&self) -> ID {
+        ID(self.0.subscription_id.clone())
+    }
+    /// First day of the period (00:00 UTC).
+    async fn period_start(&self) -> &str {
+        &self.0.period_start
+    }
+    /// The day after the period's last (00:00 UTC).
+    async fn period_end(&self) -> &str {
+        &self.0.period_end
+    }
+    /// DRAFT, FINALIZED, PAID, VOID or UNCOLLECTIBLE.
+    async fn status(&self) -> String {
+        self.0.status.to_uppercase()
+    }
+    /// Gapless per issuer; set at finalization.
+    async fn number(&self) -> Option<&str> {
+        self.0.number.as_deref()
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn subtotal(&self) -> &str {
+        &self.0.subtotal
+    }
+    async fn discount(&self) -> &str {
+        &self.0.discount
+    }
+    async fn tax(&self) -> &str {
+        &self.0.tax
+    }
+    async fn total(&self) -> &str {
+        &self.0.total
+    }
+    async fn amount_due(&self) -> &str {
+        &self.0.amount_due
+    }
+    async fn finalized_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finalized_at
+    }
+    async fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.0.due_at
+    }
+    /// The lines with their breakdown. Resellers see their tenants'
+    /// invoice summaries, not the lines (FORBIDDEN).
+    async fn lines(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<InvoiceLineView>> {
+        let (_, rc) = ctx(gctx);
+        if matches!(rc.principal()?.scope, Scope::Reseller(_)) {
+            return Err(ApiError::Forbidden(
+                "resellers see invoice summaries; the lines are the tenant's".into(),
+            )
+            .into());
+        }
+        Ok(rows::lines(&self.0)?.into_iter().map(line_view).collect())
+    }
+}
+
+#[derive(InputObject)]
+pub struct TierInput {
+    /// Decimal text; omit on the last tier.
+    pub up_to: Option<String>,
+    pub unit_price: String,
+    #[graphql(default)]
+    pub flat_fee: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct PriceInput {
+    /// The meter rated; omit for a FLAT recurring fee.
+    pub meter: Option<String>,
+    pub model: ChargeModelKind,
+    pub amount: Option<String>,
+    pub unit_price: Option<String>,
+    #[graphql(default)]
+    pub tiers: Vec<TierInput>,
+    pub package_size: Option<String>,
+    pub package_price: Option<String>,
+    pub percent: Option<String>,
+    pub included_units: Option<String>,
+    pub minimum: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct CreatePlanInput {
+    /// `[a-z0-9-]`, 3–63 characters; versions of one plan share it.
+    pub slug: String,
+    pub version: i32,
+    pub name: String,
+    /// ISO-4217 code, e.g. USD.
+    pub currency: String,
+    pub interval: Interval,
+    /// Default 14.
+    pub trial_days: Option<i32>,
+    pub prices: Vec<PriceInput>,
+}
+
+#[derive(InputObject)]
+pub struct SubscribeInput {
+    pub tenant_id: ID,
+    pub plan_id: ID,
+    /// First period's start (YYYY-MM-DD); default today.
+    pub anchor_date: Option<String>,
+}
+
+fn decimal(field: String, v: Option<&String>) -> Result<Decimal, ApiError> {
+    let v = v.ok_or_else(|| ApiError::validation(field.clone(), "is required for this model"))?;
+    v.trim()
+        .parse::<Decimal>()
+        .map_err(|_| ApiError::validation(field, "must be a decimal number such as 12.50"))
+}
+
+fn opt_decimal(field: String, v: Option<&String>) -> Result<Option<Decimal>, ApiError> {
+    v.map(|_| decimal(field, v)).transpose()
+}
+
+impl PriceInput {
+    fn to_price(&self, at: &str) -> Result<Price, ApiError> {
+        let f = |name: &str| format!("{at}.{name}");
+        let tiers = || -> Result<Vec<Tier>, ApiError> {
+            self.tiers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let here = format!("{at}.tiers[{i}]");
+                    Ok(Tier {
+                        up_to: opt_decimal(format!("{here}.upTo"), t.up_to.as_ref())?,
+                        unit_price: decimal(format!("{here}.unitPrice"), Some(&t.unit_price))?,
+                        flat_fee: opt_decimal(format!("{here}.flatFee"), t.flat_fee.as_ref())?
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect()
+        };
+        let model = match self.model {
+            ChargeModelKind::Flat => ChargeModel::Flat {
+                amount: decimal(f("amount"), self.amount.as_ref())?,
+            },
+            ChargeModelKind::PerUnit => ChargeModel::PerUnit {
+                unit_price: decimal(f("unitPrice"), self.unit_price.as_ref())?,
+            },
+            ChargeModelKind::Graduated => ChargeModel::Graduated { tiers: tiers()? },
+            ChargeModelKind::Volume => ChargeModel::Volume { tiers: tiers()? },
+            ChargeModelKind::Package => ChargeModel::Package {
+                size: decimal(f("packageSize"), self.package_size.as_ref())?,
+                package_price: decimal(f("packagePrice"), self.package_price.as_ref())?,
+            },
+            ChargeModelKind::Percentage => ChargeModel::Percentage {
+                percent: decimal(f("percent"), self.percent.as_ref())?,
+            },
+        };
+        Ok(Price {
+            meter: self.meter.clone(),
+            model,
+            included_units: opt_decimal(f("includedUnits"), self.included_units.as_ref())?
+                .unwrap_or_default(),
+            minimum: opt_decimal(f("minimum"), self.minimum.as_ref())?,
+        })
+    }
+}
+
+impl CreatePlanInput {
+    /// The plan definition, every field checked and named on error.
+    pub fn to_plan(&self) -> Result<dotmac_schema::price::PlanVersion, ApiError> {
+        let version = u32::try_from(self.version)
+            .map_err(|_| ApiError::validation("input.version", "versions start at 1"))?;
+        let trial_days = u32::try_from(self.trial_days.unwrap_or(14))
+            .map_err(|_| ApiError::validation("input.trialDays", "must not be negative"))?;
+        let currency = dotmac_schema::money::Currency::from_code(self.currency.trim())
+            .map_err(|e| ApiError::validation("input.currency", e.to_string()))?;
+        let prices = self
+            .prices
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_price(&format!("input.prices[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(dotmac_schema::price::PlanVersion {
+            plan: self.slug.clone(),
+            version,
+            currency,
+            interval: self.interval,
+            trial_days,
+            prices,
+        })
+    }
+}
+
+/// Pushed when an invoice in the subscriber's scope is finalized.
+#[derive(SimpleObject)]
+pub struct InvoiceFinalized {
+    pub invoice_id: ID,
+    pub tenant_id: ID,
+    pub number: String,
+    pub total: String,
+    pub currency: String,
+    pub finalized_at: DateTime<Utc>,
+}

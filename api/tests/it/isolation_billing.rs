@@ -1,0 +1,302 @@
+//! The isolation suite's billing cases: plans, subscriptions and invoices of
+//! tenant A (resold by R) and tenant B, each on a plan of its own, with a
+//! closed and finalized October behind them.
+
+use serde_json::{json, Value};
+
+use super::{
+    assert_denied, assert_no_leak, next_json, subscribe as ws_subscribe, token_of, Side, World,
+};
+use crate::support::Client;
+
+/// Ids of the billing fixture.
+pub struct BillingIds {
+    pub plan_a: String,
+    pub plan_b: String,
+    pub sub_a: String,
+    pub sub_b: String,
+    pub inv_a: String,
+    pub inv_b: String,
+}
+
+impl BillingIds {
+    /// What a principal of the other side must never see.
+    fn of(&self, side: &str) -> Vec<String> {
+        match side {
+            "a" => vec![
+                self.plan_a.clone(),
+                self.sub_a.clone(),
+                self.inv_a.clone(),
+                "plan-acme-iso".into(),
+            ],
+            _ => vec![
+                self.plan_b.clone(),
+                self.sub_b.clone(),
+                self.inv_b.clone(),
+                "plan-bolt-iso".into(),
+                "Bolt Negotiated".into(),
+            ],
+        }
+    }
+}
+
+async fn create_plan(platform: &Client, slug: &str, name: &str, fee: &str) -> String {
+    let ans = platform
+        .gql(
+            "mutation($s: String!, $n: String!, $f: String!) { createPlan(input: { slug: $s, version: 1, name: $n, currency: \"USD\", interval: MONTHLY, trialDays: 0, prices: [{ model: FLAT, amount: $f }, { meter: \"iso-gb\", model: PER_UNIT, unitPrice: \"0.05\" }] }) { id } }",
+            json!({ "s": slug, "n": name, "f": fee }),
+        )
+        .await;
+    ans.data()["createPlan"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn subscribe_tenant(platform: &Client, tenant: &str, plan: &str) -> String {
+    let ans = platform
+        .gql(
+            "mutation($t: ID!, $p: ID!) { subscribe(input: { tenantId: $t, planId: $p, anchorDate: \"2026-10-01\" }) { id state } }",
+            json!({ "t": tenant, "p": plan }),
+        )
+        .await;
+    ans.data()["subscribe"]["id"].as_str().unwrap().to_owned()
+}
+
+/// A plan per tenant, both subscribed, October closed and finalized.
+pub async fn fixture(
+    app: &dotmac_api::app::App,
+    platform: &Client,
+    a: &Side,
+    b: &Side,
+) -> BillingIds {
+    let plan_a = create_plan(platform, "plan-acme-iso", "Acme Standard", "99").await;
+    let plan_b = create_plan(platform, "plan-bolt-iso", "Bolt Negotiated", "77").await;
+    let sub_a = subscribe_tenant(platform, &a.tenant_id, &plan_a).await;
+    let sub_b = subscribe_tenant(platform, &b.tenant_id, &plan_b).await;
+    crate::billing::commit_usage(
+        app,
+        &a.tenant_id,
+        "iso-gb",
+        "2026-10-10T10:00:00Z".parse().unwrap(),
+        rust_decimal::Decimal::new(10, 0),
+        100,
+    )
+    .await;
+    let req = dotmac_api::domain::billing::CloseRequest {
+        month: "2026-10-01".parse().unwrap(),
+        now: "2026-11-28T00:00:00Z".parse().unwrap(),
+        grace: chrono::TimeDelta::days(3),
+    };
+    let report = dotmac_api::domain::billing::close_period(app, &req, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.finalized, 2, "{report:?}");
+    let list = platform
+        .gql(
+            "{ invoices(first: 10) { edges { node { id tenantId } } } }",
+            json!({}),
+        )
+        .await;
+    let inv_of = |t: &str| {
+        list.data()["invoices"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["tenantId"] == t)
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    BillingIds {
+        inv_a: inv_of(&a.tenant_id),
+        inv_b: inv_of(&b.tenant_id),
+        plan_a,
+        plan_b,
+        sub_a,
+        sub_b,
+    }
+}
+
+/// Who sees which side's billing: (name, client, sees A, sees B).
+fn viewers(w: &World) -> Vec<(&'static str, &Client, bool, bool)> {
+    vec![
+        ("platform_admin", &w.platform, true, true),
+        ("support", &w.support, true, true),
+        ("reseller_admin of R", &w.reseller, true, false),
+        ("tenant_admin of A", &w.a_admin, true, false),
+        ("tenant_user of A", &w.a_user, true, false),
+        ("tenant_admin of B", &w.b_admin, false, true),
+        ("tenant_user of B", &w.b_user, false, true),
+    ]
+}
+
+pub async fn query_case(w: &World, field: &str) {
+    let ids = &w.billing;
+    let (doc_list, doc_one, one_a, one_b) = match field {
+        "plans" | "plan" => (
+            "{ plans(first: 50) { edges { node { id slug name prices { meter model amount unitPrice } } } } }",
+            "query($id: ID!) { plan(id: $id) { id slug name } }",
+            &ids.plan_a,
+            &ids.plan_b,
+        ),
+        "subscriptions" => (
+            "{ subscriptions(first: 50) { edges { node { id tenantId state plan { slug } } } } }",
+            "query($id: ID!) { subscriptions(first: 5, tenantId: $id) { edges { node { id } } } }",
+            &w.a.tenant_id,
+            &w.b.tenant_id,
+        ),
+        _ => (
+            "{ invoices(first: 50) { edges { node { id tenantId number total status } } } }",
+            "query($id: ID!) { invoice(id: $id) { id total number } }",
+            &ids.inv_a,
+            &ids.inv_b,
+        ),
+    };
+    for (who, c, sees_a, sees_b) in viewers(w) {
+        let ans = c.gql(doc_list, json!({})).await;
+        assert!(ans.errors().is_empty(), "{field}: {who}: {}", ans.body);
+        let text = ans.body.to_string();
+        let (a_id, b_id) = match field {
+            "plans" | "plan" => (&ids.plan_a, &ids.plan_b),
+            "subscriptions" => (&ids.sub_a, &ids.sub_b),
+            _ => (&ids.inv_a, &ids.inv_b),
+        };
+        assert_eq!(
+            text.contains(a_id.as_str()),
+            sees_a,
+            "{field}: {who} on A: {text}"
+        );
+        assert_eq!(
+            text.contains(b_id.as_str()),
+            sees_b,
+            "{field}: {who} on B: {text}"
+        );
+        if !sees_a {
+            assert_no_leak(who, field, &ans, &ids.of("a"));
+            assert_no_leak(who, field, &ans, &w.a.secrets());
+        }
+        if !sees_b {
+            assert_no_leak(who, field, &ans, &ids.of("b"));
+            assert_no_leak(who, field, &ans, &w.b.secrets());
+        }
+        for (id, sees, side) in [(one_a, sees_a, "a"), (one_b, sees_b, "b")] {
+            let ans = c.gql(doc_one, json!({ "id": id })).await;
+            if sees {
+                assert!(ans.errors().is_empty(), "{field}: {who}: {}", ans.body);
+            } else {
+                let secrets = if side == "a" {
+                    ids.of("a")
+                } else {
+                    ids.of("b")
+                };
+                assert_denied(who, field_of(field), &ans, &["NOT_FOUND"], &secrets);
+            }
+        }
+    }
+    if field == "invoices" || field == "invoice" {
+        // Lines: the tenant's own, and never a reseller's.
+        let doc = "query($id: ID!) { invoice(id: $id) { total lines { kind meter quantity unitPrice amount } } }";
+        let own = w.a_user.gql(doc, json!({ "id": ids.inv_a })).await;
+        assert_eq!(own.data()["invoice"]["total"], "99.50", "{}", own.body);
+        assert_eq!(own.data()["invoice"]["lines"][1]["unitPrice"], "0.05");
+        w.reseller
+            .gql(doc, json!({ "id": ids.inv_a }))
+            .await
+            .expect_code("FORBIDDEN");
+    }
+}
+
+/// The field whose data `assert_denied` checks for null.
+fn field_of(field: &str) -> &str {
+    match field {
+        "plans" => "plan",
+        "invoices" => "invoice",
+        other => other,
+    }
+}
+
+pub async fn mutation_case(w: &World, field: &str) {
+    let (doc, vars) = match field {
+        "createPlan" => (
+            "mutation { createPlan(input: { slug: \"rogue-plan\", version: 1, name: \"Rogue\", currency: \"USD\", interval: MONTHLY, prices: [{ model: FLAT, amount: \"1\" }] }) { id } }".to_owned(),
+            json!({}),
+        ),
+        _ => {
+            let target = w.fresh_tenant(&[]).await;
+            (
+                "mutation($t: ID!, $p: ID!) { subscribe(input: { tenantId: $t, planId: $p }) { id } }".to_owned(),
+                json!({ "t": target.tenant_id, "p": w.billing.plan_a }),
+            )
+        }
+    };
+    for (who, c) in w
+        .everyone()
+        .into_iter()
+        .filter(|(who, _)| *who != "platform_admin")
+    {
+        let ans = c.gql(&doc, vars.clone()).await;
+        assert_denied(who, field, &ans, &["FORBIDDEN"], &[]);
+    }
+    // Nothing was written by the denied calls.
+    let state = w
+        .platform
+        .gql(
+            "{ plans(first: 100) { edges { node { slug } } } subscriptions(first: 100) { edges { node { tenantId } } } }",
+            json!({}),
+        )
+        .await;
+    if field == "createPlan" {
+        assert!(!state.body.to_string().contains("rogue-plan"));
+    }
+    if let Some(t) = vars.get("t").and_then(Value::as_str) {
+        assert!(!state.body.to_string().contains(t));
+    }
+    w.platform.gql(&doc, vars).await.data();
+}
+
+pub async fn subscription_case(w: &World) {
+    let q = "subscription { invoiceFinalized { invoiceId tenantId number total } }";
+    let mut a_sub = ws_subscribe(&w.srv.url, token_of(&w.a_user), q).await;
+    let mut r_sub = ws_subscribe(&w.srv.url, token_of(&w.reseller), q).await;
+    let mut b_sub = ws_subscribe(&w.srv.url, token_of(&w.b_admin), q).await;
+    let mut support_sub = ws_subscribe(&w.srv.url, token_of(&w.support), q).await;
+    let event = |tenant: &str, reseller: Option<&str>, invoice: &str| {
+        dotmac_api::events::BusEvent::Invoice(dotmac_api::events::InvoiceFinalized {
+            invoice_id: invoice.to_owned(),
+            tenant_id: tenant.to_owned(),
+            reseller_id: reseller.map(str::to_owned),
+            number: "DM-999999".into(),
+            total: "1.00".into(),
+            currency: "USD".into(),
+            finalized_at: chrono::Utc::now(),
+        })
+    };
+    let bus = &w.srv.app.bus;
+    bus.publish(&event(&w.b.tenant_id, None, &w.billing.inv_b))
+        .await
+        .unwrap();
+    bus.publish(&event(&w.a.tenant_id, Some(&w.r_id), &w.billing.inv_a))
+        .await
+        .unwrap();
+    for (who, ws, sees) in [
+        ("tenant_user of A", &mut a_sub, &w.billing.inv_a),
+        ("reseller_admin of R", &mut r_sub, &w.billing.inv_a),
+        ("tenant_admin of B", &mut b_sub, &w.billing.inv_b),
+        ("support", &mut support_sub, &w.billing.inv_b),
+    ] {
+        let ev = next_json(ws).await;
+        assert_eq!(
+            ev["payload"]["data"]["invoiceFinalized"]["invoiceId"],
+            json!(sees),
+            "{who}: {ev}"
+        );
+    }
+    let leaked =
+        tokio::time::timeout(std::time::Duration::from_millis(500), next_json(&mut b_sub)).await;
+    assert!(
+        leaked.is_err(),
+        "tenant_admin of B saw A's invoice: {leaked:?}"
+    );
+    let second = next_json(&mut support_sub).await;
+    assert_eq!(
+        second["payload"]["data"]["invoiceFinalized"]["invoiceId"],
+        json!(w.billing.inv_a)
+    );
+}
