@@ -46,6 +46,7 @@ pub fn router(app: App, schemas: Schemas) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/invoices/{file}", get(invoice_document))
         .layer(RequestBodyLimitLayer::new(limit))
         .with_state(HttpState { app, schemas })
         .merge(intake)
@@ -295,5 +296,68 @@ async fn whoami(State(st): State<HttpState>, headers: HeaderMap) -> Response {
         }
         Ok(None) => error_response(ApiError::Unauthenticated("credentials required".into())),
         Err(e) => error_response(e),
+    }
+}
+
+/// `GET /v1/invoices/{id}.html` and `.pdf`: a finalized invoice with its
+/// full breakdown, for a signed-in user whose scope holds it (404
+/// otherwise; 403 for resellers, who see summaries only).
+async fn invoice_document(
+    State(st): State<HttpState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let status_of = |e: &ApiError| match e {
+        ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ApiError::Conflict { .. } => StatusCode::CONFLICT,
+        ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let fail = |e: ApiError| {
+        let message = match &e {
+            ApiError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        (
+            status_of(&e),
+            Json(serde_json::json!({ "error": { "code": e.code(), "message": message } })),
+        )
+            .into_response()
+    };
+    let Some((id, format)) = file.rsplit_once('.') else {
+        return fail(ApiError::not_found("invoice"));
+    };
+    if format != "html" && format != "pdf" {
+        return fail(ApiError::not_found("invoice"));
+    }
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let principal = match user_from(&st.app, auth) {
+        Ok(Some((p, _))) => p,
+        Ok(None) => return fail(ApiError::Unauthenticated("sign in first".into())),
+        Err(e) => return fail(e),
+    };
+    match crate::domain::billing::invoice_document(&st.app, &principal, id).await {
+        Ok((row, tenant_name, lines)) if format == "html" => (
+            [("content-type", "text/html; charset=utf-8")],
+            crate::invoice_doc::html(&row, &tenant_name, &lines),
+        )
+            .into_response(),
+        Ok((row, tenant_name, lines)) => (
+            [
+                ("content-type", "application/pdf".to_owned()),
+                (
+                    "content-disposition",
+                    format!(
+                        "inline; filename=\"{}.pdf\"",
+                        row.number.as_deref().unwrap_or("invoice")
+                    ),
+                ),
+            ],
+            crate::invoice_doc::pdf(&row, &tenant_name, &lines),
+        )
+            .into_response(),
+        Err(e) => fail(e),
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod invoice_doc;
 pub mod key_cache;
 pub mod ratelimit;
 pub mod seed;

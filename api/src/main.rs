@@ -315,6 +315,9 @@ async fn main() -> anyhow::Result<()> {
             seed::seed_demo_meters(&app)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo meters: {e}"))?;
+            seed::seed_demo_billing(&app)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo billing: {e}"))?;
             seed::spawn_usage_generator(app.clone());
             println!("DotMac dev is serving at http://{addr}/graphql (GraphiQL in a browser)");
             println!(

@@ -8,6 +8,8 @@ use crate::app::{App, RequestCtx};
 use crate::domain::{identity, resellers, tenants};
 use crate::error::ApiResult;
 use crate::store::users;
+use sea_orm::EntityTrait;
+use std::collections::HashMap;
 
 /// Password of every demo user unless `DOTMAC_DEMO_PASSWORD` says otherwise.
 pub const DEFAULT_DEMO_PASSWORD: &str = "dotmac-demo-2026";
@@ -269,4 +271,149 @@ pub fn spawn_usage_generator(app: App) {
             }
         }
     });
+}
+
+/// The demo's billing (idempotent): the plans of DESIGN.md §8 (USD per
+/// month, with the demo meters priced), `acme-fiber` on small and
+/// `bolt-broadband` on micro since the start of last month, and last
+/// month's usage of acme-fiber, so `closeBillingPeriod` on last month
+/// yields a finalized invoice to open.
+pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
+    use crate::domain::billing;
+    use chrono::Datelike;
+    use dotmac_schema::money::Currency;
+    use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price, Tier};
+    use rust_decimal::Decimal;
+    let tx = app.store.begin_system().await?;
+    let admin = users::find_by_email_system(&tx, ADMIN_EMAIL).await?;
+    let existing = crate::store::billing::all_plans(&tx).await?;
+    let tenant_rows = crate::store::entity::tenant::Entity::find()
+        .all(&tx)
+        .await?;
+    tx.commit().await?;
+    let (Some(admin), true) = (admin, existing.is_empty()) else {
+        return Ok(());
+    };
+    let ctx = admin_ctx(&admin.id)?;
+    let usage_prices = |free_gb: i64| {
+        vec![
+            Price {
+                meter: Some("session-bytes".into()),
+                model: ChargeModel::Graduated {
+                    tiers: vec![
+                        Tier {
+                            up_to: Some(Decimal::from(free_gb * 1_000_000_000)),
+                            unit_price: Decimal::ZERO,
+                            flat_fee: Decimal::ZERO,
+                        },
+                        // 2 USD per GB beyond the allowance.
+                        Tier {
+                            up_to: None,
+                            unit_price: Decimal::new(2, 9),
+                            flat_fee: Decimal::ZERO,
+                        },
+                    ],
+                },
+                included_units: Decimal::ZERO,
+                minimum: None,
+            },
+            Price {
+                meter: Some("sessions".into()),
+                model: ChargeModel::PerUnit {
+                    unit_price: Decimal::new(1, 3),
+                },
+                included_units: Decimal::from(1000),
+                minimum: None,
+            },
+        ]
+    };
+    let mut plan_ids = HashMap::new();
+    for (slug, name, fee, free_gb) in [
+        ("micro", "Micro", 29, 1),
+        ("small", "Small", 99, 5),
+        ("medium", "Medium", 299, 20),
+        ("large", "Large", 799, 100),
+        ("enterprise", "Enterprise", 2499, 1000),
+    ] {
+        let mut prices = vec![Price {
+            meter: None,
+            model: ChargeModel::Flat {
+                amount: Decimal::from(fee),
+            },
+            included_units: Decimal::ZERO,
+            minimum: None,
+        }];
+        prices.extend(usage_prices(free_gb));
+        let plan = PlanVersion {
+            plan: slug.into(),
+            version: 1,
+            currency: Currency::USD,
+            interval: Interval::Monthly,
+            trial_days: 0,
+            prices,
+        };
+        let row = billing::create_plan(app, &ctx, name, plan).await?;
+        plan_ids.insert(slug, row.id);
+    }
+    let today = chrono::Utc::now().date_naive();
+    let this_month = today.with_day(1).unwrap_or(today);
+    let last_month = this_month
+        .checked_sub_months(chrono::Months::new(1))
+        .unwrap_or(this_month);
+    let id_of = |slug: &str| {
+        tenant_rows
+            .iter()
+            .find(|t| t.slug == slug)
+            .map(|t| t.id.clone())
+    };
+    for (tenant, plan) in [("acme-fiber", "small"), ("bolt-broadband", "micro")] {
+        if let (Some(t), Some(p)) = (id_of(tenant), plan_ids.get(plan)) {
+            billing::subscribe(app, &ctx, &t, p, Some(last_month)).await?;
+        }
+    }
+    // Last month's usage of acme-fiber: a day's worth per day, as committed
+    // rollup parts of the embedded store.
+    if let (Some(embedded), Some(acme)) = (&app.embedded_usage, id_of("acme-fiber")) {
+        use dotmac_ingest::rows::RollupPartRow;
+        use dotmac_schema::usage::{RollupKey, RollupState};
+        let mut parts = Vec::new();
+        let mut day = last_month;
+        let mut n = 0i64;
+        while day < this_month {
+            n += 1;
+            let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+            let bytes = RollupKey {
+                tenant: acme.clone(),
+                meter: "session-bytes".into(),
+                window_start: start,
+                group: vec![(
+                    "region".into(),
+                    ["north", "south", "east"][(n % 3) as usize].into(),
+                )],
+            };
+            let sessions = RollupKey {
+                tenant: acme.clone(),
+                meter: "sessions".into(),
+                window_start: start,
+                group: vec![],
+            };
+            let write_id = format!("demo-seed-{n}");
+            parts.push(RollupPartRow::new(
+                &bytes,
+                &RollupState::Sum(Decimal::from(250_000_000 + 10_000_000 * n)),
+                0,
+                &write_id,
+            ));
+            parts.push(RollupPartRow::new(
+                &sessions,
+                &RollupState::Count(40 + n as u64),
+                0,
+                &write_id,
+            ));
+            day = day.succ_opt().unwrap_or(this_month);
+        }
+        crate::embedded_usage::EmbeddedUsage::insert_parts(embedded.store().connection(), &parts)
+            .await?;
+    }
+    Ok(())
 }

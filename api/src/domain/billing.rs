@@ -451,3 +451,48 @@ async fn close_one(
     }
     Ok(())
 }
+
+/// Days invoices stay drafts after their period when closed through GraphQL.
+pub const DEFAULT_GRACE_DAYS: i64 = 3;
+
+/// Closes `month` (`YYYY-MM`) now, as a platform admin (GraphQL's path; the
+/// CLI calls [`close_period`] with its own clock and grace).
+pub async fn close_as(app: &App, ctx: &RequestCtx, month: &str) -> ApiResult<CloseReport> {
+    ctx.writer_with(&[Role::PlatformAdmin])?;
+    let first = NaiveDate::parse_from_str(&format!("{}-01", month.trim()), "%Y-%m-%d")
+        .map_err(|_| ApiError::validation("month", "must be a month such as 2026-11"))?;
+    let req = CloseRequest {
+        month: first,
+        now: Utc::now(),
+        grace: TimeDelta::days(DEFAULT_GRACE_DAYS),
+    };
+    close_period(app, &req, &|_, _| {}).await
+}
+
+/// A finalized invoice with its tenant's name and lines, for a document.
+pub async fn invoice_document(
+    app: &App,
+    principal: &dotmac_schema::Principal,
+    id: &str,
+) -> ApiResult<(InvoiceRow, String, Vec<dotmac_billing::InvoiceLine>)> {
+    let id: InvoiceId = id.parse().map_err(|_| ApiError::not_found("invoice"))?;
+    let scope = &principal.scope;
+    let tx = app.store.begin(scope).await?;
+    let row = rows::get_invoice(&tx, scope, id.as_str()).await?;
+    if matches!(scope, dotmac_schema::Scope::Reseller(_)) {
+        return Err(ApiError::Forbidden(
+            "resellers see invoice summaries; the document is the tenant's".into(),
+        ));
+    }
+    if row.status == "draft" {
+        return Err(ApiError::conflict(
+            "id",
+            "the invoice is a draft until finalized",
+        ));
+    }
+    let tenant: TenantId = parse_id("tenantId", &row.tenant_id)?;
+    let name = crate::store::tenants::get(&tx, scope, &tenant).await?.name;
+    tx.commit().await?;
+    let lines = rows::lines(&row)?;
+    Ok((row, name, lines))
+}

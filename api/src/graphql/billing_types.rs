@@ -489,3 +489,30 @@ pub struct InvoiceFinalized {
     pub currency: String,
     pub finalized_at: DateTime<Utc>,
 }
+
+/// What one period close did.
+#[derive(SimpleObject)]
+pub struct CloseReport {
+    /// Subscriptions with a period starting in the month.
+    pub subscriptions: i32,
+    pub drafted: i32,
+    pub updated: i32,
+    pub unchanged: i32,
+    pub finalized: i32,
+    /// Still in their trial for the whole period.
+    pub in_trial: i32,
+}
+
+impl From<crate::domain::billing::CloseReport> for CloseReport {
+    fn from(r: crate::domain::billing::CloseReport) -> Self {
+        let n = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+        CloseReport {
+            subscriptions: n(r.subscriptions),
+            drafted: n(r.drafted),
+            updated: n(r.updated),
+            unchanged: n(r.unchanged),
+            finalized: n(r.finalized),
+            in_trial: n(r.in_trial),
+        }
+    }
+}

@@ -5,7 +5,7 @@ use async_graphql::{Context, Object, ID};
 use dotmac_schema::{ApiKeyScope, TenantAction};
 
 use super::billing_types::{
-    CreatePlanInput, Plan, SubscribeInput, Subscription as BillingSubscription,
+    CloseReport, CreatePlanInput, Plan, SubscribeInput, Subscription as BillingSubscription,
 };
 use super::ctx;
 use super::types::{
@@ -278,6 +278,14 @@ impl MutationRoot {
         Ok(Plan(
             billing::create_plan(app, rc, &input.name, plan).await?,
         ))
+    }
+
+    /// Platform admins only. Closes every subscription's period that starts
+    /// in `month` (YYYY-MM): drafts during the 3-day grace after the period,
+    /// finalized after it. Safe to repeat (`dotmac bill close` is the CLI).
+    async fn close_billing_period(&self, gctx: &Context<'_>, month: String) -> Result<CloseReport> {
+        let (app, rc) = ctx(gctx);
+        Ok(billing::close_as(app, rc, &month).await?.into())
     }
 
     /// Platform admins only. One live subscription per tenant.

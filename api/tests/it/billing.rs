@@ -238,6 +238,8 @@ async fn close_scenario(backend: Backend) {
     assert_eq!(a_lines.len(), 2);
     assert_eq!(a_lines[1].amount, dec!(7.50));
 
+    documents(&srv, rows.iter().find(|i| i.tenant_id == a).unwrap()).await;
+
     // Closing again changes nothing.
     let report = close_period(
         app,
@@ -354,4 +356,75 @@ async fn close_on_postgres_and_clickhouse() {
 #[tokio::test]
 async fn close_on_embedded_sqlite() {
     close_scenario(Backend::Sqlite).await;
+}
+
+/// GET a document as `client` (anonymous when `None`): status and body.
+async fn fetch(srv: &TestServer, token: Option<&str>, path: &str) -> (u16, Vec<u8>, String) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", srv.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, resp.bytes().await.unwrap().to_vec(), ct)
+}
+
+/// A's finalized October invoice as HTML and PDF: its own admin reads the
+/// full breakdown; B gets 404, the reseller 403, nobody signed in 401.
+async fn documents(srv: &TestServer, inv: &InvoiceRow) {
+    let a = srv.login("admin@acme-fiber.demo").await;
+    let b = srv.login("admin@bolt-broadband.demo").await;
+    let r = srv.login("reseller@demo.dotmac.dev").await;
+    let number = inv.number.clone().unwrap();
+    let html_path = format!("/v1/invoices/{}.html", inv.id);
+    let (status, body, ct) = fetch(srv, a.token.as_deref(), &html_path).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/html"), "{ct}");
+    let html = String::from_utf8(body).unwrap();
+    for expected in [
+        number.as_str(),
+        "106.50",
+        "Acme Fiber",
+        "2026-10-01",
+        "tier 2: above 100",
+        "150 x 0.05",
+    ] {
+        assert!(html.contains(expected), "{expected:?} missing from {html}");
+    }
+    let (status, pdf, ct) = fetch(
+        srv,
+        a.token.as_deref(),
+        &format!("/v1/invoices/{}.pdf", inv.id),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (200, "application/pdf"));
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(text.starts_with("%PDF-1.4") && text.trim_end().ends_with("%%EOF"));
+    assert!(text.contains(&format!("(Invoice {number})")), "{text}");
+    assert!(text.contains("Total: 106.50 USD"));
+    // The cross-reference table points at every object.
+    let xref: usize = text
+        .rsplit("startxref\n")
+        .next()
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(text[xref..].starts_with("xref"));
+    assert_eq!(fetch(srv, b.token.as_deref(), &html_path).await.0, 404);
+    assert_eq!(fetch(srv, r.token.as_deref(), &html_path).await.0, 403);
+    assert_eq!(fetch(srv, None, &html_path).await.0, 401);
+    assert_eq!(
+        fetch(srv, a.token.as_deref(), "/v1/invoices/inv_nope.html")
+            .await
+            .0,
+        404
+    );
 }

@@ -275,3 +275,69 @@ async fn serve_binary_bootstraps_an_admin_and_refuses_rls_bypass() {
         .await;
     assert_eq!(t.data()["createTenant"]["state"], "PENDING");
 }
+
+/// The newcomer's billing path in `dotmac dev`: the demo's plans and
+/// subscriptions are seeded with last month's usage; closing last month
+/// gives acme-fiber an invoice whose usage lines carry their tiers, and a
+/// finalized invoice opens as HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_demo_closes_last_month_and_opens_the_invoice() {
+    use chrono::Datelike;
+    let dir = tempfile::tempdir().unwrap();
+    let password = "e2e-demo-password";
+    let (_proc, url) = start_dev(dir.path(), password);
+    let anon = Client::anonymous(url.clone());
+    let admin = anon.login("admin@demo.dotmac.dev", password).await;
+    let today = chrono::Utc::now().date_naive();
+    let last = today.with_day(1).unwrap() - chrono::TimeDelta::days(1);
+    let month = format!("{}-{:02}", last.year(), last.month());
+    let closed = admin
+        .gql(
+            "mutation($m: String!) { closeBillingPeriod(month: $m) { subscriptions drafted finalized } }",
+            json!({ "m": month }),
+        )
+        .await;
+    assert_eq!(
+        closed.data()["closeBillingPeriod"]["subscriptions"],
+        2,
+        "{}",
+        closed.body
+    );
+    let acme = anon.login("admin@acme-fiber.demo", password).await;
+    let list = acme
+        .gql(
+            "{ invoices(first: 10) { edges { node { id status total number lines { kind meter quantity tiers { tier quantity unitPrice amount } } } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = list.data()["invoices"]["edges"].as_array().unwrap().clone();
+    assert_eq!(edges.len(), 1, "{}", list.body);
+    let inv = &edges[0]["node"];
+    let total: rust_decimal::Decimal = inv["total"].as_str().unwrap().parse().unwrap();
+    assert!(
+        total > rust_decimal::Decimal::from(99),
+        "usage beyond the allowance: {inv}"
+    );
+    let bytes = inv["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["meter"] == "session-bytes")
+        .unwrap();
+    assert_eq!(bytes["tiers"].as_array().unwrap().len(), 2, "{bytes}");
+    if inv["status"] == "FINALIZED" {
+        let html = reqwest::Client::new()
+            .get(format!(
+                "{url}/v1/invoices/{}.html",
+                inv["id"].as_str().unwrap()
+            ))
+            .bearer_auth(acme.token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains(inv["number"].as_str().unwrap()), "{html}");
+    }
+}

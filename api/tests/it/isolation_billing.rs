@@ -213,6 +213,9 @@ fn field_of(field: &str) -> &str {
 }
 
 pub async fn mutation_case(w: &World, field: &str) {
+    if field == "closeBillingPeriod" {
+        return close_case(w).await;
+    }
     let (doc, vars) = match field {
         "createPlan" => (
             "mutation { createPlan(input: { slug: \"rogue-plan\", version: 1, name: \"Rogue\", currency: \"USD\", interval: MONTHLY, prices: [{ model: FLAT, amount: \"1\" }] }) { id } }".to_owned(),
@@ -299,4 +302,44 @@ pub async fn subscription_case(w: &World) {
         second["payload"]["data"]["invoiceFinalized"]["invoiceId"],
         json!(w.billing.inv_a)
     );
+}
+
+/// Only platform admins close periods; a denied close writes nothing.
+async fn close_case(w: &World) {
+    let count = || async {
+        w.platform
+            .gql(
+                "{ invoices(first: 100) { edges { node { id status } } } }",
+                json!({}),
+            )
+            .await
+            .body["data"]["invoices"]
+            .to_string()
+    };
+    let before = count().await;
+    let doc =
+        "mutation { closeBillingPeriod(month: \"2026-11\") { subscriptions drafted finalized } }";
+    for (who, c) in w
+        .everyone()
+        .into_iter()
+        .filter(|(who, _)| *who != "platform_admin")
+    {
+        let ans = c.gql(doc, json!({})).await;
+        assert_denied(who, "closeBillingPeriod", &ans, &["FORBIDDEN"], &[]);
+    }
+    assert_eq!(count().await, before, "a denied close wrote invoices");
+    let ans = w.platform.gql(doc, json!({})).await;
+    assert!(
+        ans.data()["closeBillingPeriod"]["subscriptions"]
+            .as_i64()
+            .unwrap()
+            >= 2
+    );
+    w.platform
+        .gql(
+            "mutation { closeBillingPeriod(month: \"November\") { drafted } }",
+            json!({}),
+        )
+        .await
+        .expect_code("VALIDATION");
 }
