@@ -46,6 +46,20 @@ pub struct Config {
     /// ClickHouse database of the usage tables.
     pub clickhouse_database: String,
     pub pipeline: PipelineConfig,
+    pub billing: BillingConfig,
+}
+
+/// Billing (DESIGN.md §7).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Days an invoice stays a draft after its period (late usage).
+    pub grace_days: i64,
+    /// Days past the due date before dunning suspends the tenant.
+    pub suspend_after_days: i64,
+    /// HMAC-SHA256 secret of `POST /v1/webhooks/payments`; empty turns the
+    /// webhook off.
+    pub payment_webhook_secret: String,
 }
 
 /// The usage pipeline (DESIGN.md §6).
@@ -171,6 +185,11 @@ impl Default for Config {
                 session_timeout_ms: 6000,
                 max_poll_interval_ms: 30_000,
             },
+            billing: BillingConfig {
+                grace_days: 3,
+                suspend_after_days: 14,
+                payment_webhook_secret: String::new(),
+            },
         }
     }
 }
@@ -291,6 +310,19 @@ impl Config {
             return bad(
                 "pipeline.max_poll_interval_ms",
                 "must be at least pipeline.session_timeout_ms (itself at least 1000)",
+            );
+        }
+        let b = &self.billing;
+        if !(0..=60).contains(&b.grace_days) {
+            return bad("billing.grace_days", "must be 0 to 60");
+        }
+        if !(0..=365).contains(&b.suspend_after_days) {
+            return bad("billing.suspend_after_days", "must be 0 to 365");
+        }
+        if !b.payment_webhook_secret.is_empty() && b.payment_webhook_secret.len() < 32 {
+            return bad(
+                "billing.payment_webhook_secret",
+                "must be at least 32 characters when set",
             );
         }
         Ok(())

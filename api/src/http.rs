@@ -47,9 +47,18 @@ pub fn router(app: App, schemas: Schemas) -> Router {
         .route("/readyz", get(ready))
         .route("/v1/whoami", get(whoami))
         .route("/v1/invoices/{file}", get(invoice_document))
+        .route("/v1/webhooks/payments", post(payment_webhook))
         .layer(RequestBodyLimitLayer::new(limit))
         .with_state(HttpState { app, schemas })
         .merge(intake)
+}
+
+async fn payment_webhook(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    crate::payment_webhook::handle(State(st.app), headers, body).await
 }
 
 async fn events(

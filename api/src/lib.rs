@@ -13,6 +13,7 @@ pub mod graphql;
 pub mod http;
 pub mod invoice_doc;
 pub mod key_cache;
+pub mod payment_webhook;
 pub mod ratelimit;
 pub mod seed;
 pub mod server;

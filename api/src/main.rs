@@ -78,15 +78,23 @@ enum BillCommand {
         /// The month, YYYY-MM.
         #[arg(long)]
         period: String,
-        /// Days an invoice stays a draft after its period ends (late usage).
-        #[arg(long, default_value_t = 3)]
-        grace_days: i64,
+        /// Days an invoice stays a draft after its period ends (late usage);
+        /// default billing.grace_days.
+        #[arg(long)]
+        grace_days: Option<i64>,
         /// Run as of this RFC 3339 time instead of now.
         #[arg(long)]
         now: Option<String>,
         /// Close the embedded store of `dotmac dev` in this data dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Dunning: past_due after the due date, suspension after
+    /// billing.suspend_after_days, reactivation once paid.
+    Dunning {
+        /// Run as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
     },
 }
 
@@ -138,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
             command: ConfigCommand::Check,
         } => {
             let mut shown = config.clone();
+            if !shown.billing.payment_webhook_secret.is_empty() {
+                shown.billing.payment_webhook_secret = "***".into();
+            }
             if !shown.auth.jwt_secret.is_empty() {
                 shown.auth.jwt_secret = "***".into();
             }
@@ -254,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
                     .with_timezone(&chrono::Utc),
             };
+            let grace_days = grace_days.unwrap_or(config.billing.grace_days);
             if grace_days < 0 {
                 bail!("--grace-days: must not be negative");
             }
@@ -283,6 +295,27 @@ async fn main() -> anyhow::Result<()> {
                 report.unchanged,
                 report.finalized,
                 report.in_trial
+            );
+            Ok(())
+        }
+        Command::Bill {
+            command: BillCommand::Dunning { now },
+        } => {
+            init_tracing(&config.log_format);
+            let now = match now {
+                None => chrono::Utc::now(),
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
+                    .with_timezone(&chrono::Utc),
+            };
+            let days = config.billing.suspend_after_days;
+            let app = server::production_app(config).await?;
+            let r = dotmac_api::domain::settlement::run_dunning(&app, now, days)
+                .await
+                .map_err(|e| anyhow::anyhow!("dunning: {e}"))?;
+            println!(
+                "dunning: {} past due, {} suspended, {} reactivated",
+                r.past_due, r.suspended, r.reactivated
             );
             Ok(())
         }

@@ -385,6 +385,10 @@ async fn close_one(
                 due_at: None,
                 created_at: req.now,
                 updated_at: req.now,
+                paid: "0".into(),
+                credited: "0".into(),
+                credit_applied: "0".into(),
+                status_reason: None,
             };
             rows::set_amounts(&mut row, &invoice)?;
             match rows::insert_draft(&tx, row).await? {
@@ -452,9 +456,6 @@ async fn close_one(
     Ok(())
 }
 
-/// Days invoices stay drafts after their period when closed through GraphQL.
-pub const DEFAULT_GRACE_DAYS: i64 = 3;
-
 /// Closes `month` (`YYYY-MM`) now, as a platform admin (GraphQL's path; the
 /// CLI calls [`close_period`] with its own clock and grace).
 pub async fn close_as(app: &App, ctx: &RequestCtx, month: &str) -> ApiResult<CloseReport> {
@@ -464,7 +465,7 @@ pub async fn close_as(app: &App, ctx: &RequestCtx, month: &str) -> ApiResult<Clo
     let req = CloseRequest {
         month: first,
         now: Utc::now(),
-        grace: TimeDelta::days(DEFAULT_GRACE_DAYS),
+        grace: TimeDelta::days(app.config.billing.grace_days),
     };
     close_period(app, &req, &|_, _| {}).await
 }

@@ -6,6 +6,7 @@ pub mod billing;
 pub mod identity;
 pub mod meters;
 pub mod resellers;
+pub mod settlement;
 pub mod tenants;
 pub mod usage;
 

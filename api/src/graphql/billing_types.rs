@@ -336,6 +336,39 @@ impl Invoice {
     async fn due_at(&self) -> Option<DateTime<Utc>> {
         self.0.due_at
     }
+    /// Paid so far.
+    async fn paid(&self) -> &str {
+        &self.0.paid
+    }
+    /// Credited by credit notes so far.
+    async fn credited(&self) -> &str {
+        &self.0.credited
+    }
+    /// Prepaid credit used at finalization.
+    async fn credit_applied(&self) -> &str {
+        &self.0.credit_applied
+    }
+    /// Why it was voided or written off.
+    async fn status_reason(&self) -> Option<&str> {
+        self.0.status_reason.as_deref()
+    }
+    async fn credit_notes(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<CreditNote>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let tx = app.store.begin(&p.scope).await?;
+        // The invoice is in scope (it was read in it); so are its notes.
+        let notes = rows::credit_notes_of(&tx, &self.0.id).await?;
+        tx.commit().await?;
+        Ok(notes.into_iter().map(CreditNote).collect())
+    }
+    async fn payments(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<Payment>> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let tx = app.store.begin(&p.scope).await?;
+        let payments = rows::payments_of(&tx, &self.0.id).await?;
+        tx.commit().await?;
+        Ok(payments.into_iter().map(Payment).collect())
+    }
     /// The lines with their breakdown. Resellers see their tenants'
     /// invoice summaries, not the lines (FORBIDDEN).
     async fn lines(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<InvoiceLineView>> {
@@ -515,4 +548,116 @@ impl From<crate::domain::billing::CloseReport> for CloseReport {
             in_trial: n(r.in_trial),
         }
     }
+}
+
+/// A credit note against a finalized invoice.
+pub struct CreditNote(pub rows::CreditNoteRow);
+
+#[derive(SimpleObject)]
+pub struct CreditedLineView {
+    /// Index of the invoice line (0-based).
+    pub line: i32,
+    pub net: String,
+    pub tax: String,
+}
+
+#[Object]
+impl CreditNote {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn invoice_id(&self) -> ID {
+        ID(self.0.invoice_id.clone())
+    }
+    /// Gapless, like invoice numbers.
+    async fn number(&self) -> &str {
+        &self.0.number
+    }
+    async fn reason(&self) -> &str {
+        &self.0.reason
+    }
+    async fn total(&self) -> &str {
+        &self.0.total
+    }
+    /// The part that went to the tenant's credit (the invoice was paid).
+    async fn to_credit_balance(&self) -> &str {
+        &self.0.to_credit_balance
+    }
+    async fn lines(&self) -> async_graphql::Result<Vec<CreditedLineView>> {
+        let lines: Vec<crate::domain::settlement::CreditedLine> =
+            serde_json::from_str(&self.0.lines).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(lines
+            .into_iter()
+            .map(|l| CreditedLineView {
+                line: i32::try_from(l.line).unwrap_or(i32::MAX),
+                net: l.net.to_string(),
+                tax: l.tax.to_string(),
+            })
+            .collect())
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A payment against an invoice.
+pub struct Payment(pub rows::PaymentRow);
+
+#[Object]
+impl Payment {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn invoice_id(&self) -> ID {
+        ID(self.0.invoice_id.clone())
+    }
+    async fn amount(&self) -> &str {
+        &self.0.amount
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    /// MANUAL or WEBHOOK.
+    async fn method(&self) -> String {
+        self.0.method.to_uppercase()
+    }
+    async fn reference(&self) -> &str {
+        &self.0.reference
+    }
+    /// Applied to the invoice.
+    async fn to_invoice(&self) -> &str {
+        &self.0.to_invoice
+    }
+    /// Beyond the invoice's balance: the tenant's credit.
+    async fn to_credit_balance(&self) -> &str {
+        &self.0.to_credit_balance
+    }
+    async fn received_at(&self) -> DateTime<Utc> {
+        self.0.received_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreditLineInput {
+    /// Index of the invoice line (0-based).
+    pub line: i32,
+    /// Net amount to credit (tax follows).
+    pub amount: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateCreditNoteInput {
+    pub invoice_id: ID,
+    pub reason: String,
+    /// Omit to credit everything left on the invoice.
+    pub lines: Option<Vec<CreditLineInput>>,
+}
+
+#[derive(InputObject)]
+pub struct RecordPaymentInput {
+    pub invoice_id: ID,
+    /// Decimal text in the invoice's currency.
+    pub amount: String,
+    /// The payment's id at its source (unique).
+    pub reference: String,
 }

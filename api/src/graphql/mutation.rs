@@ -5,7 +5,8 @@ use async_graphql::{Context, Object, ID};
 use dotmac_schema::{ApiKeyScope, TenantAction};
 
 use super::billing_types::{
-    CloseReport, CreatePlanInput, Plan, SubscribeInput, Subscription as BillingSubscription,
+    CloseReport, CreateCreditNoteInput, CreatePlanInput, CreditNote, Invoice, Payment, Plan,
+    RecordPaymentInput, SubscribeInput, Subscription as BillingSubscription,
 };
 use super::ctx;
 use super::types::{
@@ -18,6 +19,7 @@ use crate::domain::billing;
 use crate::domain::identity::{self, NewInvitation, Session};
 use crate::domain::meters::{self, NewMeter};
 use crate::domain::resellers::{self, NewReseller};
+use crate::domain::settlement;
 use crate::domain::tenants::{self, NewTenant, TenantPatch};
 
 pub struct MutationRoot;
@@ -286,6 +288,84 @@ impl MutationRoot {
     async fn close_billing_period(&self, gctx: &Context<'_>, month: String) -> Result<CloseReport> {
         let (app, rc) = ctx(gctx);
         Ok(billing::close_as(app, rc, &month).await?.into())
+    }
+
+    /// Platform admins only. Credits a finalized invoice in full, or the
+    /// given lines; beyond what it still asks (it was paid), the tenant's
+    /// credit.
+    async fn create_credit_note(
+        &self,
+        gctx: &Context<'_>,
+        input: CreateCreditNoteInput,
+    ) -> Result<CreditNote> {
+        let (app, rc) = ctx(gctx);
+        let lines = input
+            .lines
+            .map(|ls| {
+                ls.into_iter()
+                    .enumerate()
+                    .map(|(k, l)| {
+                        usize::try_from(l.line).map(|i| (i, l.amount)).map_err(|_| {
+                            crate::error::ApiError::validation(
+                                format!("input.lines[{k}].line"),
+                                "must not be negative",
+                            )
+                        })
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(CreditNote(
+            settlement::create_credit_note(app, rc, &input.invoice_id, &input.reason, lines)
+                .await?,
+        ))
+    }
+
+    /// Platform admins only. A payment received outside the webhook; an
+    /// overpayment becomes the tenant's credit. Recording the same
+    /// reference again returns the first payment.
+    async fn record_payment(
+        &self,
+        gctx: &Context<'_>,
+        input: RecordPaymentInput,
+    ) -> Result<Payment> {
+        let (app, rc) = ctx(gctx);
+        let payment = settlement::record_manual_payment(
+            app,
+            rc,
+            settlement::NewPayment {
+                invoice_id: &input.invoice_id,
+                amount: &input.amount,
+                reference: &input.reference,
+                method: settlement::PaymentMethod::Manual,
+                received_at: chrono::Utc::now(),
+            },
+        )
+        .await?;
+        Ok(Payment(payment))
+    }
+
+    /// Platform admins only. Voids a finalized invoice with no payment or
+    /// credit note yet.
+    async fn void_invoice(&self, gctx: &Context<'_>, id: ID, reason: String) -> Result<Invoice> {
+        let (app, rc) = ctx(gctx);
+        Ok(Invoice(
+            settlement::set_status(app, rc, &id, "void", &reason).await?,
+        ))
+    }
+
+    /// Platform admins only. Writes a finalized invoice off; a later
+    /// payment still settles it.
+    async fn mark_invoice_uncollectible(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> Result<Invoice> {
+        let (app, rc) = ctx(gctx);
+        Ok(Invoice(
+            settlement::set_status(app, rc, &id, "uncollectible", &reason).await?,
+        ))
     }
 
     /// Platform admins only. One live subscription per tenant.

@@ -9,10 +9,13 @@ use dotmac_schema::price::{Interval, PlanVersion, Price};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use super::entity::{invoice, invoice_sequence, plan, subscription};
+use super::entity::{
+    credit_balance, credit_note, invoice, invoice_sequence, payment, plan, subscription,
+};
 use super::{into_page, owned_by_tenant_in, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
 use dotmac_schema::Scope;
+use rust_decimal::Decimal;
 use sea_orm::QuerySelect;
 
 pub use invoice::Model as InvoiceRow;
@@ -199,18 +202,10 @@ pub async fn update_draft(tx: &Tx, row: &InvoiceRow, now: DateTime<Utc>) -> ApiR
     Ok(res.rows_affected == 1)
 }
 
-/// Finalizes a draft with the issuer's next number, in `tx`. The number
-/// row stays locked until `tx` ends (Postgres row lock; SQLite serializes
-/// writers), and a draft that is no longer one rolls the number back with
-/// the transaction: numbers are gapless. Returns the number, or `None`
-/// when the invoice was already finalized.
-pub async fn finalize(
-    tx: &Tx,
-    invoice_id: &str,
-    issuer: &str,
-    now: DateTime<Utc>,
-    net_days: i64,
-) -> ApiResult<Option<String>> {
+/// The issuer's next number, in `tx`: the sequence row stays locked until
+/// `tx` ends (Postgres row lock; SQLite serializes writers), so a rolled
+/// back transaction gives its number back and numbers stay gapless.
+pub async fn next_number(tx: &Tx, issuer: &str) -> ApiResult<String> {
     invoice_sequence::Entity::insert(invoice_sequence::ActiveModel {
         issuer: Set(issuer.to_owned()),
         next_number: Set(1),
@@ -235,7 +230,20 @@ pub async fn finalize(
         .await?
         .ok_or_else(|| ApiError::internal("invoice sequence row vanished"))?
         .next_number;
-    let number = format!("{issuer}-{:06}", next - 1);
+    Ok(format!("{issuer}-{:06}", next - 1))
+}
+
+/// Finalizes a draft with the issuer's next number, in `tx`; `None` when
+/// it was no longer a draft (the caller rolls back, returning the number).
+/// Prepaid credit of the tenant is applied here, in the same transaction.
+pub async fn finalize(
+    tx: &Tx,
+    invoice_id: &str,
+    issuer: &str,
+    now: DateTime<Utc>,
+    net_days: i64,
+) -> ApiResult<Option<String>> {
+    let number = next_number(tx, issuer).await?;
     let res = invoice::Entity::update_many()
         .col_expr(invoice::Column::Status, Expr::value("finalized"))
         .col_expr(invoice::Column::Number, Expr::value(number.clone()))
@@ -249,7 +257,159 @@ pub async fn finalize(
         .filter(invoice::Column::Status.eq("draft"))
         .exec(tx)
         .await?;
-    Ok((res.rows_affected == 1).then_some(number))
+    if res.rows_affected != 1 {
+        return Ok(None);
+    }
+    apply_credit_balance(tx, invoice_id).await?;
+    Ok(Some(number))
+}
+
+/// Uses the tenant's prepaid credit on a just-finalized invoice.
+async fn apply_credit_balance(tx: &Tx, invoice_id: &str) -> ApiResult<()> {
+    let Some(mut row) = invoice::Entity::find_by_id(invoice_id).one(tx).await? else {
+        return Ok(());
+    };
+    let balance = credit_balance(tx, &row.tenant_id, &row.currency).await?;
+    let due = dec(&row.amount_due)?;
+    let used = balance.min(due).max(Decimal::ZERO);
+    if used.is_zero() {
+        return Ok(());
+    }
+    add_credit_balance(tx, &row.tenant_id, &row.currency, -used).await?;
+    row.credit_applied = (dec(&row.credit_applied)? + used).to_string();
+    row.amount_due = (due - used).to_string();
+    if (due - used).is_zero() {
+        row.status = "paid".into();
+    }
+    invoice::ActiveModel::from(row)
+        .reset_all()
+        .update(tx)
+        .await?;
+    Ok(())
+}
+
+pub fn dec(text: &str) -> ApiResult<Decimal> {
+    text.parse().map_err(|e| corrupt("amount", e))
+}
+
+/// An invoice in `scope`, locked for update until `tx` ends (Postgres).
+pub async fn lock_invoice(
+    tx: &Tx,
+    scope: &Scope,
+    id: &str,
+    postgres: bool,
+) -> ApiResult<InvoiceRow> {
+    let mut q = invoice::Entity::find_by_id(id)
+        .filter(owned_by_tenant_in(scope, invoice::Column::TenantId));
+    if postgres {
+        q = q.lock_exclusive();
+    }
+    q.one(tx).await?.ok_or(ApiError::not_found("invoice"))
+}
+
+pub async fn save_invoice(tx: &Tx, row: InvoiceRow) -> ApiResult<InvoiceRow> {
+    Ok(invoice::ActiveModel::from(row)
+        .reset_all()
+        .update(tx)
+        .await?)
+}
+
+/// The tenant's prepaid credit in `currency`.
+pub async fn credit_balance(tx: &Tx, tenant_id: &str, currency: &str) -> ApiResult<Decimal> {
+    match credit_balance::Entity::find_by_id((tenant_id.to_owned(), currency.to_owned()))
+        .one(tx)
+        .await?
+    {
+        Some(row) => dec(&row.balance),
+        None => Ok(Decimal::ZERO),
+    }
+}
+
+/// Adds `delta` (may be negative) to the tenant's credit in `currency`.
+pub async fn add_credit_balance(
+    tx: &Tx,
+    tenant_id: &str,
+    currency: &str,
+    delta: Decimal,
+) -> ApiResult<()> {
+    if delta.is_zero() {
+        return Ok(());
+    }
+    let current = credit_balance::Entity::find_by_id((tenant_id.to_owned(), currency.to_owned()))
+        .one(tx)
+        .await?;
+    match current {
+        Some(row) => {
+            let balance = dec(&row.balance)? + delta;
+            credit_balance::Entity::update_many()
+                .col_expr(
+                    credit_balance::Column::Balance,
+                    Expr::value(balance.to_string()),
+                )
+                .filter(credit_balance::Column::TenantId.eq(tenant_id))
+                .filter(credit_balance::Column::Currency.eq(currency))
+                .exec(tx)
+                .await?;
+        }
+        None => {
+            credit_balance::ActiveModel {
+                tenant_id: Set(tenant_id.to_owned()),
+                currency: Set(currency.to_owned()),
+                balance: Set(delta.to_string()),
+            }
+            .insert(tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub use credit_note::Model as CreditNoteRow;
+pub use payment::Model as PaymentRow;
+
+pub async fn credit_notes_of(tx: &Tx, invoice_id: &str) -> ApiResult<Vec<CreditNoteRow>> {
+    Ok(credit_note::Entity::find()
+        .filter(credit_note::Column::InvoiceId.eq(invoice_id))
+        .order_by_asc(credit_note::Column::Number)
+        .all(tx)
+        .await?)
+}
+
+pub async fn payments_of(tx: &Tx, invoice_id: &str) -> ApiResult<Vec<PaymentRow>> {
+    Ok(payment::Entity::find()
+        .filter(payment::Column::InvoiceId.eq(invoice_id))
+        .order_by_asc(payment::Column::ReceivedAt)
+        .all(tx)
+        .await?)
+}
+
+pub async fn payment_by_reference(tx: &Tx, reference: &str) -> ApiResult<Option<PaymentRow>> {
+    Ok(payment::Entity::find()
+        .filter(payment::Column::Reference.eq(reference))
+        .one(tx)
+        .await?)
+}
+
+pub async fn insert_credit_note(tx: &Tx, row: CreditNoteRow) -> ApiResult<CreditNoteRow> {
+    Ok(credit_note::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await?)
+}
+
+pub async fn insert_payment(tx: &Tx, row: PaymentRow) -> ApiResult<PaymentRow> {
+    Ok(payment::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await?)
+}
+
+/// Finalized invoices still owing something (for dunning), system scope.
+pub async fn open_invoices(tx: &Tx) -> ApiResult<Vec<InvoiceRow>> {
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::Status.is_in(["finalized", "uncollectible"]))
+        .all(tx)
+        .await?)
 }
 
 pub async fn get_plan(tx: &Tx, id: &str) -> ApiResult<PlanRow> {

@@ -285,6 +285,14 @@ pub mod invoice {
         pub due_at: Option<ChronoDateTimeUtc>,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
+        /// Payments applied to this invoice so far.
+        pub paid: String,
+        /// Credit notes applied to this invoice so far.
+        pub credited: String,
+        /// Prepaid credit used at finalization.
+        pub credit_applied: String,
+        /// Why it was voided or written off.
+        pub status_reason: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -302,6 +310,78 @@ pub mod invoice_sequence {
         #[sea_orm(primary_key, auto_increment = false)]
         pub issuer: String,
         pub next_number: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod credit_note {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credit_notes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub invoice_id: String,
+        pub number: String,
+        pub reason: String,
+        /// JSON array of `{ line, net, tax }`.
+        pub lines: String,
+        pub total: String,
+        /// The part beyond what the invoice still asked (it was paid).
+        pub to_credit_balance: String,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod payment {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "payments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub invoice_id: String,
+        pub amount: String,
+        pub currency: String,
+        /// `manual` or `webhook`.
+        pub method: String,
+        /// Unique: a redelivered webhook records nothing twice.
+        pub reference: String,
+        pub to_invoice: String,
+        pub to_credit_balance: String,
+        pub received_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod credit_balance {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credit_balances")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub currency: String,
+        pub balance: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

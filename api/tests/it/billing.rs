@@ -18,7 +18,7 @@ use sea_orm::{EntityTrait, QueryOrder};
 
 use crate::support::{Backend, TestServer};
 
-fn admin() -> RequestCtx {
+pub fn admin() -> RequestCtx {
     RequestCtx {
         principal: Some(Principal {
             kind: PrincipalKind::User {

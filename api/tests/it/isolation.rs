@@ -1084,7 +1084,13 @@ async fn mutation_case(w: &World, field: &str) {
             }
             w.platform.gql(doc, vars).await.data();
         }
-        "createPlan" | "subscribe" | "closeBillingPeriod" => billing::mutation_case(w, field).await,
+        "createPlan"
+        | "subscribe"
+        | "closeBillingPeriod"
+        | "createCreditNote"
+        | "recordPayment"
+        | "voidInvoice"
+        | "markInvoiceUncollectible" => billing::mutation_case(w, field).await,
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }

@@ -216,6 +216,12 @@ pub async fn mutation_case(w: &World, field: &str) {
     if field == "closeBillingPeriod" {
         return close_case(w).await;
     }
+    if matches!(
+        field,
+        "createCreditNote" | "recordPayment" | "voidInvoice" | "markInvoiceUncollectible"
+    ) {
+        return settlement_case(w, field).await;
+    }
     let (doc, vars) = match field {
         "createPlan" => (
             "mutation { createPlan(input: { slug: \"rogue-plan\", version: 1, name: \"Rogue\", currency: \"USD\", interval: MONTHLY, prices: [{ model: FLAT, amount: \"1\" }] }) { id } }".to_owned(),
@@ -342,4 +348,69 @@ async fn close_case(w: &World) {
         )
         .await
         .expect_code("VALIDATION");
+}
+
+/// Settling invoices is for platform admins: everyone else is FORBIDDEN
+/// (even on their own invoice) and the invoice is unchanged.
+async fn settlement_case(w: &World, field: &str) {
+    let (doc, target) = match field {
+        "createCreditNote" => (
+            "mutation($id: ID!) { createCreditNote(input: { invoiceId: $id, reason: \"isolation\", lines: [{ line: 0, amount: \"1\" }] }) { id number total } }",
+            &w.billing.inv_a,
+        ),
+        "recordPayment" => (
+            "mutation($id: ID!) { recordPayment(input: { invoiceId: $id, amount: \"1.00\", reference: \"iso-ref-1\" }) { id toInvoice } }",
+            &w.billing.inv_a,
+        ),
+        "voidInvoice" => (
+            "mutation($id: ID!) { voidInvoice(id: $id, reason: \"isolation\") { id status } }",
+            &w.billing.inv_b,
+        ),
+        _ => (
+            "mutation($id: ID!) { markInvoiceUncollectible(id: $id, reason: \"isolation\") { id status } }",
+            &w.billing.inv_b,
+        ),
+    };
+    let read = "query($id: ID!) { invoice(id: $id) { status amountDue paid credited creditNotes { id } payments { id } } }";
+    let before = w
+        .platform
+        .gql(read, json!({ "id": target }))
+        .await
+        .body
+        .clone();
+    for (who, c) in w
+        .everyone()
+        .into_iter()
+        .filter(|(who, _)| *who != "platform_admin")
+    {
+        let ans = c.gql(doc, json!({ "id": target })).await;
+        assert_denied(who, field, &ans, &["FORBIDDEN"], &[]);
+    }
+    let after = w
+        .platform
+        .gql(read, json!({ "id": target }))
+        .await
+        .body
+        .clone();
+    assert_eq!(after, before, "{field}: a denied call changed the invoice");
+    let ans = w.platform.gql(doc, json!({ "id": target })).await;
+    if field == "markInvoiceUncollectible" {
+        // B's invoice was voided by the case before: nothing to write off.
+        ans.expect_code("CONFLICT");
+    } else {
+        ans.data();
+    }
+    // The tenant sees what the platform did on its invoice; the other tenant
+    // still cannot read it.
+    let (own, other) = if target == &w.billing.inv_a {
+        (&w.a_admin, &w.b_admin)
+    } else {
+        (&w.b_admin, &w.a_admin)
+    };
+    let mine = own.gql(read, json!({ "id": target })).await;
+    assert!(mine.errors().is_empty(), "{}", mine.body);
+    other
+        .gql(read, json!({ "id": target }))
+        .await
+        .expect_code("NOT_FOUND");
 }

@@ -8,6 +8,7 @@ mod e2e;
 mod embedded_usage;
 mod isolation;
 mod rls;
+mod settlement;
 mod support;
 
 /// The committed SDL (`schema/dotmac.graphql`) is what the code serves;

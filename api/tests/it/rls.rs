@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait}
 
 use crate::support::{Backend, TestServer};
 
-const TENANT_OWNED: [&str; 8] = [
+const TENANT_OWNED: [&str; 11] = [
     "tenants",
     "users",
     "api_keys",
@@ -15,6 +15,9 @@ const TENANT_OWNED: [&str; 8] = [
     "refresh_tokens",
     "subscriptions",
     "invoices",
+    "credit_notes",
+    "payments",
+    "credit_balances",
 ];
 
 async fn count(conn: &impl ConnectionTrait, table: &str, filter: &str) -> i64 {
@@ -102,6 +105,28 @@ async fn app_role_sees_only_its_scope() {
     dotmac_api::domain::billing::close_period(&srv.app, &close, &|_, _| {})
         .await
         .unwrap();
+    // A credit note and an overpayment: rows in the settlement tables.
+    let invoices = admin
+        .gql(
+            "{ invoices(first: 5) { edges { node { id } } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    let inv = invoices.data()["invoices"]["edges"][0]["node"]["id"].clone();
+    admin
+        .gql(
+            "mutation($i: ID!) { createCreditNote(input: { invoiceId: $i, reason: \"rls\", lines: [{ line: 0, amount: \"1\" }] }) { id } }",
+            serde_json::json!({ "i": inv }),
+        )
+        .await
+        .data();
+    admin
+        .gql(
+            "mutation($i: ID!) { recordPayment(input: { invoiceId: $i, amount: \"10\", reference: \"rls-1\" }) { toCreditBalance } }",
+            serde_json::json!({ "i": inv }),
+        )
+        .await
+        .data();
     for table in TENANT_OWNED {
         assert!(
             count(&owner, table, "").await > 0,
@@ -145,7 +170,14 @@ async fn app_role_sees_only_its_scope() {
     );
     assert!(count(&tx, "users", "").await >= 2);
     assert_eq!(count(&tx, "invoices", "").await, 1, "A's October invoice");
-    assert_eq!(count(&tx, "subscriptions", "").await, 1);
+    for table in [
+        "subscriptions",
+        "credit_notes",
+        "payments",
+        "credit_balances",
+    ] {
+        assert_eq!(count(&tx, table, "").await, 1, "{table} of A");
+    }
     assert_eq!(
         count(
             &tx,
@@ -189,8 +221,15 @@ async fn app_role_sees_only_its_scope() {
 
     let tx = app.begin().await.unwrap();
     set_scope(&tx, "tenant", &id_of("bolt-broadband"), "").await;
-    assert_eq!(count(&tx, "invoices", "").await, 0);
-    assert_eq!(count(&tx, "subscriptions", "").await, 0);
+    for table in [
+        "invoices",
+        "subscriptions",
+        "credit_notes",
+        "payments",
+        "credit_balances",
+    ] {
+        assert_eq!(count(&tx, table, "").await, 0, "{table} of B");
+    }
     drop(tx);
 
     let tx = app.begin().await.unwrap();

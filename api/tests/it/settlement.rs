@@ -1,0 +1,331 @@
+//! After finalization, against real stores: credit notes (partial, full,
+//! over-credit refused), payments (partial, over, idempotent by reference,
+//! from the signed webhook), prepaid credit used by the next invoice, void
+//! and uncollectible, and dunning (past_due, suspension, reactivation).
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use dotmac_api::app::App;
+use dotmac_api::domain::billing::{close_period, create_plan, subscribe, CloseRequest};
+use dotmac_api::domain::settlement::{
+    create_credit_note, record_manual_payment, run_dunning, set_status, NewPayment, PaymentMethod,
+    DUNNING_REASON,
+};
+use dotmac_api::error::ApiError;
+use dotmac_api::store::billing::InvoiceRow;
+use dotmac_api::store::entity::{invoice, subscription, tenant};
+use dotmac_schema::money::Currency;
+use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price};
+use rust_decimal::Decimal;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::billing::admin;
+use crate::support::{Backend, TestServer};
+
+const SECRET: &str = "whsec_test_0123456789abcdef0123456789abcdef";
+
+fn flat_plan(fee: i64) -> PlanVersion {
+    PlanVersion {
+        plan: "flat".into(),
+        version: 1,
+        currency: Currency::USD,
+        interval: Interval::Monthly,
+        trial_days: 0,
+        prices: vec![Price {
+            meter: None,
+            model: ChargeModel::Flat {
+                amount: Decimal::from(fee),
+            },
+            included_units: Decimal::ZERO,
+            minimum: None,
+        }],
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+async fn invoice_of(app: &App, tenant: &str, start: &str) -> InvoiceRow {
+    let tx = app.store.begin_system().await.unwrap();
+    let row = invoice::Entity::find()
+        .filter(invoice::Column::TenantId.eq(tenant))
+        .filter(invoice::Column::PeriodStart.eq(start))
+        .order_by_asc(invoice::Column::Id)
+        .one(&tx)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    row
+}
+
+async fn tenants(app: &App) -> (String, String) {
+    let tx = app.store.begin_system().await.unwrap();
+    let rows = tenant::Entity::find().all(&tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let id = |slug: &str| rows.iter().find(|t| t.slug == slug).unwrap().id.clone();
+    (id("acme-fiber"), id("bolt-broadband"))
+}
+
+async fn close(app: &App, month: &str, now: &str) {
+    let req = CloseRequest {
+        month: month.parse().unwrap(),
+        now: at(now),
+        grace: TimeDelta::days(3),
+    };
+    close_period(app, &req, &|_, _| {}).await.unwrap();
+}
+
+fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<'a> {
+    NewPayment {
+        invoice_id: invoice,
+        amount,
+        reference,
+        method: PaymentMethod::Manual,
+        received_at: Utc::now(),
+    }
+}
+
+async fn settlement_scenario(backend: Backend) {
+    let srv = TestServer::start_with(backend, |c| {
+        c.billing.payment_webhook_secret = SECRET.into();
+    })
+    .await;
+    let app = &srv.app;
+    if let Some(usage) = &app.usage {
+        usage.migrate().await.unwrap();
+    }
+    let ctx = admin();
+    let plan = create_plan(app, &ctx, "Flat", flat_plan(100))
+        .await
+        .unwrap();
+    let (a, b) = tenants(app).await;
+    let october = NaiveDate::from_ymd_opt(2026, 10, 1);
+    subscribe(app, &ctx, &a, &plan.id, october).await.unwrap();
+    subscribe(app, &ctx, &b, &plan.id, october).await.unwrap();
+    close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
+    let inv = invoice_of(app, &a, "2026-10-01").await;
+    assert_eq!(
+        (inv.status.as_str(), inv.amount_due.as_str()),
+        ("finalized", "100.00")
+    );
+
+    // A partial credit note, then one that asks for more than is left.
+    let note = create_credit_note(
+        app,
+        &ctx,
+        &inv.id,
+        "outage on Oct 3",
+        Some(vec![(0, "30".into())]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (note.number.as_str(), note.total.as_str()),
+        ("DM-CN-000001", "30")
+    );
+    let err = create_credit_note(app, &ctx, &inv.id, "again", Some(vec![(0, "80".into())]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Validation { field, .. } if field == "input.lines[0].amount"),
+        "{err}"
+    );
+    assert_eq!(invoice_of(app, &a, "2026-10-01").await.amount_due, "70.00");
+
+    // Partial payment, then an overpayment: the rest becomes credit.
+    record_manual_payment(app, &ctx, pay(&inv.id, "50", "bank-1"))
+        .await
+        .unwrap();
+    let over = record_manual_payment(app, &ctx, pay(&inv.id, "30.00", "bank-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (over.to_invoice.as_str(), over.to_credit_balance.as_str()),
+        ("20.00", "10.00")
+    );
+    let again = record_manual_payment(app, &ctx, pay(&inv.id, "30.00", "bank-2"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, over.id, "the same reference records once");
+    let conflict = record_manual_payment(app, &ctx, pay(&inv.id, "31", "bank-2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(conflict, ApiError::Conflict { .. }));
+    let paid = invoice_of(app, &a, "2026-10-01").await;
+    assert_eq!(
+        (
+            paid.status.as_str(),
+            paid.amount_due.as_str(),
+            paid.paid.as_str()
+        ),
+        ("paid", "0.00", "70.00")
+    );
+    let bad = record_manual_payment(app, &ctx, pay(&inv.id, "0.001", "bank-3"))
+        .await
+        .unwrap_err();
+    assert!(matches!(&bad, ApiError::Validation { field, .. } if field == "input.amount"));
+
+    // The rest of the line credited after payment: all to credit (70 + 10).
+    let full = create_credit_note(app, &ctx, &inv.id, "goodwill", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (full.total.as_str(), full.to_credit_balance.as_str()),
+        ("70.00", "70.00")
+    );
+    assert!(create_credit_note(app, &ctx, &inv.id, "more", None)
+        .await
+        .is_err());
+
+    // November's invoice uses the 80 of credit: 20 left to pay.
+    close(app, "2026-11-01", "2026-12-05T00:00:00Z").await;
+    let nov = invoice_of(app, &a, "2026-11-01").await;
+    assert_eq!(
+        (nov.credit_applied.as_str(), nov.amount_due.as_str()),
+        ("80.00", "20.00")
+    );
+
+    // Void only what nobody paid or credited; uncollectible, then paid.
+    let b_oct = invoice_of(app, &b, "2026-10-01").await;
+    assert!(matches!(
+        set_status(app, &ctx, &paid.id, "void", "typo").await,
+        Err(ApiError::Conflict { .. })
+    ));
+    let written = set_status(app, &ctx, &b_oct.id, "uncollectible", "gone quiet")
+        .await
+        .unwrap();
+    assert_eq!(written.status, "uncollectible");
+    assert!(set_status(app, &ctx, &b_oct.id, "void", "x").await.is_err());
+
+    webhook(&srv, &b_oct).await;
+    dunning(&srv, &a, &nov).await;
+}
+
+/// The signed webhook pays B's October invoice once, whatever retries.
+async fn webhook(srv: &TestServer, inv: &InvoiceRow) {
+    let url = format!("{}/v1/webhooks/payments", srv.url);
+    let body = serde_json::json!({ "invoiceId": inv.id, "amount": "100.00", "currency": "USD", "reference": "psp_evt_1" }).to_string();
+    let post = |body: String, sig: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut req = reqwest::Client::new().post(url).body(body);
+            if let Some(s) = sig {
+                req = req.header("dotmac-signature", s);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let now = Utc::now().timestamp();
+    let signed = |b: &str, t: i64| Some(dotmac_api::payment_webhook::sign(SECRET, t, b.as_bytes()));
+    let (status, first) = post(body.clone(), signed(&body, now)).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = post(body.clone(), signed(&body, now)).await;
+    assert_eq!(
+        (status, &second["paymentId"]),
+        (200, &first["paymentId"]),
+        "a redelivery records once"
+    );
+    assert_eq!(post(body.clone(), None).await.0, 401);
+    assert_eq!(
+        post(body.clone(), signed(&body, now - 3600)).await.0,
+        401,
+        "stale"
+    );
+    assert_eq!(
+        post(
+            body.clone(),
+            Some(dotmac_api::payment_webhook::sign(
+                "wrong-secret",
+                now,
+                body.as_bytes()
+            ))
+        )
+        .await
+        .0,
+        401
+    );
+    let tampered = body.replace("100.00", "1.00");
+    assert_eq!(post(tampered, signed(&body, now)).await.0, 401);
+    let euros = body.replace("USD", "EUR").replace("psp_evt_1", "psp_evt_2");
+    assert_eq!(post(euros.clone(), signed(&euros, now)).await.0, 400);
+    let unknown = body
+        .replace(&inv.id, "inv_00000000000000000000000000000000")
+        .replace("psp_evt_1", "psp_evt_3");
+    assert_eq!(post(unknown.clone(), signed(&unknown, now)).await.0, 404);
+    let paid = invoice_of(&srv.app, &inv.tenant_id, "2026-10-01").await;
+    assert_eq!(
+        (paid.status.as_str(), paid.paid.as_str()),
+        ("paid", "100.00")
+    );
+}
+
+/// November's 20 left unpaid: past_due after net 30, suspended 14 days
+/// later, reactivated once paid.
+async fn dunning(srv: &TestServer, tenant: &str, nov: &InvoiceRow) {
+    let app = &srv.app;
+    let finalized = nov.finalized_at.unwrap();
+    let state = |app: &App| {
+        let app = app.clone();
+        let tenant = tenant.to_owned();
+        async move {
+            let tx = app.store.begin_system().await.unwrap();
+            let t = tenant::Entity::find_by_id(tenant.as_str())
+                .one(&tx)
+                .await
+                .unwrap()
+                .unwrap();
+            let s = subscription::Entity::find()
+                .filter(subscription::Column::TenantId.eq(tenant.as_str()))
+                .one(&tx)
+                .await
+                .unwrap()
+                .unwrap();
+            tx.commit().await.unwrap();
+            (t.state, s.state, t.state_reason)
+        }
+    };
+    let r = run_dunning(app, finalized + TimeDelta::days(29), 14)
+        .await
+        .unwrap();
+    assert_eq!(r.past_due, 0);
+    // A owes 20 and B (already suspended by hand) its November 100.
+    let r = run_dunning(app, finalized + TimeDelta::days(31), 14)
+        .await
+        .unwrap();
+    assert_eq!(r.past_due, 2);
+    assert_eq!(state(app).await.1, "past_due");
+    let r = run_dunning(app, finalized + TimeDelta::days(45), 14)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.suspended, 1,
+        "B was suspended already, and not by dunning"
+    );
+    let (t, _, why) = state(app).await;
+    assert_eq!(
+        (t.as_str(), why.as_deref()),
+        ("suspended", Some(DUNNING_REASON))
+    );
+    record_manual_payment(app, &admin(), pay(&nov.id, "20", "bank-nov"))
+        .await
+        .unwrap();
+    let r = run_dunning(app, finalized + TimeDelta::days(46), 14)
+        .await
+        .unwrap();
+    assert_eq!(r.reactivated, 1);
+    let (t, s, _) = state(app).await;
+    assert_eq!((t.as_str(), s.as_str()), ("active", "active"));
+}
+
+#[tokio::test]
+async fn settlement_on_postgres() {
+    settlement_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn settlement_on_embedded_sqlite() {
+    settlement_scenario(Backend::Sqlite).await;
+}
