@@ -368,7 +368,7 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
     };
     for (tenant, plan) in [("acme-fiber", "small"), ("bolt-broadband", "micro")] {
         if let (Some(t), Some(p)) = (id_of(tenant), plan_ids.get(plan)) {
-            billing::subscribe(app, &ctx, &t, p, Some(last_month)).await?;
+            billing::subscribe(app, &ctx, &t, p, Some(last_month), Default::default()).await?;
         }
     }
     // Last month's usage of acme-fiber: a day's worth per day, as committed

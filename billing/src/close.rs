@@ -28,49 +28,66 @@ pub fn period_lines(
     usage: &UsageTotals,
     rounding: Rounding,
 ) -> Vec<LineDraft> {
-    let from = accrues_from.clamp(period.start_time(), period.end_time());
-    let mut lines = Vec::new();
-    for price in &plan.prices {
-        match &price.meter {
-            None => {
-                let full = rate(price, Decimal::ZERO).amount();
-                let amount = prorate(
-                    full,
-                    period,
-                    from,
-                    period.end_time(),
-                    plan.currency,
-                    rounding,
-                );
-                let prorated = if from > period.start_time() {
-                    format!(" (from {})", from.date_naive())
-                } else {
-                    String::new()
-                };
-                lines.push(LineDraft {
-                    description: format!(
-                        "Plan {} v{}, {} to {}{prorated}",
-                        plan.plan, plan.version, period.start, period.end
-                    ),
-                    kind: LineKind::Recurring,
-                    amount,
-                });
-            }
-            Some(meter) => {
-                let quantity = usage.get(meter).copied().unwrap_or_default();
-                let rating = rate(price, quantity);
-                lines.push(LineDraft {
-                    description: format!("{meter}: {quantity} units"),
-                    amount: rating.amount(),
-                    kind: LineKind::Usage {
-                        meter: meter.clone(),
-                        rating,
-                    },
-                });
-            }
-        }
-    }
+    let mut lines = recurring_lines(plan, period, accrues_from, period.end_time(), rounding);
+    lines.extend(usage_lines(plan, usage));
     lines
+}
+
+/// `plan`'s recurring fees for `[from, to)` of `period`, prorated by time.
+pub fn recurring_lines(
+    plan: &PlanVersion,
+    period: &Period,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    rounding: Rounding,
+) -> Vec<LineDraft> {
+    let from = from.clamp(period.start_time(), period.end_time());
+    let to = to.clamp(from, period.end_time());
+    let partial = from > period.start_time() || to < period.end_time();
+    plan.prices
+        .iter()
+        .filter(|p| p.meter.is_none())
+        .map(|price| {
+            let full = rate(price, Decimal::ZERO).amount();
+            let span = if partial {
+                format!(" ({} to {})", from.date_naive(), to.date_naive())
+            } else {
+                String::new()
+            };
+            LineDraft {
+                description: format!(
+                    "Plan {} v{}, {} to {}{span}",
+                    plan.plan, plan.version, period.start, period.end
+                ),
+                kind: if partial {
+                    LineKind::Proration
+                } else {
+                    LineKind::Recurring
+                },
+                amount: prorate(full, period, from, to, plan.currency, rounding),
+            }
+        })
+        .collect()
+}
+
+/// Each metered price of `plan` rated on `usage`.
+pub fn usage_lines(plan: &PlanVersion, usage: &UsageTotals) -> Vec<LineDraft> {
+    plan.prices
+        .iter()
+        .filter_map(|price| {
+            let meter = price.meter.as_ref()?;
+            let quantity = usage.get(meter).copied().unwrap_or_default();
+            let rating = rate(price, quantity);
+            Some(LineDraft {
+                description: format!("{meter}: {quantity} units"),
+                amount: rating.amount(),
+                kind: LineKind::Usage {
+                    meter: meter.clone(),
+                    rating,
+                },
+            })
+        })
+        .collect()
 }
 
 /// Adjustment lines for `original`, an already finalized period: for each
@@ -197,6 +214,7 @@ mod tests {
         let half = p.start_time() + TimeDelta::days(15);
         let lines = period_lines(&plan(), &p, half, &usage, Rounding::default());
         assert_eq!(lines[0].amount, dec!(49.50));
+        assert_eq!(lines[0].kind, LineKind::Proration);
 
         let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
         let counted = UsageTotals::from([("gigabytes".to_owned(), dec!(260))]);
@@ -229,7 +247,7 @@ mod tests {
                 lines.extend(adjustment_lines(&plan(), &p, &billed, &now));
             }
             let usage_charged: Decimal = lines.iter()
-                .filter(|l| !matches!(l.kind, LineKind::Recurring))
+                .filter(|l| !matches!(l.kind, LineKind::Recurring | LineKind::Proration))
                 .map(|l| l.amount).sum();
             let once = rate(&plan().prices[1], counted).amount();
             prop_assert_eq!(usage_charged, once);

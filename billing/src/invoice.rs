@@ -190,18 +190,22 @@ pub fn build_invoice(
         .map(|((draft, amount), discount)| {
             let after = amount - discount;
             let taxed = tax.map_or(untaxed(after), |t| t.apply(after, currency, rounding));
+            // Every figure written with the currency's places (0 is 0.00).
+            let fixed = |d: Decimal| rounding.round(d, currency);
             InvoiceLine {
                 description: draft.description,
                 kind: draft.kind,
                 amount,
-                discount,
-                net: taxed.net,
-                tax: taxed.tax,
-                total: taxed.gross,
+                discount: fixed(discount),
+                net: fixed(taxed.net),
+                tax: fixed(taxed.tax),
+                total: fixed(taxed.gross),
             }
         })
         .collect();
-    let sum = |f: fn(&InvoiceLine) -> Decimal| lines.iter().map(f).sum::<Decimal>();
+    let sum = |f: fn(&InvoiceLine) -> Decimal| {
+        rounding.round(lines.iter().map(f).sum::<Decimal>(), currency)
+    };
     let (subtotal, discount, tax_total, total) = (
         sum(|l| l.amount),
         sum(|l| l.discount),
@@ -209,7 +213,9 @@ pub fn build_invoice(
         sum(|l| l.total),
     );
     let chargeable = total.max(Decimal::ZERO);
-    let credit_applied = credit_balance.max(Decimal::ZERO).min(chargeable);
+    // Rounded down: never more credit than the balance holds.
+    let credit_applied =
+        Rounding::TowardZero.round(credit_balance.max(Decimal::ZERO).min(chargeable), currency);
     Invoice {
         currency,
         lines,
@@ -218,7 +224,7 @@ pub fn build_invoice(
         tax: tax_total,
         total,
         credit_applied,
-        credit_issued: (-total).max(Decimal::ZERO),
+        credit_issued: rounding.round((-total).max(Decimal::ZERO), currency),
         amount_due: chargeable - credit_applied,
     }
 }

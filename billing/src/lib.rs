@@ -15,7 +15,9 @@ pub mod settlement;
 pub mod subscription;
 pub mod tax;
 
-pub use close::{adjustment_lines, billed_quantities, period_lines, UsageTotals};
+pub use close::{
+    adjustment_lines, billed_quantities, period_lines, recurring_lines, usage_lines, UsageTotals,
+};
 pub use invoice::{
     build_invoice, Coupon, CouponDuration, Discount, Invoice, InvoiceLine, LineDraft, LineKind,
 };

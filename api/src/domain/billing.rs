@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use dotmac_billing::period::Calendar;
 use dotmac_billing::{
-    adjustment_lines, billed_quantities, build_invoice, period_lines, LineDraft, Period,
-    UsageTotals,
+    adjustment_lines, billed_quantities, build_invoice, recurring_lines, usage_lines, LineDraft,
+    Period, UsageTotals,
 };
 use dotmac_schema::money::Rounding;
 use dotmac_schema::price::PlanVersion;
@@ -70,8 +70,10 @@ pub async fn subscribe(
     tenant_id: &str,
     plan_id: &str,
     anchor: Option<NaiveDate>,
+    terms: SubscriptionTerms,
 ) -> ApiResult<SubscriptionRow> {
     let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    terms.validate()?;
     let tenant: TenantId = parse_id("input.tenantId", tenant_id)?;
     let now = Utc::now();
     let tx = app.store.begin(&p.scope).await?;
@@ -97,6 +99,8 @@ pub async fn subscribe(
         cancelled_at: None,
         created_at: now,
         updated_at: now,
+        tax: json(&terms.tax)?,
+        coupon: json(&terms.coupon)?,
     };
     let row = rows::insert_subscription(&tx, row).await?;
     audit::record(
@@ -114,6 +118,188 @@ pub async fn subscribe(
     .await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// What a subscription adds to its plan: the tenant's tax rate (by its
+/// jurisdiction) and a coupon.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionTerms {
+    pub tax: Option<dotmac_billing::TaxRate>,
+    pub coupon: Option<dotmac_billing::Coupon>,
+}
+
+impl SubscriptionTerms {
+    fn validate(&self) -> ApiResult<()> {
+        if let Some(t) = &self.tax {
+            required_text("input.tax.name", &t.name, 100)?;
+            if t.percent < Decimal::ZERO || t.percent > Decimal::ONE_HUNDRED {
+                return Err(ApiError::validation(
+                    "input.tax.percent",
+                    "must be 0 to 100",
+                ));
+            }
+        }
+        if let Some(c) = &self.coupon {
+            required_text("input.coupon.code", &c.code, 100)?;
+            match c.discount {
+                dotmac_billing::Discount::Percent(p)
+                    if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED =>
+                {
+                    return Err(ApiError::validation(
+                        "input.coupon.percentOff",
+                        "must be more than 0 and at most 100",
+                    ))
+                }
+                dotmac_billing::Discount::Fixed(a) if a <= Decimal::ZERO => {
+                    return Err(ApiError::validation(
+                        "input.coupon.amountOff",
+                        "must be greater than 0",
+                    ))
+                }
+                _ => {}
+            }
+            if c.duration == dotmac_billing::CouponDuration::Periods(0) {
+                return Err(ApiError::validation(
+                    "input.coupon.periods",
+                    "must be at least 1 (omit for forever)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn json<T: serde::Serialize>(v: &Option<T>) -> ApiResult<Option<String>> {
+    v.as_ref()
+        .map(|v| serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string())))
+        .transpose()
+}
+
+/// Moves a live subscription to another plan version now (platform
+/// admins). The period's recurring fees are prorated between the plans by
+/// time in force; usage is rated under the plan in force at the close.
+pub async fn change_plan(
+    app: &App,
+    ctx: &RequestCtx,
+    subscription_id: &str,
+    plan_id: &str,
+) -> ApiResult<SubscriptionRow> {
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let sid: SubscriptionId = parse_id("subscriptionId", subscription_id)?;
+    let pid: PlanId = parse_id("planId", plan_id)?;
+    let now = Utc::now();
+    let tx = app.store.begin(&p.scope).await?;
+    let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
+    if sub.state == "cancelled" {
+        return Err(ApiError::conflict(
+            "subscriptionId",
+            "the subscription is cancelled",
+        ));
+    }
+    let from = rows::plan_version(&rows::get_plan(&tx, &sub.plan_id).await?)?;
+    let to = rows::plan_version(&rows::get_plan(&tx, pid.as_str()).await?)?;
+    if sub.plan_id == pid.as_str() {
+        return Err(ApiError::conflict(
+            "planId",
+            "the subscription is on this plan already",
+        ));
+    }
+    if (from.currency, from.interval) != (to.currency, to.interval) {
+        return Err(ApiError::validation(
+            "planId",
+            "a plan change keeps the currency and the billing interval",
+        ));
+    }
+    rows::insert_plan_change(
+        &tx,
+        rows::PlanChangeRow {
+            id: format!("pch_{}", uuid::Uuid::now_v7().simple()),
+            tenant_id: sub.tenant_id.clone(),
+            subscription_id: sub.id.clone(),
+            from_plan_id: sub.plan_id.clone(),
+            to_plan_id: pid.to_string(),
+            changed_at: now,
+        },
+    )
+    .await?;
+    let before = sub.plan_id.clone();
+    sub.plan_id = pid.to_string();
+    sub.updated_at = now;
+    let sub = rows::save_subscription(&tx, sub).await?;
+    audit::record(
+        &tx,
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "subscription.change_plan",
+            tenant_id: Some(sub.tenant_id.clone()),
+            object_id: Some(sub.id.clone()),
+            before: Some(before),
+            after: Some(sub.plan_id.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
+/// Cancels now (the period then bills its recurring fee prorated up to
+/// the cancellation, and usage until it) or at the period's end (platform
+/// admins).
+pub async fn cancel_subscription(
+    app: &App,
+    ctx: &RequestCtx,
+    subscription_id: &str,
+    at_period_end: bool,
+) -> ApiResult<SubscriptionRow> {
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let sid: SubscriptionId = parse_id("id", subscription_id)?;
+    let now = Utc::now();
+    let tx = app.store.begin(&p.scope).await?;
+    let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
+    let state: dotmac_billing::SubscriptionState =
+        serde_json::from_value(serde_json::Value::String(sub.state.clone()))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    if at_period_end {
+        if state == dotmac_billing::SubscriptionState::Cancelled {
+            return Err(ApiError::conflict("id", "the subscription is cancelled"));
+        }
+        sub.cancel_at_period_end = true;
+    } else {
+        let next = state
+            .on(dotmac_billing::SubscriptionEvent::Cancel)
+            .map_err(|e| ApiError::conflict("id", e.to_string()))?;
+        sub.state = serde_json::to_value(next)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "cancelled".into());
+        sub.cancelled_at = Some(now);
+    }
+    sub.updated_at = now;
+    let sub = rows::save_subscription(&tx, sub).await?;
+    audit::record(
+        &tx,
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "subscription.cancel",
+            tenant_id: Some(sub.tenant_id.clone()),
+            object_id: Some(sub.id.clone()),
+            after: Some(
+                if at_period_end {
+                    "at_period_end"
+                } else {
+                    "now"
+                }
+                .into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
 }
 
 /// One close run's parameters.
@@ -139,6 +325,8 @@ pub struct CloseReport {
     pub finalized: usize,
     /// Subscriptions still in their trial for the whole period.
     pub in_trial: usize,
+    /// Subscriptions cancelled inside the period (billed up to then).
+    pub cancelled_in_period: usize,
 }
 
 /// The period of `calendar` that starts in `month`'s month, if one does.
@@ -201,6 +389,12 @@ struct Due {
     previous: Period,
     /// When the recurring fee and usage start to count (trial end).
     accrues_from: DateTime<Utc>,
+    /// When they stop (an immediate cancellation), else the period's end.
+    accrues_to: DateTime<Utc>,
+    /// The plans in force over `[accrues_from, accrues_to)`, in order.
+    segments: Vec<(PlanVersion, DateTime<Utc>, DateTime<Utc>)>,
+    tax: Option<dotmac_billing::TaxRate>,
+    coupon: Option<dotmac_billing::Coupon>,
 }
 
 /// Closes the month's periods; `progress(done, total)` after each one.
@@ -215,23 +409,31 @@ pub async fn close_period(
         .iter()
         .map(|r| Ok((r.id.clone(), rows::plan_version(r)?)))
         .collect::<ApiResult<_>>()?;
-    let subs = rows::live_subscriptions(&tx).await?;
+    let subs = rows::all_subscriptions(&tx).await?;
+    let changes = rows::plan_changes(&tx).await?;
     tx.commit().await?;
+    let plan_of = |id: &str| {
+        plans
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::internal(format!("plan {id} is missing")))
+    };
 
     let mut report = CloseReport::default();
     let mut due = Vec::new();
     for sub in subs {
-        let plan = plans
-            .get(&sub.plan_id)
-            .ok_or_else(|| ApiError::internal(format!("subscription {} has no plan", sub.id)))?
-            .clone();
+        let plan = plan_of(&sub.plan_id)?;
         let calendar = Calendar::new(rows::anchor(&sub)?, plan.interval);
         let Some(period) = period_starting_in(&calendar, req.month) else {
             continue;
         };
+        // A subscription cancelled before this period has nothing to bill.
+        if sub.cancelled_at.is_some_and(|c| c <= period.start_time()) {
+            continue;
+        }
         report.subscriptions += 1;
         // Fees accrue from the anchor (a subscription may be backdated to
-        // it), or from the trial's end.
+        // it), or from the trial's end, until an immediate cancellation.
         let anchored = rows::anchor(&sub)?
             .and_time(chrono::NaiveTime::MIN)
             .and_utc();
@@ -240,17 +442,46 @@ pub async fn close_period(
             .unwrap_or(anchored)
             .max(anchored)
             .max(period.start_time());
+        let accrues_to = sub
+            .cancelled_at
+            .unwrap_or(period.end_time())
+            .min(period.end_time());
         if accrues_from >= period.end_time() {
             report.in_trial += 1;
             continue;
         }
+        // Plan changes inside the period split its recurring fee by time.
+        let mut segments = Vec::new();
+        let mut from = accrues_from;
+        let mut current = None;
+        for c in changes.iter().filter(|c| {
+            c.subscription_id == sub.id
+                && c.changed_at > period.start_time()
+                && c.changed_at < period.end_time()
+        }) {
+            let before = plan_of(&c.from_plan_id)?;
+            if c.changed_at > from {
+                segments.push((before, from, c.changed_at.min(accrues_to)));
+                from = c.changed_at;
+            }
+            current = Some(plan_of(&c.to_plan_id)?);
+        }
+        if from < accrues_to {
+            segments.push((current.unwrap_or_else(|| plan.clone()), from, accrues_to));
+        }
         let previous = calendar.period_containing(period.start - TimeDelta::days(1));
+        let tax = rows::terms(&sub.tax, "subscription tax")?;
+        let coupon = rows::terms(&sub.coupon, "subscription coupon")?;
         due.push(Due {
             sub,
             plan,
             period,
             previous,
             accrues_from,
+            accrues_to,
+            segments,
+            tax,
+            coupon,
         });
     }
 
@@ -287,33 +518,59 @@ pub async fn close_period(
     let total = due.len();
     for (i, d) in due.iter().enumerate() {
         let mut counted = totals_of(d.period, &d.sub.tenant_id, &d.plan);
-        if d.accrues_from > d.period.start_time() {
-            // A trial ended inside the period: only usage after it counts.
+        if d.accrues_from > d.period.start_time() || d.accrues_to < d.period.end_time() {
+            // A trial ended or the subscription was cancelled inside the
+            // period: only usage while it ran counts.
             for (meter, q) in counted.iter_mut() {
                 *q = usage_by_tenant(
                     app,
                     Some(std::slice::from_ref(&d.sub.tenant_id)),
                     meter,
                     d.accrues_from,
-                    d.period.end_time(),
+                    d.accrues_to,
                 )
                 .await?
                 .remove(&d.sub.tenant_id)
                 .unwrap_or_default();
             }
         }
-        let mut lines = period_lines(
-            &d.plan,
-            &d.period,
-            d.accrues_from,
-            &counted,
-            Rounding::default(),
-        );
+        let mut lines = Vec::new();
+        for (plan, from, to) in &d.segments {
+            lines.extend(recurring_lines(
+                plan,
+                &d.period,
+                *from,
+                *to,
+                Rounding::default(),
+            ));
+        }
+        lines.extend(usage_lines(&d.plan, &counted));
         lines.extend(adjustments(app, d, &totals_of).await?);
+        if d.accrues_to < d.period.end_time() {
+            // Cancelled inside the period: billed up to the cancellation.
+            report.cancelled_in_period += 1;
+        }
         close_one(app, d, lines, req, &mut report).await?;
+        if d.sub.cancel_at_period_end && req.now >= d.period.end_time() {
+            end_at_period_end(app, &d.sub.id, d.period.end_time()).await?;
+        }
         progress(i + 1, total);
     }
     Ok(report)
+}
+
+/// Ends a subscription that was to cancel at the end of a closed period.
+async fn end_at_period_end(app: &App, id: &str, at: DateTime<Utc>) -> ApiResult<()> {
+    let tx = app.store.begin_system().await?;
+    let mut sub = rows::get_subscription(&tx, &dotmac_schema::Scope::All, id).await?;
+    if sub.state != "cancelled" {
+        sub.state = "cancelled".into();
+        sub.cancelled_at = Some(at);
+        sub.updated_at = Utc::now();
+        rows::save_subscription(&tx, sub).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Adjustment lines for the previous period's finalized invoice when its
@@ -353,12 +610,29 @@ async fn close_one(
     req: &CloseRequest,
     report: &mut CloseReport,
 ) -> ApiResult<()> {
+    // A coupon applies while it has periods left: those already discounted
+    // are the subscription's finalized invoices that carry a discount.
+    let coupon = match &d.coupon {
+        Some(c) => {
+            let tx = app.store.begin_system().await?;
+            let used = rows::finalized_invoices(&tx, &d.sub.id)
+                .await?
+                .iter()
+                .filter(|i| i.period_start != d.period.start.to_string())
+                .filter(|i| rows::dec(&i.discount).is_ok_and(|v| !v.is_zero()))
+                .count();
+            tx.commit().await?;
+            c.applies_after(u32::try_from(used).unwrap_or(u32::MAX))
+                .then_some(c)
+        }
+        None => None,
+    };
     let invoice = build_invoice(
         lines,
         d.plan.currency,
         Rounding::default(),
-        None,
-        None,
+        coupon,
+        d.tax.as_ref(),
         Decimal::ZERO,
     );
     let tx = app.store.begin_system().await?;

@@ -177,6 +177,23 @@ impl Subscription {
     async fn trial_ends_at(&self) -> Option<DateTime<Utc>> {
         self.0.trial_ends_at
     }
+    /// Set when it ends at its current period's end.
+    async fn cancel_at_period_end(&self) -> bool {
+        self.0.cancel_at_period_end
+    }
+    async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancelled_at
+    }
+    /// The tax rate applied per line, e.g. "KE VAT 16%".
+    async fn tax_name(&self) -> async_graphql::Result<Option<String>> {
+        let t: Option<dotmac_billing::TaxRate> = rows::terms(&self.0.tax, "tax")?;
+        Ok(t.map(|t| t.name))
+    }
+    /// The coupon code, if any.
+    async fn coupon_code(&self) -> async_graphql::Result<Option<String>> {
+        let c: Option<dotmac_billing::Coupon> = rows::terms(&self.0.coupon, "coupon")?;
+        Ok(c.map(|c| c.code))
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -428,6 +445,85 @@ pub struct SubscribeInput {
     pub plan_id: ID,
     /// First period's start (YYYY-MM-DD); default today.
     pub anchor_date: Option<String>,
+    /// The tenant's tax rate by its jurisdiction; none means untaxed.
+    pub tax: Option<TaxInput>,
+    pub coupon: Option<CouponInput>,
+}
+
+#[derive(InputObject)]
+pub struct TaxInput {
+    /// What invoices print, e.g. "KE VAT 16%".
+    pub name: String,
+    /// Decimal text, e.g. "16".
+    pub percent: String,
+    /// Whether the plan's prices already include the tax.
+    #[graphql(default)]
+    pub inclusive: bool,
+}
+
+#[derive(InputObject)]
+pub struct CouponInput {
+    pub code: String,
+    /// Percent off every charge line (exclusive with amountOff).
+    pub percent_off: Option<String>,
+    /// A fixed amount off each invoice, spread over its charge lines.
+    pub amount_off: Option<String>,
+    /// Periods it applies to; omit for forever (1 is once).
+    pub periods: Option<i32>,
+}
+
+impl SubscribeInput {
+    /// The subscription's terms, every field checked and named on error.
+    pub fn terms(&self) -> Result<crate::domain::billing::SubscriptionTerms, ApiError> {
+        let tax = self
+            .tax
+            .as_ref()
+            .map(|t| {
+                Ok::<_, ApiError>(dotmac_billing::TaxRate {
+                    name: t.name.clone(),
+                    percent: decimal("input.tax.percent".into(), Some(&t.percent))?,
+                    inclusive: t.inclusive,
+                })
+            })
+            .transpose()?;
+        let coupon = self
+            .coupon
+            .as_ref()
+            .map(|c| {
+                let discount = match (&c.percent_off, &c.amount_off) {
+                    (Some(p), None) => dotmac_billing::Discount::Percent(decimal(
+                        "input.coupon.percentOff".into(),
+                        Some(p),
+                    )?),
+                    (None, Some(a)) => dotmac_billing::Discount::Fixed(decimal(
+                        "input.coupon.amountOff".into(),
+                        Some(a),
+                    )?),
+                    _ => {
+                        return Err(ApiError::validation(
+                            "input.coupon",
+                            "give exactly one of percentOff and amountOff",
+                        ))
+                    }
+                };
+                let duration = match c.periods {
+                    None => dotmac_billing::CouponDuration::Forever,
+                    Some(1) => dotmac_billing::CouponDuration::Once,
+                    Some(n) => {
+                        dotmac_billing::CouponDuration::Periods(u32::try_from(n).map_err(|_| {
+                            ApiError::validation("input.coupon.periods", "must be at least 1")
+                        })?)
+                    }
+                };
+                Ok(dotmac_billing::Coupon {
+                    code: c.code.clone(),
+                    discount,
+                    duration,
+                })
+            })
+            .transpose()?;
+        Ok(crate::domain::billing::SubscriptionTerms { tax, coupon })
+    }
 }
 
 fn decimal(field: String, v: Option<&String>) -> Result<Decimal, ApiError> {
@@ -534,6 +630,8 @@ pub struct CloseReport {
     pub finalized: i32,
     /// Still in their trial for the whole period.
     pub in_trial: i32,
+    /// Cancelled inside the period (billed up to then).
+    pub cancelled_in_period: i32,
 }
 
 impl From<crate::domain::billing::CloseReport> for CloseReport {
@@ -546,6 +644,7 @@ impl From<crate::domain::billing::CloseReport> for CloseReport {
             unchanged: n(r.unchanged),
             finalized: n(r.finalized),
             in_trial: n(r.in_trial),
+            cancelled_in_period: n(r.cancelled_in_period),
         }
     }
 }

@@ -368,6 +368,33 @@ impl MutationRoot {
         ))
     }
 
+    /// Platform admins only. Moves a subscription to another version or
+    /// plan now; the period's recurring fees are prorated by time in force.
+    async fn change_plan(
+        &self,
+        gctx: &Context<'_>,
+        subscription_id: ID,
+        plan_id: ID,
+    ) -> Result<BillingSubscription> {
+        let (app, rc) = ctx(gctx);
+        Ok(BillingSubscription(
+            billing::change_plan(app, rc, &subscription_id, &plan_id).await?,
+        ))
+    }
+
+    /// Platform admins only. Now (billed up to now) or at the period's end.
+    async fn cancel_subscription(
+        &self,
+        gctx: &Context<'_>,
+        id: ID,
+        at_period_end: bool,
+    ) -> Result<BillingSubscription> {
+        let (app, rc) = ctx(gctx);
+        Ok(BillingSubscription(
+            billing::cancel_subscription(app, rc, &id, at_period_end).await?,
+        ))
+    }
+
     /// Platform admins only. One live subscription per tenant.
     async fn subscribe(
         &self,
@@ -388,7 +415,15 @@ impl MutationRoot {
             })
             .transpose()?;
         Ok(BillingSubscription(
-            billing::subscribe(app, rc, &input.tenant_id, &input.plan_id, anchor).await?,
+            billing::subscribe(
+                app,
+                rc,
+                &input.tenant_id,
+                &input.plan_id,
+                anchor,
+                input.terms()?,
+            )
+            .await?,
         ))
     }
 

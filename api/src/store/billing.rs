@@ -10,7 +10,8 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::entity::{
-    credit_balance, credit_note, invoice, invoice_sequence, payment, plan, subscription,
+    credit_balance, credit_note, invoice, invoice_sequence, payment, plan, plan_change,
+    subscription,
 };
 use super::{into_page, owned_by_tenant_in, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
@@ -104,6 +105,56 @@ pub async fn insert_subscription(tx: &Tx, row: SubscriptionRow) -> ApiResult<Sub
                 e.into()
             }
         })
+}
+
+/// Every subscription (system scope: the close decides which to bill).
+pub async fn all_subscriptions(tx: &Tx) -> ApiResult<Vec<SubscriptionRow>> {
+    Ok(subscription::Entity::find()
+        .order_by_asc(subscription::Column::Id)
+        .all(tx)
+        .await?)
+}
+
+pub use plan_change::Model as PlanChangeRow;
+
+/// Every plan change, oldest first.
+pub async fn plan_changes(tx: &Tx) -> ApiResult<Vec<PlanChangeRow>> {
+    Ok(plan_change::Entity::find()
+        .order_by_asc(plan_change::Column::ChangedAt)
+        .all(tx)
+        .await?)
+}
+
+pub async fn insert_plan_change(tx: &Tx, row: PlanChangeRow) -> ApiResult<PlanChangeRow> {
+    Ok(plan_change::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await?)
+}
+
+/// A subscription's JSON terms (tax, coupon), if set.
+pub fn terms<T: serde::de::DeserializeOwned>(
+    json: &Option<String>,
+    what: &str,
+) -> ApiResult<Option<T>> {
+    json.as_deref()
+        .map(|j| serde_json::from_str(j).map_err(|e| corrupt(what, e)))
+        .transpose()
+}
+
+pub async fn get_subscription(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<SubscriptionRow> {
+    subscription::Entity::find_by_id(id)
+        .filter(owned_by_tenant_in(scope, subscription::Column::TenantId))
+        .one(tx)
+        .await?
+        .ok_or(ApiError::not_found("subscription"))
+}
+
+pub async fn save_subscription(tx: &Tx, row: SubscriptionRow) -> ApiResult<SubscriptionRow> {
+    Ok(subscription::ActiveModel::from(row)
+        .reset_all()
+        .update(tx)
+        .await?)
 }
 
 /// Every subscription not cancelled (in the transaction's scope).

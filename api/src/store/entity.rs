@@ -247,6 +247,10 @@ pub mod subscription {
         pub cancelled_at: Option<ChronoDateTimeUtc>,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
+        /// JSON `dotmac_billing::TaxRate` of the tenant's jurisdiction.
+        pub tax: Option<String>,
+        /// JSON `dotmac_billing::Coupon`.
+        pub coupon: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -382,6 +386,27 @@ pub mod credit_balance {
         #[sea_orm(primary_key, auto_increment = false)]
         pub currency: String,
         pub balance: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod plan_change {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plan_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub subscription_id: String,
+        pub from_plan_id: String,
+        pub to_plan_id: String,
+        pub changed_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -145,7 +145,7 @@ async fn close_scenario(backend: Backend) {
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     for t in [&a, &b] {
-        subscribe(app, &ctx, t, &plan.id, Some(october))
+        subscribe(app, &ctx, t, &plan.id, Some(october), Default::default())
             .await
             .unwrap();
     }
@@ -427,4 +427,207 @@ async fn documents(srv: &TestServer, inv: &InvoiceRow) {
             .0,
         404
     );
+}
+
+fn flat(slug: &str, fee: i64) -> PlanVersion {
+    PlanVersion {
+        plan: slug.into(),
+        version: 1,
+        currency: Currency::USD,
+        interval: Interval::Monthly,
+        trial_days: 0,
+        prices: vec![Price {
+            meter: None,
+            model: ChargeModel::Flat {
+                amount: Decimal::from(fee),
+            },
+            included_units: Decimal::ZERO,
+            minimum: None,
+        }],
+    }
+}
+
+async fn invoice_total(app: &App, tenant: &str, start: &str) -> Option<(String, String, String)> {
+    invoices(app)
+        .await
+        .into_iter()
+        .find(|i| i.tenant_id == tenant && i.period_start == start)
+        .map(|i| (i.discount, i.tax, i.total))
+}
+
+/// Tax by jurisdiction and a two-period coupon on A; a mid-period plan
+/// change on B; an immediate cancellation on C; A ending at a period's end.
+async fn terms_scenario(backend: Backend) {
+    use dotmac_api::domain::billing::{cancel_subscription, change_plan, SubscriptionTerms};
+    use dotmac_billing::{Coupon, CouponDuration, Discount, TaxRate};
+    let srv = TestServer::start(backend).await;
+    let app = &srv.app;
+    if let Some(usage) = &app.usage {
+        usage.migrate().await.unwrap();
+    }
+    let ctx = admin();
+    let small = create_plan(app, &ctx, "Small", flat("small", 99))
+        .await
+        .unwrap();
+    let medium = create_plan(app, &ctx, "Medium", flat("medium", 299))
+        .await
+        .unwrap();
+    let (a, b) = tenant_ids(app).await;
+    let c = {
+        use dotmac_api::store::entity::tenant;
+        let tx = app.store.begin_system().await.unwrap();
+        let t = tenant::Entity::find().all(&tx).await.unwrap();
+        tx.commit().await.unwrap();
+        t.into_iter()
+            .find(|t| t.slug == "comet-wireless")
+            .unwrap()
+            .id
+    };
+    let october = NaiveDate::from_ymd_opt(2026, 10, 1);
+    let terms = SubscriptionTerms {
+        tax: Some(TaxRate {
+            name: "KE VAT 16%".into(),
+            percent: dec!(16),
+            inclusive: false,
+        }),
+        coupon: Some(Coupon {
+            code: "WELCOME10".into(),
+            discount: Discount::Percent(dec!(10)),
+            duration: CouponDuration::Periods(2),
+        }),
+    };
+    let sub_a = subscribe(app, &ctx, &a, &small.id, october, terms)
+        .await
+        .unwrap();
+    let sub_b = subscribe(app, &ctx, &b, &small.id, october, Default::default())
+        .await
+        .unwrap();
+    let sub_c = subscribe(app, &ctx, &c, &small.id, october, Default::default())
+        .await
+        .unwrap();
+    let bad = SubscriptionTerms {
+        tax: Some(TaxRate {
+            name: "X".into(),
+            percent: dec!(120),
+            inclusive: false,
+        }),
+        coupon: None,
+    };
+    let err = subscribe(app, &ctx, &c, &small.id, october, bad)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("input.tax.percent"), "{err}");
+
+    let close = |month: &str, now: &str| CloseRequest {
+        month: month.parse().unwrap(),
+        now: at(now),
+        grace: TimeDelta::days(3),
+    };
+    close_period(
+        app,
+        &close("2026-10-01", "2026-11-28T00:00:00Z"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    // 99 less 10% (9.90), then 16% of 89.10 = 14.256 → 14.26.
+    let expected_a = Some(("9.90".into(), "14.26".into(), "103.36".into()));
+    assert_eq!(invoice_total(app, &a, "2026-10-01").await, expected_a);
+
+    // B moves to medium and C cancels, both now, inside November.
+    change_plan(app, &ctx, &sub_b.id, &medium.id).await.unwrap();
+    assert!(
+        change_plan(app, &ctx, &sub_b.id, &medium.id).await.is_err(),
+        "already on it"
+    );
+    cancel_subscription(app, &ctx, &sub_c.id, false)
+        .await
+        .unwrap();
+    let changed_at = {
+        use dotmac_api::store::entity::{plan_change, subscription};
+        let tx = app.store.begin_system().await.unwrap();
+        let change = plan_change::Entity::find().one(&tx).await.unwrap().unwrap();
+        let c_sub = subscription::Entity::find_by_id(sub_c.id.as_str())
+            .one(&tx)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        (change.changed_at, c_sub.cancelled_at.unwrap())
+    };
+    let report = close_period(
+        app,
+        &close("2026-11-01", "2026-12-05T00:00:00Z"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.cancelled_in_period, 1);
+    // The second discounted period.
+    assert_eq!(invoice_total(app, &a, "2026-11-01").await, expected_a);
+    let nov = dotmac_billing::Period {
+        start: "2026-11-01".parse().unwrap(),
+        end: "2026-12-01".parse().unwrap(),
+    };
+    let usd = Currency::USD;
+    let r = dotmac_schema::money::Rounding::default();
+    let p = |fee: Decimal, from, to| dotmac_billing::prorate(fee, &nov, from, to, usd, r);
+    let b_expected =
+        p(dec!(99), nov.start_time(), changed_at.0) + p(dec!(299), changed_at.0, nov.end_time());
+    let b_total: Decimal = invoice_total(app, &b, "2026-11-01")
+        .await
+        .unwrap()
+        .2
+        .parse()
+        .unwrap();
+    assert_eq!(b_total, b_expected);
+    let c_total: Decimal = invoice_total(app, &c, "2026-11-01")
+        .await
+        .unwrap()
+        .2
+        .parse()
+        .unwrap();
+    assert_eq!(c_total, p(dec!(99), nov.start_time(), changed_at.1));
+
+    // A ends with December; the coupon is used up; C is not billed again.
+    cancel_subscription(app, &ctx, &sub_a.id, true)
+        .await
+        .unwrap();
+    close_period(
+        app,
+        &close("2026-12-01", "2027-01-05T00:00:00Z"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        invoice_total(app, &a, "2026-12-01").await,
+        Some(("0.00".into(), "15.84".into(), "114.84".into()))
+    );
+    assert_eq!(
+        invoice_total(app, &b, "2026-12-01").await.unwrap().2,
+        "299.00"
+    );
+    assert!(invoice_total(app, &c, "2026-12-01").await.is_none());
+    let report = close_period(
+        app,
+        &close("2027-01-01", "2027-02-05T00:00:00Z"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.subscriptions, 1,
+        "only B is billed in January: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn terms_on_postgres() {
+    terms_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn terms_on_embedded_sqlite() {
+    terms_scenario(Backend::Sqlite).await;
 }

@@ -1090,7 +1090,9 @@ async fn mutation_case(w: &World, field: &str) {
         | "createCreditNote"
         | "recordPayment"
         | "voidInvoice"
-        | "markInvoiceUncollectible" => billing::mutation_case(w, field).await,
+        | "markInvoiceUncollectible"
+        | "changePlan"
+        | "cancelSubscription" => billing::mutation_case(w, field).await,
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }

@@ -222,6 +222,9 @@ pub async fn mutation_case(w: &World, field: &str) {
     ) {
         return settlement_case(w, field).await;
     }
+    if matches!(field, "changePlan" | "cancelSubscription") {
+        return subscription_change_case(w, field).await;
+    }
     let (doc, vars) = match field {
         "createPlan" => (
             "mutation { createPlan(input: { slug: \"rogue-plan\", version: 1, name: \"Rogue\", currency: \"USD\", interval: MONTHLY, prices: [{ model: FLAT, amount: \"1\" }] }) { id } }".to_owned(),
@@ -413,4 +416,56 @@ async fn settlement_case(w: &World, field: &str) {
         .gql(read, json!({ "id": target }))
         .await
         .expect_code("NOT_FOUND");
+}
+
+/// Changing or cancelling a subscription is for platform admins; a denied
+/// call leaves it as it was. Run on a fresh tenant's subscription.
+async fn subscription_change_case(w: &World, field: &str) {
+    let target = w.fresh_tenant(&[]).await;
+    let sub = w
+        .platform
+        .gql(
+            "mutation($t: ID!, $p: ID!) { subscribe(input: { tenantId: $t, planId: $p }) { id } }",
+            json!({ "t": target.tenant_id, "p": w.billing.plan_a }),
+        )
+        .await
+        .data()["subscribe"]["id"]
+        .clone();
+    let (doc, vars) = if field == "changePlan" {
+        (
+            "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { id plan { id } } }",
+            json!({ "s": sub, "p": w.billing.plan_b }),
+        )
+    } else {
+        (
+            "mutation($s: ID!) { cancelSubscription(id: $s, atPeriodEnd: false) { id state } }",
+            json!({ "s": sub }),
+        )
+    };
+    let read = "query($t: ID!) { subscriptions(first: 5, tenantId: $t) { edges { node { id state cancelledAt plan { id } } } } }";
+    let before = w
+        .platform
+        .gql(read, json!({ "t": target.tenant_id }))
+        .await
+        .body
+        .clone();
+    for (who, c) in w
+        .everyone()
+        .into_iter()
+        .filter(|(who, _)| *who != "platform_admin")
+    {
+        let ans = c.gql(doc, vars.clone()).await;
+        assert_denied(who, field, &ans, &["FORBIDDEN"], &target.secrets());
+    }
+    let after = w
+        .platform
+        .gql(read, json!({ "t": target.tenant_id }))
+        .await
+        .body
+        .clone();
+    assert_eq!(
+        after, before,
+        "{field}: a denied call changed the subscription"
+    );
+    w.platform.gql(doc, vars).await.data();
 }

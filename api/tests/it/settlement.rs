@@ -101,8 +101,12 @@ async fn settlement_scenario(backend: Backend) {
         .unwrap();
     let (a, b) = tenants(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
-    subscribe(app, &ctx, &a, &plan.id, october).await.unwrap();
-    subscribe(app, &ctx, &b, &plan.id, october).await.unwrap();
+    subscribe(app, &ctx, &a, &plan.id, october, Default::default())
+        .await
+        .unwrap();
+    subscribe(app, &ctx, &b, &plan.id, october, Default::default())
+        .await
+        .unwrap();
     close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     let inv = invoice_of(app, &a, "2026-10-01").await;
     assert_eq!(
