@@ -125,6 +125,41 @@ impl EmbeddedUsage {
         dotmac_ingest::store::merge_parts(parts).map_err(internal)
     }
 
+    /// Accepted events of the log (their dedupe key was committed), each
+    /// once, with its tenant: (tenant, dedupe key, payload). The embedded
+    /// counterpart of ClickHouse's committed raw rows, for reconciliation.
+    pub async fn accepted_raw(&self) -> ApiResult<Vec<(String, String, String)>> {
+        use dotmac_ingest::dedupe::DedupeKey;
+        use dotmac_schema::usage::EventView;
+        let db = self.store.connection();
+        let accepted: std::collections::HashSet<String> = db
+            .query_all(stmt("SELECT dedupe_key FROM usage_dedupe", vec![]))
+            .await?
+            .into_iter()
+            .filter_map(|r| r.try_get::<String>("", "dedupe_key").ok())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for row in db
+            .query_all(stmt(
+                "SELECT tenant, payload FROM usage_log ORDER BY log_offset",
+                vec![],
+            ))
+            .await?
+        {
+            let tenant: String = row.try_get("", "tenant")?;
+            let payload: Vec<u8> = row.try_get("", "payload")?;
+            let Ok(event) = EventView::decode(&payload) else {
+                continue;
+            };
+            let key = DedupeKey::new(&tenant, &event.source, &event.id).to_hex();
+            if accepted.contains(&key) && seen.insert(key.clone()) {
+                out.push((tenant, key, String::from_utf8_lossy(&payload).into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Folds what the log holds beyond the committed offset, forever.
     pub async fn run(self: Arc<Self>) {
         let mut dedupe = DedupeSet::default();

@@ -89,6 +89,17 @@ enum BillCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Reconciles the periods starting in --period: invoiced quantities vs
+    /// committed rollups vs raw deduplicated events, per tenant and meter.
+    /// Exits non-zero when anything differs.
+    Reconcile {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Reconcile the embedded store of `dotmac dev` in this data dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Dunning: past_due after the due date, suspension after
     /// billing.suspend_after_days, reactivation once paid.
     Dunning {
@@ -296,6 +307,43 @@ async fn main() -> anyhow::Result<()> {
                 report.finalized,
                 report.in_trial
             );
+            Ok(())
+        }
+        Command::Bill {
+            command: BillCommand::Reconcile { period, data_dir },
+        } => {
+            init_tracing(&config.log_format);
+            let month = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
+                .map_err(|_| {
+                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
+                })?;
+            let app = match data_dir {
+                Some(dir) => server::embedded_app(config, &dir).await?,
+                None => server::production_app(config).await?,
+            };
+            let report =
+                dotmac_api::domain::reconcile::reconcile(&app, &dotmac_schema::Scope::All, month)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reconciling {period}: {e}"))?;
+            println!("tenant\tmeter\tinvoiced\trollups\traw\tcauses");
+            for r in &report.rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.tenant_id,
+                    r.meter,
+                    r.invoiced
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.rollups,
+                    r.raw,
+                    r.causes.join("; ")
+                );
+            }
+            let n = report.discrepancies();
+            if n > 0 {
+                bail!("{period}: {n} discrepancies");
+            }
+            println!("{period}: clean ({} rows)", report.rows.len());
             Ok(())
         }
         Command::Bill {

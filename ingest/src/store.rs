@@ -230,6 +230,35 @@ impl UsageStore {
         Ok(rows.into_iter().next().unwrap_or_default())
     }
 
+    /// Committed raw events of one type with event times in
+    /// `[from_us, to_us)`: (tenant, dedupe key, payload), for
+    /// reconciliation to recompute rollups from what was accepted.
+    pub async fn committed_raw(
+        &self,
+        event_type: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<(String, String, String)>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            tenant: String,
+            dedupe_key: String,
+            payload: String,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT tenant, dedupe_key, payload FROM usage_raw WHERE event_type = {t} \
+                 AND event_time_us >= {from_us} AND event_time_us < {to_us} AND {COMMITTED}",
+                t = quote(event_type)
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.tenant, r.dedupe_key, r.payload))
+            .collect())
+    }
+
     /// Committed raw events, counted: reconciliation compares this with the
     /// batch totals, and invoices recompute from these rows.
     pub async fn committed_raw_count(&self) -> Result<u64, ClickHouseError> {

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod billing;
 pub mod identity;
 pub mod meters;
+pub mod reconcile;
 pub mod resellers;
 pub mod settlement;
 pub mod tenants;

@@ -760,3 +760,54 @@ pub struct RecordPaymentInput {
     /// The payment's id at its source (unique).
     pub reference: String,
 }
+
+/// One tenant and meter of a reconciled month.
+#[derive(SimpleObject)]
+pub struct ReconciliationRow {
+    pub tenant_id: ID,
+    pub meter: String,
+    pub period_start: String,
+    pub period_end: String,
+    /// What invoices charged for the period (null: no invoice yet).
+    pub invoiced: Option<String>,
+    pub invoice_status: Option<String>,
+    /// Committed rollups.
+    pub rollups: String,
+    /// The raw deduplicated events refolded by the meter.
+    pub raw: String,
+    /// Why the figures differ; empty when they agree.
+    pub causes: Vec<String>,
+}
+
+/// A month's reconciliation in the caller's scope.
+#[derive(SimpleObject)]
+pub struct Reconciliation {
+    pub month: String,
+    /// Rows with a cause; zero on a clean month.
+    pub discrepancies: i32,
+    pub rows: Vec<ReconciliationRow>,
+}
+
+impl Reconciliation {
+    pub fn new(month: String, r: crate::domain::reconcile::ReconReport) -> Self {
+        Reconciliation {
+            month,
+            discrepancies: i32::try_from(r.discrepancies()).unwrap_or(i32::MAX),
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| ReconciliationRow {
+                    tenant_id: ID(row.tenant_id),
+                    meter: row.meter,
+                    period_start: row.period.start.to_string(),
+                    period_end: row.period.end.to_string(),
+                    invoiced: row.invoiced.map(text),
+                    invoice_status: row.invoice_status.map(|s| s.to_uppercase()),
+                    rollups: text(row.rollups),
+                    raw: text(row.raw),
+                    causes: row.causes,
+                })
+                .collect(),
+        }
+    }
+}

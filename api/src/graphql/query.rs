@@ -8,7 +8,7 @@ use dotmac_schema::{
     ApiKeyId, AuditId, InvoiceId, MeterId, PlanId, ResellerId, SubscriptionId, TenantId, UserId,
 };
 
-use super::billing_types::{Invoice, Plan, Subscription as BillingSubscription};
+use super::billing_types::{Invoice, Plan, Reconciliation, Subscription as BillingSubscription};
 use super::types::{
     ApiKey, AuditEntry, AuditFilter, Meter, Reseller, Tenant, TenantBatch, TenantFilter,
     UsagePoint, User,
@@ -243,6 +243,20 @@ impl QueryRoot {
         let rows = billing_rows::list_invoices(&tx, &p.scope, tenant.as_deref(), page).await?;
         tx.commit().await?;
         Ok(connection(rows, after.is_some(), |r| r.id.clone(), Invoice))
+    }
+
+    /// Per tenant and meter in the caller's scope, for the periods starting
+    /// in `month` (YYYY-MM): invoiced quantity vs committed rollups vs the
+    /// raw deduplicated events; each discrepancy with its cause.
+    async fn reconciliation(&self, gctx: &Context<'_>, month: String) -> Result<Reconciliation> {
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let first = chrono::NaiveDate::parse_from_str(&format!("{}-01", month.trim()), "%Y-%m-%d")
+            .map_err(|_| {
+                crate::error::ApiError::validation("month", "must be a month such as 2026-11")
+            })?;
+        let report = crate::domain::reconcile::reconcile(app, &p.scope, first).await?;
+        Ok(Reconciliation::new(month, report))
     }
 
     async fn invoice(&self, gctx: &Context<'_>, id: ID) -> Result<Invoice> {

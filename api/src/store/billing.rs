@@ -115,6 +115,15 @@ pub async fn all_subscriptions(tx: &Tx) -> ApiResult<Vec<SubscriptionRow>> {
         .await?)
 }
 
+/// Every subscription in `scope`.
+pub async fn subscriptions_in(tx: &Tx, scope: &Scope) -> ApiResult<Vec<SubscriptionRow>> {
+    Ok(subscription::Entity::find()
+        .filter(owned_by_tenant_in(scope, subscription::Column::TenantId))
+        .order_by_asc(subscription::Column::Id)
+        .all(tx)
+        .await?)
+}
+
 pub use plan_change::Model as PlanChangeRow;
 
 /// Every plan change, oldest first.

@@ -142,6 +142,21 @@ async fn close_scenario(backend: Backend) {
     let app = &srv.app;
     let ctx = admin();
     let plan = create_plan(app, &ctx, "Small", small_plan()).await.unwrap();
+    dotmac_api::domain::meters::create(
+        app,
+        &ctx,
+        dotmac_api::domain::meters::NewMeter {
+            slug: "gigabytes".into(),
+            name: "Gigabytes".into(),
+            event_type: "session.gb".into(),
+            aggregation: dotmac_schema::usage::Aggregation::Sum,
+            value_path: Some("gb".into()),
+            group_by: vec![],
+            window: dotmac_schema::usage::Window::Hour,
+        },
+    )
+    .await
+    .unwrap();
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     for t in [&a, &b] {
@@ -239,6 +254,21 @@ async fn close_scenario(backend: Backend) {
     assert_eq!(a_lines[1].amount, dec!(7.50));
 
     documents(&srv, rows.iter().find(|i| i.tenant_id == a).unwrap()).await;
+
+    // These rollups were committed without raw events behind them (written
+    // straight as parts): reconciliation names exactly that, and nothing else.
+    let recon = dotmac_api::domain::reconcile::reconcile(app, &dotmac_schema::Scope::All, october)
+        .await
+        .unwrap();
+    assert_eq!(recon.discrepancies(), 2, "{recon:?}");
+    for row in &recon.rows {
+        assert_eq!(row.invoiced, Some(row.rollups));
+        assert_eq!(row.causes.len(), 1);
+        assert!(
+            row.causes[0].contains("differ from the raw deduplicated events"),
+            "{row:?}"
+        );
+    }
 
     // Closing again changes nothing.
     let report = close_period(

@@ -519,7 +519,7 @@ async fn query_case(w: &World, field: &str) {
                 assert_eq!(got.iter().collect::<Vec<_>>(), sees, "{who}");
             }
         }
-        "plans" | "plan" | "subscriptions" | "invoices" | "invoice" => {
+        "plans" | "plan" | "subscriptions" | "invoices" | "invoice" | "reconciliation" => {
             billing::query_case(w, field).await
         }
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),

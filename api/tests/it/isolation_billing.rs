@@ -128,6 +128,9 @@ fn viewers(w: &World) -> Vec<(&'static str, &Client, bool, bool)> {
 }
 
 pub async fn query_case(w: &World, field: &str) {
+    if field == "reconciliation" {
+        return reconciliation_case(w).await;
+    }
     let ids = &w.billing;
     let (doc_list, doc_one, one_a, one_b) = match field {
         "plans" | "plan" => (
@@ -468,4 +471,45 @@ async fn subscription_change_case(w: &World, field: &str) {
         "{field}: a denied call changed the subscription"
     );
     w.platform.gql(doc, vars).await.data();
+}
+
+/// Each principal reconciles only the tenants of its scope.
+async fn reconciliation_case(w: &World) {
+    let doc = "{ reconciliation(month: \"2026-10\") { month discrepancies rows { tenantId meter invoiced rollups raw causes } } }";
+    for (who, c, sees_a, sees_b) in viewers(w) {
+        let ans = c.gql(doc, json!({})).await;
+        assert!(
+            ans.errors().is_empty(),
+            "reconciliation: {who}: {}",
+            ans.body
+        );
+        let tenants: Vec<String> = ans.data()["reconciliation"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["tenantId"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            tenants.contains(&w.a.tenant_id),
+            sees_a,
+            "{who}: {}",
+            ans.body
+        );
+        assert_eq!(
+            tenants.contains(&w.b.tenant_id),
+            sees_b,
+            "{who}: {}",
+            ans.body
+        );
+        if !sees_a {
+            assert_no_leak(who, "reconciliation", &ans, &w.a.secrets());
+        }
+        if !sees_b {
+            assert_no_leak(who, "reconciliation", &ans, &w.b.secrets());
+        }
+    }
+    w.platform
+        .gql("{ reconciliation(month: \"Oct\") { month } }", json!({}))
+        .await
+        .expect_code("VALIDATION");
 }

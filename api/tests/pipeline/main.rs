@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_input;
+mod billing;
 mod chaos;
 mod exactness;
 mod harness;
