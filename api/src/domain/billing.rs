@@ -8,7 +8,7 @@
 //! they meet on `UNIQUE (subscription_id, period_start)`, and only drafts
 //! are ever rewritten.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use dotmac_billing::period::Calendar;
@@ -20,6 +20,7 @@ use dotmac_schema::money::Rounding;
 use dotmac_schema::price::PlanVersion;
 use dotmac_schema::usage::RollupState;
 use rust_decimal::Decimal;
+use sea_orm::EntityTrait;
 
 use dotmac_schema::{InvoiceId, PlanId, Role, SubscriptionId, TenantId};
 
@@ -515,8 +516,33 @@ pub async fn close_period(
             .collect()
     };
 
-    let total = due.len();
-    for (i, d) in due.iter().enumerate() {
+    // What exists already, read once rather than per subscription: the
+    // month's invoices, every settled invoice of these subscriptions (for
+    // adjustments and coupons), and each tenant's reseller (for events).
+    let tx = app.store.begin_system().await?;
+    let starts: BTreeSet<String> = due.iter().map(|d| d.period.start.to_string()).collect();
+    let mut existing: HashMap<(String, String), InvoiceRow> = HashMap::new();
+    for row in rows::invoices_starting(&tx, &starts).await? {
+        existing.insert((row.subscription_id.clone(), row.period_start.clone()), row);
+    }
+    let mut settled: HashMap<String, Vec<InvoiceRow>> = HashMap::new();
+    for row in rows::settled_invoices(&tx).await? {
+        settled
+            .entry(row.subscription_id.clone())
+            .or_default()
+            .push(row);
+    }
+    let resellers: HashMap<String, Option<String>> = crate::store::entity::tenant::Entity::find()
+        .all(&tx)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.reseller_id))
+        .collect();
+    tx.commit().await?;
+
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    for d in &due {
         let mut counted = totals_of(d.period, &d.sub.tenant_id, &d.plan);
         if d.accrues_from > d.period.start_time() || d.accrues_to < d.period.end_time() {
             // A trial ended or the subscription was cancelled inside the
@@ -533,6 +559,9 @@ pub async fn close_period(
                 .remove(&d.sub.tenant_id)
                 .unwrap_or_default();
             }
+            if d.accrues_to < d.period.end_time() {
+                report.cancelled_in_period += 1;
+            }
         }
         let mut lines = Vec::new();
         for (plan, from, to) in &d.segments {
@@ -545,18 +574,159 @@ pub async fn close_period(
             ));
         }
         lines.extend(usage_lines(&d.plan, &counted));
-        lines.extend(adjustments(app, d, &totals_of).await?);
-        if d.accrues_to < d.period.end_time() {
-            // Cancelled inside the period: billed up to the cancellation.
-            report.cancelled_in_period += 1;
+        let history = settled.get(&d.sub.id).map(Vec::as_slice).unwrap_or(&[]);
+        lines.extend(adjustments(d, history, &totals_of)?);
+        let invoice = build_invoice(
+            lines,
+            d.plan.currency,
+            Rounding::default(),
+            coupon_for(d, history),
+            d.tax.as_ref(),
+            Decimal::ZERO,
+        );
+        match existing.get(&(d.sub.id.clone(), d.period.start.to_string())) {
+            None => inserts.push(new_draft(d, &invoice, req.now)?),
+            Some(row) if row.status == "draft" => {
+                let mut changed = row.clone();
+                rows::set_amounts(&mut changed, &invoice)?;
+                if changed == *row {
+                    report.unchanged += 1;
+                } else {
+                    updates.push(changed);
+                }
+            }
+            Some(_) => report.unchanged += 1,
         }
-        close_one(app, d, lines, req, &mut report).await?;
-        if d.sub.cancel_at_period_end && req.now >= d.period.end_time() {
-            end_at_period_end(app, &d.sub.id, d.period.end_time()).await?;
+    }
+
+    // Writes in chunks, one transaction each: a crash loses at most the
+    // chunk in flight, and the next close writes it (drafts meet on the
+    // unique period key, so nothing is written twice).
+    let total = inserts.len() + updates.len();
+    let mut done = 0;
+    for chunk in inserts.chunks(WRITE_CHUNK) {
+        let tx = app.store.begin_system().await?;
+        let written = rows::insert_drafts(&tx, chunk).await?;
+        tx.commit().await?;
+        report.drafted += written;
+        report.unchanged += chunk.len() - written;
+        done += chunk.len();
+        progress(done, total);
+    }
+    for chunk in updates.chunks(WRITE_CHUNK) {
+        let tx = app.store.begin_system().await?;
+        for row in chunk {
+            if rows::update_draft(&tx, row, req.now).await? {
+                report.updated += 1;
+            } else {
+                report.unchanged += 1;
+            }
         }
-        progress(i + 1, total);
+        tx.commit().await?;
+        done += chunk.len();
+        progress(done, total);
+    }
+
+    // Finalization of what is past its grace, a chunk per transaction, each
+    // drawing its numbers from the issuer's sequence in that transaction.
+    let ripe: HashSet<String> = due
+        .iter()
+        .filter(|d| req.now >= d.period.end_time() + req.grace)
+        .map(|d| d.sub.id.clone())
+        .collect();
+    if !ripe.is_empty() {
+        let tx = app.store.begin_system().await?;
+        let drafts: Vec<String> = rows::invoices_starting(&tx, &starts)
+            .await?
+            .into_iter()
+            .filter(|r| r.status == "draft" && ripe.contains(&r.subscription_id))
+            .map(|r| r.id)
+            .collect();
+        tx.commit().await?;
+        let postgres = app.store.backend() == sea_orm::DbBackend::Postgres;
+        for chunk in drafts.chunks(WRITE_CHUNK) {
+            let tx = app.store.begin_system().await?;
+            let finalized =
+                rows::finalize_many(&tx, chunk, PLATFORM_ISSUER, req.now, NET_DAYS, postgres)
+                    .await?;
+            tx.commit().await?;
+            report.finalized += finalized.len();
+            for row in finalized {
+                tracing::info!(invoice = %row.id, number = ?row.number, tenant = %row.tenant_id, "invoice finalized");
+                let event = crate::events::BusEvent::Invoice(crate::events::InvoiceFinalized {
+                    reseller_id: resellers.get(&row.tenant_id).cloned().flatten(),
+                    invoice_id: row.id,
+                    tenant_id: row.tenant_id,
+                    number: row.number.unwrap_or_default(),
+                    total: row.total,
+                    currency: row.currency,
+                    finalized_at: req.now,
+                });
+                // Finalized whatever the bus does: subscribers may miss it.
+                if let Err(e) = app.bus.publish(&event).await {
+                    tracing::warn!(error = %e, "invoiceFinalized not published");
+                }
+            }
+        }
+    }
+    for d in due
+        .iter()
+        .filter(|d| d.sub.cancel_at_period_end && req.now >= d.period.end_time())
+    {
+        end_at_period_end(app, &d.sub.id, d.period.end_time()).await?;
     }
     Ok(report)
+}
+
+/// Invoices written per transaction by a close.
+const WRITE_CHUNK: usize = 500;
+
+/// The coupon, while it has periods left: those already discounted are
+/// the subscription's settled invoices of other periods with a discount.
+fn coupon_for<'a>(d: &'a Due, history: &[InvoiceRow]) -> Option<&'a dotmac_billing::Coupon> {
+    let c = d.coupon.as_ref()?;
+    let used = history
+        .iter()
+        .filter(|i| i.period_start != d.period.start.to_string())
+        .filter(|i| rows::dec(&i.discount).is_ok_and(|v| !v.is_zero()))
+        .count();
+    c.applies_after(u32::try_from(used).unwrap_or(u32::MAX))
+        .then_some(c)
+}
+
+/// A new draft row for `d`'s period.
+fn new_draft(
+    d: &Due,
+    invoice: &dotmac_billing::Invoice,
+    now: DateTime<Utc>,
+) -> ApiResult<InvoiceRow> {
+    let mut row = InvoiceRow {
+        id: InvoiceId::new().to_string(),
+        tenant_id: d.sub.tenant_id.clone(),
+        subscription_id: d.sub.id.clone(),
+        period_start: d.period.start.to_string(),
+        period_end: d.period.end.to_string(),
+        status: "draft".into(),
+        currency: String::new(),
+        issuer: PLATFORM_ISSUER.into(),
+        number: None,
+        subtotal: String::new(),
+        discount: String::new(),
+        tax: String::new(),
+        total: String::new(),
+        amount_due: String::new(),
+        lines: String::new(),
+        finalized_at: None,
+        due_at: None,
+        created_at: now,
+        updated_at: now,
+        paid: "0".into(),
+        credited: "0".into(),
+        credit_applied: "0".into(),
+        status_reason: None,
+    };
+    rows::set_amounts(&mut row, invoice)?;
+    Ok(row)
 }
 
 /// Ends a subscription that was to cancel at the end of a closed period.
@@ -577,157 +747,26 @@ async fn end_at_period_end(app: &App, id: &str, at: DateTime<Utc>) -> ApiResult<
 /// usage changed since (usage of older periods is not re-read: the
 /// dedupe horizon and the aggregator's time limits keep late events within
 /// about a month).
-async fn adjustments(
-    app: &App,
+fn adjustments(
     d: &Due,
+    history: &[InvoiceRow],
     totals_of: &(dyn Fn(Period, &str, &PlanVersion) -> UsageTotals + Sync),
 ) -> ApiResult<Vec<LineDraft>> {
-    let tx = app.store.begin_system().await?;
-    let finalized = rows::finalized_invoices(&tx, &d.sub.id).await?;
-    tx.commit().await?;
+    let mut out = Vec::new();
+    if !history
+        .iter()
+        .any(|r| rows::period_of(r).is_ok_and(|p| p == d.previous))
+    {
+        return Ok(out);
+    }
     let mut all_lines = Vec::new();
-    for row in &finalized {
+    for row in history {
         all_lines.extend(rows::lines(row)?);
     }
-    let mut out = Vec::new();
-    for row in &finalized {
-        if rows::period_of(row)? != d.previous {
-            continue;
-        }
-        let billed = billed_quantities(all_lines.iter().map(|l| &l.kind), &d.previous);
-        let counted = totals_of(d.previous, &d.sub.tenant_id, &d.plan);
-        out.extend(adjustment_lines(&d.plan, &d.previous, &billed, &counted));
-    }
+    let billed = billed_quantities(all_lines.iter().map(|l| &l.kind), &d.previous);
+    let counted = totals_of(d.previous, &d.sub.tenant_id, &d.plan);
+    out.extend(adjustment_lines(&d.plan, &d.previous, &billed, &counted));
     Ok(out)
-}
-
-/// Writes one subscription's draft (or leaves it if finalized) and
-/// finalizes it when its grace period is over.
-async fn close_one(
-    app: &App,
-    d: &Due,
-    lines: Vec<LineDraft>,
-    req: &CloseRequest,
-    report: &mut CloseReport,
-) -> ApiResult<()> {
-    // A coupon applies while it has periods left: those already discounted
-    // are the subscription's finalized invoices that carry a discount.
-    let coupon = match &d.coupon {
-        Some(c) => {
-            let tx = app.store.begin_system().await?;
-            let used = rows::finalized_invoices(&tx, &d.sub.id)
-                .await?
-                .iter()
-                .filter(|i| i.period_start != d.period.start.to_string())
-                .filter(|i| rows::dec(&i.discount).is_ok_and(|v| !v.is_zero()))
-                .count();
-            tx.commit().await?;
-            c.applies_after(u32::try_from(used).unwrap_or(u32::MAX))
-                .then_some(c)
-        }
-        None => None,
-    };
-    let invoice = build_invoice(
-        lines,
-        d.plan.currency,
-        Rounding::default(),
-        coupon,
-        d.tax.as_ref(),
-        Decimal::ZERO,
-    );
-    let tx = app.store.begin_system().await?;
-    let existing = rows::invoice_for(&tx, &d.sub.id, d.period.start).await?;
-    let row = match existing {
-        None => {
-            let mut row = InvoiceRow {
-                id: InvoiceId::new().to_string(),
-                tenant_id: d.sub.tenant_id.clone(),
-                subscription_id: d.sub.id.clone(),
-                period_start: d.period.start.to_string(),
-                period_end: d.period.end.to_string(),
-                status: "draft".into(),
-                currency: String::new(),
-                issuer: PLATFORM_ISSUER.into(),
-                number: None,
-                subtotal: String::new(),
-                discount: String::new(),
-                tax: String::new(),
-                total: String::new(),
-                amount_due: String::new(),
-                lines: String::new(),
-                finalized_at: None,
-                due_at: None,
-                created_at: req.now,
-                updated_at: req.now,
-                paid: "0".into(),
-                credited: "0".into(),
-                credit_applied: "0".into(),
-                status_reason: None,
-            };
-            rows::set_amounts(&mut row, &invoice)?;
-            match rows::insert_draft(&tx, row).await? {
-                Some(row) => {
-                    report.drafted += 1;
-                    row
-                }
-                // A concurrent close drafted it first: its row stands.
-                None => {
-                    report.unchanged += 1;
-                    tx.rollback().await?;
-                    return Ok(());
-                }
-            }
-        }
-        Some(mut row) if row.status == "draft" => {
-            let before = row.clone();
-            rows::set_amounts(&mut row, &invoice)?;
-            if row == before {
-                report.unchanged += 1;
-            } else if rows::update_draft(&tx, &row, req.now).await? {
-                report.updated += 1;
-            } else {
-                report.unchanged += 1;
-            }
-            row
-        }
-        Some(_) => {
-            report.unchanged += 1;
-            tx.commit().await?;
-            return Ok(());
-        }
-    };
-    tx.commit().await?;
-
-    if req.now >= d.period.end_time() + req.grace {
-        let tx = app.store.begin_system().await?;
-        match rows::finalize(&tx, &row.id, PLATFORM_ISSUER, req.now, NET_DAYS).await? {
-            Some(number) => {
-                let tenant: TenantId = parse_id("tenantId", &row.tenant_id)?;
-                let reseller_id =
-                    crate::store::tenants::get(&tx, &dotmac_schema::Scope::All, &tenant)
-                        .await?
-                        .reseller_id;
-                tx.commit().await?;
-                tracing::info!(invoice = %row.id, %number, tenant = %row.tenant_id, "invoice finalized");
-                report.finalized += 1;
-                let event = crate::events::BusEvent::Invoice(crate::events::InvoiceFinalized {
-                    invoice_id: row.id.clone(),
-                    tenant_id: row.tenant_id.clone(),
-                    reseller_id,
-                    number,
-                    total: row.total.clone(),
-                    currency: row.currency.clone(),
-                    finalized_at: req.now,
-                });
-                // Finalized whatever the bus does: subscribers may miss it.
-                if let Err(e) = app.bus.publish(&event).await {
-                    tracing::warn!(error = %e, invoice = %row.id, "invoiceFinalized not published");
-                }
-            }
-            None => tx.rollback().await?,
-        }
-    }
-    Ok(())
 }
 
 /// Closes `month` (`YYYY-MM`) now, as a platform admin (GraphQL's path; the

@@ -573,3 +573,138 @@ pub async fn get_invoice(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<InvoiceR
         .await?
         .ok_or(ApiError::not_found("invoice"))
 }
+
+/// Invoices of the periods starting on `starts` (YYYY-MM-DD), system scope.
+pub async fn invoices_starting(
+    tx: &Tx,
+    starts: &std::collections::BTreeSet<String>,
+) -> ApiResult<Vec<InvoiceRow>> {
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
+        .all(tx)
+        .await?)
+}
+
+/// Every invoice past draft, oldest finalization first (system scope).
+pub async fn settled_invoices(tx: &Tx) -> ApiResult<Vec<InvoiceRow>> {
+    Ok(invoice::Entity::find()
+        .filter(invoice::Column::Status.ne("draft"))
+        .order_by_asc(invoice::Column::FinalizedAt)
+        .all(tx)
+        .await?)
+}
+
+/// Inserts drafts, skipping those another close inserted first (they meet
+/// on the unique period key); returns how many were written.
+pub async fn insert_drafts(tx: &Tx, drafts: &[InvoiceRow]) -> ApiResult<usize> {
+    if drafts.is_empty() {
+        return Ok(0);
+    }
+    let written = invoice::Entity::insert_many(
+        drafts
+            .iter()
+            .cloned()
+            .map(|r| invoice::ActiveModel::from(r).reset_all()),
+    )
+    .on_conflict(
+        OnConflict::columns([
+            invoice::Column::SubscriptionId,
+            invoice::Column::PeriodStart,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(tx)
+    .await?;
+    Ok(usize::try_from(written).unwrap_or(usize::MAX))
+}
+
+/// Finalizes the drafts among `ids` in `tx`: locks them (in id order, so
+/// concurrent closes cannot deadlock), draws exactly as many numbers as it
+/// finalizes from the issuer's sequence, applies prepaid credit, and
+/// returns the finalized rows. Invoices no longer drafts (another close
+/// won) draw no number: the sequence stays gapless.
+pub async fn finalize_many(
+    tx: &Tx,
+    ids: &[String],
+    issuer: &str,
+    now: DateTime<Utc>,
+    net_days: i64,
+    postgres: bool,
+) -> ApiResult<Vec<InvoiceRow>> {
+    let mut q = invoice::Entity::find()
+        .filter(invoice::Column::Id.is_in(ids.iter().cloned()))
+        .filter(invoice::Column::Status.eq("draft"))
+        .order_by_asc(invoice::Column::Id);
+    if postgres {
+        q = q.lock_exclusive();
+    }
+    let drafts = q.all(tx).await?;
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first = reserve_numbers(tx, issuer, drafts.len()).await?;
+    let mut out = Vec::with_capacity(drafts.len());
+    for (i, mut row) in drafts.into_iter().enumerate() {
+        row.status = "finalized".into();
+        row.number = Some(format!("{issuer}-{:06}", first + i as i64));
+        row.finalized_at = Some(now);
+        row.due_at = Some(now + TimeDelta::days(net_days));
+        row.updated_at = now;
+        let row = save_invoice(tx, row).await?;
+        out.push(row);
+    }
+    // Prepaid credit, for the tenants that have some.
+    let tenants: Vec<String> = out.iter().map(|r| r.tenant_id.clone()).collect();
+    let with_credit: std::collections::HashSet<String> = credit_balance::Entity::find()
+        .filter(credit_balance::Column::TenantId.is_in(tenants))
+        .all(tx)
+        .await?
+        .into_iter()
+        .filter(|b| dec(&b.balance).is_ok_and(|v| v > Decimal::ZERO))
+        .map(|b| b.tenant_id)
+        .collect();
+    for row in out.iter_mut() {
+        if with_credit.contains(&row.tenant_id) {
+            apply_credit_balance(tx, &row.id).await?;
+            if let Some(fresh) = invoice::Entity::find_by_id(row.id.as_str()).one(tx).await? {
+                *row = fresh;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reserves `n` consecutive numbers of the issuer; returns the first.
+async fn reserve_numbers(tx: &Tx, issuer: &str, n: usize) -> ApiResult<i64> {
+    // Bound as a 32-bit integer: Postgres types `bigint + $1` as int4.
+    let n = i32::try_from(n).map_err(|e| ApiError::internal(e.to_string()))?;
+    invoice_sequence::Entity::insert(invoice_sequence::ActiveModel {
+        issuer: Set(issuer.to_owned()),
+        next_number: Set(1),
+    })
+    .on_conflict(
+        OnConflict::column(invoice_sequence::Column::Issuer)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(tx)
+    .await?;
+    invoice_sequence::Entity::update_many()
+        .col_expr(
+            invoice_sequence::Column::NextNumber,
+            Expr::col(invoice_sequence::Column::NextNumber).add(n),
+        )
+        .filter(invoice_sequence::Column::Issuer.eq(issuer))
+        .exec(tx)
+        .await?;
+    let next = invoice_sequence::Entity::find_by_id(issuer)
+        .one(tx)
+        .await?
+        .ok_or_else(|| ApiError::internal("invoice sequence row vanished"))?
+        .next_number;
+    Ok(next - i64::from(n))
+}
