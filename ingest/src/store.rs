@@ -190,6 +190,80 @@ impl UsageStore {
         )
     }
 
+    /// Each tenant's committed total of one meter over windows in
+    /// `[from_secs, to_secs)`: every part of every window and group merged
+    /// by the merge law. ClickHouse groups the parts per tenant (one row
+    /// each, not one per part), and the merge happens here on exact
+    /// decimals: the period close's read.
+    pub async fn tenant_totals(
+        &self,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> Result<BTreeMap<String, RollupState>, ReadError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            tenant: String,
+            aggregations: Vec<String>,
+            values: Vec<String>,
+            count: u64,
+            uniques: Vec<Vec<String>>,
+            latest_times: Vec<i64>,
+            latest_ids: Vec<String>,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT tenant, groupUniqArray(aggregation) AS aggregations, groupArray(value) AS values, \
+                 sum(count) AS count, groupArray(uniques) AS uniques, groupArray(latest_time_us) AS latest_times, \
+                 groupArray(latest_id) AS latest_ids \
+                 FROM usage_rollup_parts WHERE meter = {meter} \
+                 AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED} \
+                 GROUP BY tenant",
+                meter = quote(meter)
+            ))
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let [aggregation] = row.aggregations.as_slice() else {
+                return Err(ReadError::Part(PartError(format!(
+                    "meter {meter} of tenant {} has parts of several aggregations: {:?}",
+                    row.tenant, row.aggregations
+                ))));
+            };
+            let mut total: Option<RollupState> = None;
+            if aggregation == "COUNT" {
+                total = Some(RollupState::Count(row.count));
+            } else {
+                for (i, value) in row.values.into_iter().enumerate() {
+                    let part = RollupPartRow {
+                        tenant: String::new(),
+                        meter: String::new(),
+                        window_start: 0,
+                        group_key: String::new(),
+                        partition: 0,
+                        write_id: String::new(),
+                        aggregation: aggregation.clone(),
+                        value,
+                        count: 0,
+                        uniques: row.uniques.get(i).cloned().unwrap_or_default(),
+                        latest_time_us: row.latest_times.get(i).copied().unwrap_or_default(),
+                        latest_id: row.latest_ids.get(i).cloned().unwrap_or_default(),
+                    };
+                    let state = part.state()?;
+                    match &mut total {
+                        Some(t) => t.merge(state)?,
+                        None => total = Some(state),
+                    }
+                }
+            }
+            if let Some(t) = total {
+                out.insert(row.tenant, t);
+            }
+        }
+        Ok(out)
+    }
+
     /// Event-to-queryable latency of committed events whose id starts with
     /// `id_prefix`: (count, p50, p99, max) in milliseconds.
     pub async fn latency_ms(

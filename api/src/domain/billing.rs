@@ -352,6 +352,16 @@ pub async fn usage_by_tenant(
     to: DateTime<Utc>,
 ) -> ApiResult<BTreeMap<String, Decimal>> {
     let (from, to) = (from.timestamp(), to.timestamp());
+    if let (None, Some(usage), None) = (&app.embedded_usage, &app.usage, tenants) {
+        // Every tenant: ClickHouse groups the parts per tenant.
+        return Ok(usage
+            .tenant_totals(meter, from, to)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .map(|(t, s)| (t, s.value()))
+            .collect());
+    }
     let rollups = match (&app.embedded_usage, &app.usage) {
         (Some(embedded), _) => embedded.rollups(tenants, meter, from, to).await?,
         (None, Some(usage)) => usage

@@ -223,6 +223,22 @@ async fn rollups_equal_independent_totals_for_every_aggregation() {
             assert_eq!(got.get(k), Some(v), "{slug} {k:?}");
         }
     }
+    // The close's read, grouped per tenant in ClickHouse, equals merging
+    // every window's rollup by the merge law, for every aggregation.
+    for (slug, ..) in &meters {
+        let per_tenant = p.usage.tenant_totals(slug, 0, i64::MAX).await.unwrap();
+        let mut merged: std::collections::BTreeMap<String, dotmac_schema::usage::RollupState> =
+            std::collections::BTreeMap::new();
+        for (k, state) in p.rollups(slug).await {
+            match merged.get_mut(&k.tenant) {
+                Some(t) => t.merge(state).unwrap(),
+                None => {
+                    merged.insert(k.tenant, state);
+                }
+            }
+        }
+        assert_eq!(per_tenant, merged, "{slug}: per-tenant totals");
+    }
     // Sanity on the generator: SUM is exact to the last decimal place.
     let sum: Decimal = samples.iter().map(|s| s.bytes).sum();
     let got: Decimal = actual(&p, "m-sum").await.values().copied().sum();
