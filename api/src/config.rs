@@ -60,6 +60,9 @@ pub struct BillingConfig {
     /// HMAC-SHA256 secret of `POST /v1/webhooks/payments`; empty turns the
     /// webhook off.
     pub payment_webhook_secret: String,
+    /// Minutes between scheduled closes and dunning runs in `serve` and
+    /// `dev`; 0 turns the schedule off.
+    pub schedule_minutes: u64,
 }
 
 /// The usage pipeline (DESIGN.md §6).
@@ -189,6 +192,7 @@ impl Default for Config {
                 grace_days: 3,
                 suspend_after_days: 14,
                 payment_webhook_secret: String::new(),
+                schedule_minutes: 60,
             },
         }
     }
@@ -315,6 +319,9 @@ impl Config {
         let b = &self.billing;
         if !(0..=60).contains(&b.grace_days) {
             return bad("billing.grace_days", "must be 0 to 60");
+        }
+        if b.schedule_minutes > 24 * 60 {
+            return bad("billing.schedule_minutes", "must be 0 (off) to 1440");
         }
         if !(0..=365).contains(&b.suspend_after_days) {
             return bad("billing.suspend_after_days", "must be 0 to 365");

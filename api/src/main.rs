@@ -371,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&config.log_format);
             let listen = config.listen.clone();
             let app = server::production_app(config).await?;
+            dotmac_api::domain::billing::spawn_schedule(app.clone());
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding `listen` {listen}"))?;
@@ -400,6 +401,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo billing: {e}"))?;
             seed::spawn_usage_generator(app.clone());
+            dotmac_api::domain::billing::spawn_schedule(app.clone());
             println!("DotMac dev is serving at http://{addr}/graphql (GraphiQL in a browser)");
             println!(
                 "data dir: {} ({})",

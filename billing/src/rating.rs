@@ -277,6 +277,53 @@ mod tests {
         );
     }
 
+    /// Lago, "Package" charge model (getlago.com/docs/guide/plans/charges/
+    /// charge-models/package): 5 USD per 100 units with the first 100 free;
+    /// "201 units would cost $0 (first 100 units) + $5 (next 100 units) +
+    /// $5 (last unit) = $10".
+    #[test]
+    fn lago_package_example() {
+        let mut p = price(ChargeModel::Package {
+            size: dec!(100),
+            package_price: dec!(5),
+        });
+        p.included_units = dec!(100);
+        assert_eq!(amount(&p, 201), dec!(10));
+    }
+
+    /// Chargebee, "Package pricing" (chargebee.com/docs/billing/2.0/
+    /// product-catalog/package-pricing): packages of 1,000,000 tokens at
+    /// 1.25 USD; 10 tokens bill one package (1.25), 1,000,000 one (1.25),
+    /// 1,500,000 two (2.50). (Chargebee also bills one package for no
+    /// usage at all; here no usage costs nothing.)
+    #[test]
+    fn chargebee_package_example() {
+        let p = price(ChargeModel::Package {
+            size: dec!(1000000),
+            package_price: dec!(1.25),
+        });
+        let table = [
+            (10, dec!(1.25)),
+            (1_000_000, dec!(1.25)),
+            (1_500_000, dec!(2.50)),
+        ];
+        for (q, expected) in table {
+            assert_eq!(amount(&p, q), expected, "{q} tokens");
+        }
+    }
+
+    /// OpenMeter, "Per-Unit Pricing" (openmeter.io/docs/glossary/
+    /// per-unit-pricing): 0.01 USD per token, 10,000 tokens cost 100 USD.
+    #[test]
+    fn openmeter_per_unit_example() {
+        let p = price(ChargeModel::PerUnit {
+            unit_price: dec!(0.01),
+        });
+        let r = rate(&p, dec!(10000));
+        assert_eq!(r.amount(), dec!(100));
+        assert_eq!(r.tiers[0].unit_price, dec!(0.01));
+    }
+
     #[test]
     fn package_included_units_and_minimums() {
         let mut p = price(ChargeModel::Package {

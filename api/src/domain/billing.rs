@@ -414,6 +414,7 @@ pub async fn close_period(
     req: &CloseRequest,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> ApiResult<CloseReport> {
+    activate_ended_trials(app, req.now).await?;
     let tx = app.store.begin_system().await?;
     let plans: HashMap<String, PlanVersion> = rows::all_plans(&tx)
         .await?
@@ -686,6 +687,66 @@ pub async fn close_period(
         end_at_period_end(app, &d.sub.id, d.period.end_time()).await?;
     }
     Ok(report)
+}
+
+/// Trials that ended by `now` become active subscriptions.
+pub async fn activate_ended_trials(app: &App, now: DateTime<Utc>) -> ApiResult<u64> {
+    use crate::store::entity::subscription;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let tx = app.store.begin_system().await?;
+    let res = subscription::Entity::update_many()
+        .col_expr(subscription::Column::State, Expr::value("active"))
+        .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+        .filter(subscription::Column::State.eq("trial"))
+        .filter(subscription::Column::TrialEndsAt.lte(now))
+        .exec(&tx)
+        .await?;
+    tx.commit().await?;
+    Ok(res.rows_affected)
+}
+
+/// Billing on a schedule, in `dotmac serve` and `dotmac dev`: every
+/// `billing.schedule_minutes` the previous and the current month are closed
+/// (drafts kept current, finalized after their grace) and dunning runs.
+/// Several processes may run it at once: closes are idempotent and
+/// numbering is serialized in the database.
+pub fn spawn_schedule(app: App) {
+    let minutes = app.config.billing.schedule_minutes;
+    if minutes == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        // The first run one period after start: a restart loop does not
+        // close over and over.
+        let period = std::time::Duration::from_secs(minutes * 60);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let now = Utc::now();
+            let this_month = now.date_naive();
+            let last_month = this_month
+                .checked_sub_months(chrono::Months::new(1))
+                .unwrap_or(this_month);
+            for month in [last_month, this_month] {
+                let req = CloseRequest {
+                    month,
+                    now,
+                    grace: TimeDelta::days(app.config.billing.grace_days),
+                };
+                match close_period(&app, &req, &|_, _| {}).await {
+                    Ok(r) => tracing::info!(month = %month, report = ?r, "scheduled close"),
+                    Err(e) => tracing::warn!(month = %month, error = %e, "scheduled close failed"),
+                }
+            }
+            let days = app.config.billing.suspend_after_days;
+            match crate::domain::settlement::run_dunning(&app, now, days).await {
+                Ok(r) => tracing::info!(report = ?r, "scheduled dunning"),
+                Err(e) => tracing::warn!(error = %e, "scheduled dunning failed"),
+            }
+        }
+    });
 }
 
 /// Invoices written per transaction by a close.

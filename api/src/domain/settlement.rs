@@ -397,6 +397,7 @@ pub async fn run_dunning(
 ) -> ApiResult<DunningReport> {
     use dotmac_billing::dunning::{standing, OpenInvoice, Standing};
     use std::collections::BTreeMap;
+    super::billing::activate_ended_trials(app, now).await?;
     let tx = app.store.begin_system().await?;
     let open = rows::open_invoices(&tx).await?;
     let subs = rows::live_subscriptions(&tx).await?;

@@ -650,6 +650,23 @@ async fn terms_scenario(backend: Backend) {
         report.subscriptions, 1,
         "only B is billed in January: {report:?}"
     );
+
+    // A trial: C (cancelled) subscribes again on a plan with 14 days; it is
+    // in trial until they pass, then active.
+    let mut trial_plan = flat("trial", 10);
+    trial_plan.trial_days = 14;
+    let trial_plan = create_plan(app, &ctx, "Trial", trial_plan).await.unwrap();
+    let sub = subscribe(app, &ctx, &c, &trial_plan.id, None, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(sub.state, "trial");
+    let ends = sub.trial_ends_at.unwrap();
+    let activate = dotmac_api::domain::billing::activate_ended_trials;
+    assert_eq!(
+        activate(app, ends - TimeDelta::seconds(1)).await.unwrap(),
+        0
+    );
+    assert_eq!(activate(app, ends).await.unwrap(), 1);
 }
 
 #[tokio::test]
