@@ -290,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
                 grace: chrono::TimeDelta::days(grace_days),
             };
             let progress = |done: usize, total: usize| {
-                eprint!("\rclosing {period}: {done}/{total} subscriptions");
+                eprint!("\rclosing {period}: {done}/{total}");
                 if done == total {
                     eprintln!();
                 }

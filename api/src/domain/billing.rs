@@ -414,6 +414,20 @@ pub async fn close_period(
     req: &CloseRequest,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> ApiResult<CloseReport> {
+    close_period_in_chunks(app, req, WRITE_CHUNK, progress).await
+}
+
+/// [`close_period`] writing `chunk` invoices per transaction. A close that
+/// dies between two chunks has committed whole chunks only; running it
+/// again writes the rest and numbers on without a gap (tested by killing
+/// one mid-way).
+pub async fn close_period_in_chunks(
+    app: &App,
+    req: &CloseRequest,
+    chunk: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> ApiResult<CloseReport> {
+    let chunk_size = chunk.max(1);
     activate_ended_trials(app, req.now).await?;
     let tx = app.store.begin_system().await?;
     let plans: HashMap<String, PlanVersion> = rows::all_plans(&tx)
@@ -615,7 +629,7 @@ pub async fn close_period(
     // unique period key, so nothing is written twice).
     let total = inserts.len() + updates.len();
     let mut done = 0;
-    for chunk in inserts.chunks(WRITE_CHUNK) {
+    for chunk in inserts.chunks(chunk_size) {
         let tx = app.store.begin_system().await?;
         let written = rows::insert_drafts(&tx, chunk).await?;
         tx.commit().await?;
@@ -624,7 +638,7 @@ pub async fn close_period(
         done += chunk.len();
         progress(done, total);
     }
-    for chunk in updates.chunks(WRITE_CHUNK) {
+    for chunk in updates.chunks(chunk_size) {
         let tx = app.store.begin_system().await?;
         for row in chunk {
             if rows::update_draft(&tx, row, req.now).await? {
@@ -655,13 +669,17 @@ pub async fn close_period(
             .collect();
         tx.commit().await?;
         let postgres = app.store.backend() == sea_orm::DbBackend::Postgres;
-        for chunk in drafts.chunks(WRITE_CHUNK) {
+        let to_finalize = drafts.len();
+        let mut finalized_so_far = 0;
+        for chunk in drafts.chunks(chunk_size) {
             let tx = app.store.begin_system().await?;
             let finalized =
                 rows::finalize_many(&tx, chunk, PLATFORM_ISSUER, req.now, NET_DAYS, postgres)
                     .await?;
             tx.commit().await?;
             report.finalized += finalized.len();
+            finalized_so_far += chunk.len();
+            progress(finalized_so_far, to_finalize);
             for row in finalized {
                 tracing::info!(invoice = %row.id, number = ?row.number, tenant = %row.tenant_id, "invoice finalized");
                 let event = crate::events::BusEvent::Invoice(crate::events::InvoiceFinalized {

@@ -678,3 +678,87 @@ async fn terms_on_postgres() {
 async fn terms_on_embedded_sqlite() {
     terms_scenario(Backend::Sqlite).await;
 }
+
+/// A close that dies mid-way (a panic right after a chunk commits, as a
+/// crash would) leaves whole chunks only; the next close writes the rest
+/// and numbers on without a gap.
+async fn resume_scenario(backend: Backend) {
+    use dotmac_api::domain::billing::close_period_in_chunks;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let srv = TestServer::start(backend).await;
+    let app = srv.app.clone();
+    if let Some(usage) = &app.usage {
+        usage.migrate().await.unwrap();
+    }
+    let ctx = admin();
+    let plan = create_plan(&app, &ctx, "Flat", flat("flat", 10))
+        .await
+        .unwrap();
+    {
+        use dotmac_api::store::entity::tenant;
+        let tx = app.store.begin_system().await.unwrap();
+        let all = tenant::Entity::find().all(&tx).await.unwrap();
+        tx.commit().await.unwrap();
+        for t in all.iter().take(3) {
+            subscribe(
+                &app,
+                &ctx,
+                &t.id,
+                &plan.id,
+                NaiveDate::from_ymd_opt(2026, 10, 1),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let req = CloseRequest {
+        month: "2026-10-01".parse().unwrap(),
+        now: at("2026-11-28T00:00:00Z"),
+        grace: TimeDelta::days(3),
+    };
+    // Dies after the `n`th progress report (each follows a committed chunk).
+    let run = |die_after: usize| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let progress = move |_: usize, _: usize| {
+                if calls.fetch_add(1, Ordering::SeqCst) + 1 == die_after {
+                    panic!("simulated crash");
+                }
+            };
+            close_period_in_chunks(&app, &req, 1, &progress)
+                .await
+                .unwrap()
+        })
+    };
+    assert!(run(1).await.unwrap_err().is_panic());
+    let rows = invoices(&app).await;
+    assert_eq!(rows.len(), 1, "one chunk of one draft committed");
+    // Writes the other two drafts, then dies after the first finalization.
+    assert!(run(3).await.unwrap_err().is_panic());
+    let rows = invoices(&app).await;
+    assert_eq!(rows.len(), 3);
+    let numbered: Vec<_> = rows.iter().filter_map(|r| r.number.clone()).collect();
+    assert_eq!(numbered, ["DM-000001"]);
+    let report = run(usize::MAX).await.unwrap();
+    assert_eq!((report.unchanged, report.finalized), (3, 2));
+    let mut numbers: Vec<_> = invoices(&app)
+        .await
+        .into_iter()
+        .filter_map(|r| r.number)
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, ["DM-000001", "DM-000002", "DM-000003"]);
+}
+
+#[tokio::test]
+async fn resume_on_postgres() {
+    resume_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn resume_on_embedded_sqlite() {
+    resume_scenario(Backend::Sqlite).await;
+}
