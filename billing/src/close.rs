@@ -229,7 +229,8 @@ mod tests {
     proptest! {
         /// However late usage trickles in after finalization, the period's
         /// original usage line plus its adjustments charge exactly what
-        /// rating the final usage at once would.
+        /// rating the final usage at once would, and a repeated close with
+        /// no new usage adds nothing.
         #[test]
         fn adjustments_add_up_to_the_final_rating(
             first in 0i64..100_000,
@@ -245,6 +246,9 @@ mod tests {
                 let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
                 let now = UsageTotals::from([(meter.clone(), counted)]);
                 lines.extend(adjustment_lines(&plan(), &p, &billed, &now));
+                // Idempotent: closing again with no new usage adds nothing.
+                let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
+                prop_assert!(adjustment_lines(&plan(), &p, &billed, &now).is_empty());
             }
             let usage_charged: Decimal = lines.iter()
                 .filter(|l| !matches!(l.kind, LineKind::Recurring | LineKind::Proration))
