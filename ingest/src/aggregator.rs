@@ -491,10 +491,11 @@ impl Aggregator {
             touched: BTreeSet::new(),
             received_at_us: Vec::new(),
         };
-        for b in &batches {
-            for row in &b.raw {
-                let mut row = row.clone();
-                row.write_id.clone_from(&write_id);
+        let shared_write_id: std::sync::Arc<str> = std::sync::Arc::from(write_id.as_str());
+        for b in &mut batches {
+            // Moved, not copied: a failed write refolds the pending records.
+            for mut row in std::mem::take(&mut b.raw) {
+                row.write_id = shared_write_id.clone();
                 summary.received_at_us.push(row.received_at_us);
                 raw.push(row);
             }

@@ -15,12 +15,28 @@ pub struct DedupeKey(pub [u8; 16]);
 
 impl DedupeKey {
     pub fn new(tenant: &str, source: &str, id: &str) -> DedupeKey {
-        let mut h = Sha256::new();
-        for field in [tenant, source, id] {
-            h.update((field.len() as u64).to_be_bytes());
-            h.update(field.as_bytes());
-        }
-        let digest = h.finalize();
+        let fields = [tenant, source, id];
+        let total: usize = fields.iter().map(|f| 8 + f.len()).sum();
+        // The common case hashes one stack buffer in one call (the
+        // incremental hasher's bookkeeping was a tenth of the fold); both
+        // paths hash the same bytes.
+        let mut buf = [0u8; 384];
+        let digest = if total <= buf.len() {
+            let mut at = 0;
+            for field in fields {
+                buf[at..at + 8].copy_from_slice(&(field.len() as u64).to_be_bytes());
+                buf[at + 8..at + 8 + field.len()].copy_from_slice(field.as_bytes());
+                at += 8 + field.len();
+            }
+            Sha256::digest(&buf[..total])
+        } else {
+            let mut h = Sha256::new();
+            for field in fields {
+                h.update((field.len() as u64).to_be_bytes());
+                h.update(field.as_bytes());
+            }
+            h.finalize()
+        };
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
         DedupeKey(key)
@@ -105,6 +121,15 @@ mod tests {
             prop_assert_eq!(DedupeKey::new(&a, &b, &c), DedupeKey::new(&a, &b, &c));
             let key = DedupeKey::new(&a, &b, &c);
             prop_assert_eq!(key.to_hex(), hex::encode(key.0));
+            // Past the stack buffer, the incremental path hashes the same bytes.
+            let long = c.repeat(80);
+            let mut h = Sha256::new();
+            for f in [a.as_str(), b.as_str(), long.as_str()] {
+                h.update((f.len() as u64).to_be_bytes());
+                h.update(f.as_bytes());
+            }
+            let expected: [u8; 32] = h.finalize().into();
+            prop_assert_eq!(&DedupeKey::new(&a, &b, &long).0[..], &expected[..16]);
             // The same characters split differently are different events.
             let (x, y) = (format!("{a}{b}"), format!("{c}{d}"));
             if (a.as_str(), b.as_str()) != (x.as_str(), "") {

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use dotmac_schema::usage::{EventView, RollupKey, RollupState};
@@ -15,7 +16,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::catalog::{Catalog, METERED_STATES};
 use crate::dedupe::{DedupeKey, DedupeSet, KeyHasher};
-use crate::rows::{RawRow, RollupPartRow};
+use crate::rows::{PayloadText, RawRow, RollupPartRow};
 
 /// Rollup states by key. Fx-hashed: the keys are ours (not attacker-chosen
 /// for flooding a shared table across tenants), and SipHash cost a third of
@@ -147,6 +148,9 @@ pub struct PartitionBatch {
     /// batch is durably written.
     pub new_keys: Vec<(DedupeKey, i64)>,
     seen: HashSet<DedupeKey, BuildHasherDefault<KeyHasher>>,
+    /// The batch's repeated strings (tenants, sources, types), shared by
+    /// its raw rows.
+    interned: HashSet<Arc<str>, FxBuildHasher>,
 }
 
 impl PartitionBatch {
@@ -167,6 +171,16 @@ impl PartitionBatch {
         batch.new_keys.reserve(records);
         batch.seen.reserve(records);
         batch
+    }
+
+    /// A shared copy of `s`, made once per batch.
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.interned.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.interned.insert(shared.clone());
+        shared
     }
 
     fn dead_letter(&mut self, record: &Record, reason: String) -> Verdict {
@@ -287,17 +301,24 @@ impl PartitionBatch {
         self.seen.insert(key);
         self.new_keys.push((key, time_secs));
         self.accepted += 1;
+        let (tenant, source, event_type) = (
+            self.intern(tenant),
+            self.intern(&event.source),
+            self.intern(&event.event_type),
+        );
+        let event_id = PayloadText::of(text, event.id);
+        let subject = PayloadText::of(text, event.subject.unwrap_or_default());
         self.raw.push(RawRow {
-            tenant: tenant.to_owned(),
+            tenant,
             event_time_us: event.time.timestamp_micros(),
             partition: record.partition,
             offset: record.offset,
-            write_id: String::new(),
-            dedupe_key: key.to_hex(),
-            event_id: event.id.into_owned(),
-            source: event.source.into_owned(),
-            event_type: event.event_type.into_owned(),
-            subject: event.subject.map(Cow::into_owned).unwrap_or_default(),
+            write_id: Arc::from(""),
+            dedupe_key: key,
+            event_id,
+            source,
+            event_type,
+            subject,
             payload: text.to_owned(),
             received_at_us: record.received_at_us,
         });

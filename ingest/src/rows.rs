@@ -3,10 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use dotmac_schema::usage::{RollupKey, RollupState};
 use rust_decimal::Decimal;
+
+use crate::dedupe::DedupeKey;
 use serde::{Deserialize, Serialize};
 
 /// One row of `usage_batches`: the commit record of one partition's share
@@ -26,21 +29,78 @@ pub struct BatchRow {
 }
 
 /// One accepted event, kept whole so every rollup can be recomputed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Strings that repeat across a batch (tenant, write id, source, type) are
+/// shared, the event's id and subject are ranges of its payload when they
+/// can be, and the dedupe key stays bytes until it is written as hex: the
+/// fold makes one of these per event, and allocations were its cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
-    pub tenant: String,
+    pub tenant: Arc<str>,
     pub event_time_us: i64,
     pub partition: i32,
     pub offset: i64,
-    pub write_id: String,
-    pub dedupe_key: String,
-    pub event_id: String,
-    pub source: String,
-    pub event_type: String,
-    pub subject: String,
+    pub write_id: Arc<str>,
+    pub dedupe_key: DedupeKey,
+    pub event_id: PayloadText,
+    pub source: Arc<str>,
+    pub event_type: Arc<str>,
+    pub subject: PayloadText,
     /// The event exactly as produced (CloudEvents JSON).
     pub payload: String,
     pub received_at_us: i64,
+}
+
+/// A text field of an event: a byte range of its payload when the JSON
+/// string had no escapes (the usual case), else its own decoded copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadText {
+    Range(usize, usize),
+    Owned(String),
+}
+
+impl PayloadText {
+    /// `value` as found in `payload`: a range when `value` borrows from it.
+    pub fn of(payload: &str, value: std::borrow::Cow<'_, str>) -> PayloadText {
+        if let std::borrow::Cow::Borrowed(v) = &value {
+            // Address arithmetic only (no dereference): where `v` starts
+            // within `payload`, checked against the text itself.
+            let start = (v.as_ptr() as usize).wrapping_sub(payload.as_ptr() as usize);
+            if payload.get(start..start + v.len()) == Some(*v) {
+                return PayloadText::Range(start, start + v.len());
+            }
+        }
+        PayloadText::Owned(value.into_owned())
+    }
+
+    pub fn resolve<'a>(&'a self, payload: &'a str) -> &'a str {
+        match self {
+            PayloadText::Range(a, b) => payload.get(*a..*b).unwrap_or_default(),
+            PayloadText::Owned(s) => s,
+        }
+    }
+}
+
+impl Serialize for RawRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut hex = [0u8; 32];
+        hex::encode_to_slice(self.dedupe_key.0, &mut hex).map_err(serde::ser::Error::custom)?;
+        let hex = std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?;
+        let mut row = s.serialize_struct("RawRow", 12)?;
+        row.serialize_field("tenant", &*self.tenant)?;
+        row.serialize_field("event_time_us", &self.event_time_us)?;
+        row.serialize_field("partition", &self.partition)?;
+        row.serialize_field("offset", &self.offset)?;
+        row.serialize_field("write_id", &*self.write_id)?;
+        row.serialize_field("dedupe_key", hex)?;
+        row.serialize_field("event_id", self.event_id.resolve(&self.payload))?;
+        row.serialize_field("source", &*self.source)?;
+        row.serialize_field("event_type", &*self.event_type)?;
+        row.serialize_field("subject", self.subject.resolve(&self.payload))?;
+        row.serialize_field("payload", &self.payload)?;
+        row.serialize_field("received_at_us", &self.received_at_us)?;
+        row.end()
+    }
 }
 
 /// One flush's contribution to one rollup window: readers merge every
@@ -148,6 +208,43 @@ impl RollupPartRow {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn raw_rows_serialize_with_their_text_resolved() {
+        use std::borrow::Cow;
+        let payload = r#"{"id":"evt-1","subject":"a\"b"}"#.to_owned();
+        let id = PayloadText::of(&payload, Cow::Borrowed(&payload[7..12]));
+        assert_eq!(id, PayloadText::Range(7, 12));
+        let subject = PayloadText::of(&payload, Cow::Owned("a\"b".to_owned()));
+        assert_eq!(subject, PayloadText::Owned("a\"b".into()));
+        // A string borrowed from elsewhere is copied, never mis-ranged.
+        let elsewhere = String::from("evt-1");
+        assert_eq!(
+            PayloadText::of(&payload, Cow::Borrowed(&elsewhere)),
+            PayloadText::Owned("evt-1".into())
+        );
+        let key = DedupeKey::new("t", "s", "evt-1");
+        let row = RawRow {
+            tenant: Arc::from("ten_1"),
+            event_time_us: 5,
+            partition: 1,
+            offset: 9,
+            write_id: Arc::from("w1"),
+            dedupe_key: key,
+            event_id: id,
+            source: Arc::from("//s"),
+            event_type: Arc::from("t"),
+            subject,
+            payload: payload.clone(),
+            received_at_us: 7,
+        };
+        let json: serde_json::Value = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["event_id"], "evt-1");
+        assert_eq!(json["subject"], "a\"b");
+        assert_eq!(json["dedupe_key"], hex::encode(key.0));
+        assert_eq!(json["tenant"], "ten_1");
+        assert_eq!(json["payload"], payload.as_str());
+    }
+
     use super::*;
     use proptest::prelude::*;
 
