@@ -59,8 +59,10 @@ fn main() {
         let started = Instant::now();
         let dedupe = DedupeSet::default();
         let mut accepted = 0u32;
+        // One batch reused flush after flush, as the aggregator does.
+        let mut batch = PartitionBatch::with_capacity(0, args.batch);
         for chunk in recs.chunks(args.batch) {
-            let mut batch = PartitionBatch::with_capacity(0, chunk.len());
+            batch.reset(0);
             for r in chunk {
                 batch.add(r, &catalog, &dedupe, &limits);
             }

@@ -178,6 +178,10 @@ struct PartitionState {
     committed_last: Option<i64>,
     dedupe: DedupeSet,
     pending: Vec<Record>,
+    /// Last flush's batch, emptied and reused: its tables keep their
+    /// memory (bounded by `max_pending_records`) instead of being
+    /// allocated, and faulted in, again on every flush.
+    spare: Option<PartitionBatch>,
 }
 
 struct Aggregator {
@@ -463,12 +467,19 @@ impl Aggregator {
         let mut batches = Vec::new();
         let mut skipped = 0u64;
         let mut commits: Vec<(i32, i64)> = Vec::new();
-        for (p, state) in &self.partitions {
+        for (p, state) in self.partitions.iter_mut() {
             let Some(last_pending) = state.pending.last().map(|r| r.offset) else {
                 continue;
             };
             commits.push((*p, last_pending + 1));
-            let mut batch = PartitionBatch::with_capacity(*p, state.pending.len());
+            let mut batch = match state.spare.take() {
+                Some(mut spare) => {
+                    spare.reset(*p);
+                    spare.raw.reserve(state.pending.len());
+                    spare
+                }
+                None => PartitionBatch::with_capacity(*p, state.pending.len()),
+            };
             for record in &state.pending {
                 if state.committed_last.is_some_and(|c| record.offset <= c) {
                     skipped += 1;
@@ -556,6 +567,11 @@ impl Aggregator {
         if let Some(hook) = &self.on_flush {
             if !batches.is_empty() {
                 hook(&summary);
+            }
+        }
+        for b in batches {
+            if let Some(state) = self.partitions.get_mut(&b.partition) {
+                state.spare = Some(b);
             }
         }
         Ok(())
