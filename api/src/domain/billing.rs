@@ -476,6 +476,16 @@ pub async fn close_period_in_chunks(
             report.in_trial += 1;
             continue;
         }
+        // The plan in force at the period's end: a change made after it
+        // (before this close) does not reprice the period.
+        let plan = match changes
+            .iter()
+            .filter(|c| c.subscription_id == sub.id && c.changed_at >= period.end_time())
+            .min_by_key(|c| c.changed_at)
+        {
+            Some(later) => plan_of(&later.from_plan_id)?,
+            None => plan,
+        };
         // Plan changes inside the period split its recurring fee by time.
         let mut segments = Vec::new();
         let mut from = accrues_from;

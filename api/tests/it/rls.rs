@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait}
 
 use crate::support::{Backend, TestServer};
 
-const TENANT_OWNED: [&str; 11] = [
+const TENANT_OWNED: [&str; 12] = [
     "tenants",
     "users",
     "api_keys",
@@ -18,6 +18,7 @@ const TENANT_OWNED: [&str; 11] = [
     "credit_notes",
     "payments",
     "credit_balances",
+    "plan_changes",
 ];
 
 async fn count(conn: &impl ConnectionTrait, table: &str, filter: &str) -> i64 {
@@ -96,6 +97,28 @@ async fn app_role_sees_only_its_scope() {
         )
         .await
         .data();
+    // A plan change: a row in plan_changes.
+    let sub_id = admin
+        .gql(
+            "{ subscriptions(first: 5) { edges { node { id } } } }",
+            serde_json::json!({}),
+        )
+        .await
+        .data()["subscriptions"]["edges"][0]["node"]["id"]
+        .clone();
+    let plan2 = admin
+        .gql(
+            "mutation { createPlan(input: { slug: \"rls-plan\", version: 2, name: \"RLS 2\", currency: \"USD\", interval: MONTHLY, trialDays: 0, prices: [{ model: FLAT, amount: \"12\" }] }) { id } }",
+            serde_json::json!({}),
+        )
+        .await;
+    admin
+        .gql(
+            "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { id } }",
+            serde_json::json!({ "s": sub_id, "p": plan2.data()["createPlan"]["id"] }),
+        )
+        .await
+        .data();
     srv.app.usage.as_ref().unwrap().migrate().await.unwrap();
     let close = dotmac_api::domain::billing::CloseRequest {
         month: "2026-10-01".parse().unwrap(),
@@ -108,10 +131,15 @@ async fn app_role_sees_only_its_scope() {
     // A credit note and an overpayment: rows in the settlement tables.
     let invoices = admin
         .gql(
-            "{ invoices(first: 5) { edges { node { id } } } }",
+            "{ invoices(first: 5) { edges { node { id total } } } }",
             serde_json::json!({}),
         )
         .await;
+    assert_eq!(
+        invoices.data()["invoices"]["edges"][0]["node"]["total"],
+        "10.00",
+        "October is billed at the plan in force then, not the one changed to after it"
+    );
     let inv = invoices.data()["invoices"]["edges"][0]["node"]["id"].clone();
     admin
         .gql(
@@ -175,6 +203,7 @@ async fn app_role_sees_only_its_scope() {
         "credit_notes",
         "payments",
         "credit_balances",
+        "plan_changes",
     ] {
         assert_eq!(count(&tx, table, "").await, 1, "{table} of A");
     }
@@ -227,6 +256,7 @@ async fn app_role_sees_only_its_scope() {
         "credit_notes",
         "payments",
         "credit_balances",
+        "plan_changes",
     ] {
         assert_eq!(count(&tx, table, "").await, 0, "{table} of B");
     }
