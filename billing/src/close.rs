@@ -90,6 +90,34 @@ pub fn usage_lines(plan: &PlanVersion, usage: &UsageTotals) -> Vec<LineDraft> {
         .collect()
 }
 
+/// `segments` (`[from, to)` spans each carrying a value, e.g. the plan in
+/// force) with every `gap` (e.g. a pause) cut out of them.
+pub fn without_gaps<T: Clone>(
+    segments: Vec<(T, DateTime<Utc>, DateTime<Utc>)>,
+    gaps: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Vec<(T, DateTime<Utc>, DateTime<Utc>)> {
+    let mut out = segments;
+    for &(gap_from, gap_to) in gaps {
+        if gap_to <= gap_from {
+            continue;
+        }
+        out = out
+            .into_iter()
+            .flat_map(|(v, from, to)| {
+                let mut pieces = Vec::with_capacity(2);
+                if from < gap_from.min(to) {
+                    pieces.push((v.clone(), from, gap_from.min(to)));
+                }
+                if gap_to.max(from) < to {
+                    pieces.push((v, gap_to.max(from), to));
+                }
+                pieces
+            })
+            .collect();
+    }
+    out
+}
+
 /// Adjustment lines for `original`, an already finalized period: for each
 /// metered price whose usage moved from `billed` (what invoices have
 /// charged for that period so far) to `counted` (what the rollups say now),
@@ -227,6 +255,40 @@ mod tests {
     }
 
     proptest! {
+        /// Cutting gaps out of segments keeps exactly the time outside the
+        /// gaps: no piece overlaps a gap, and lengths add up.
+        #[test]
+        fn gaps_are_cut_exactly(
+            cuts in proptest::collection::vec(0i64..1000, 1..5),
+            gaps in proptest::collection::vec((0i64..1000, 1i64..300), 0..4),
+        ) {
+            let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+            let mut bounds = cuts.clone();
+            bounds.push(0);
+            bounds.push(1000);
+            bounds.sort();
+            bounds.dedup();
+            let segments: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = bounds
+                .windows(2)
+                .enumerate()
+                .map(|(i, w)| (i, t(w[0]), t(w[1])))
+                .collect();
+            let gaps: Vec<_> = gaps.iter().map(|(a, len)| (t(*a), t(a + len))).collect();
+            let pieces = without_gaps(segments, &gaps);
+            for (_, from, to) in &pieces {
+                prop_assert!(from < to);
+                for (gf, gt) in &gaps {
+                    prop_assert!(to <= gf || from >= gt, "a piece overlaps a gap");
+                }
+            }
+            // Every second of [0, 1000) outside all gaps is in exactly one piece.
+            for sec in 0..1000 {
+                let inside_gap = gaps.iter().any(|(gf, gt)| t(sec) >= *gf && t(sec) < *gt);
+                let covering = pieces.iter().filter(|(_, f, to)| t(sec) >= *f && t(sec) < *to).count();
+                prop_assert_eq!(covering, usize::from(!inside_gap));
+            }
+        }
+
         /// However late usage trickles in after finalization, the period's
         /// original usage line plus its adjustments charge exactly what
         /// rating the final usage at once would, and a repeated close with

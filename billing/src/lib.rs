@@ -16,7 +16,8 @@ pub mod subscription;
 pub mod tax;
 
 pub use close::{
-    adjustment_lines, billed_quantities, period_lines, recurring_lines, usage_lines, UsageTotals,
+    adjustment_lines, billed_quantities, period_lines, recurring_lines, usage_lines, without_gaps,
+    UsageTotals,
 };
 pub use invoice::{
     build_invoice, Coupon, CouponDuration, Discount, Invoice, InvoiceLine, LineDraft, LineKind,

@@ -14,6 +14,7 @@ mod m20261128_000003_embedded_usage;
 mod m20261128_000004_billing;
 mod m20261128_000005_settlement;
 mod m20261128_000006_subscription_terms;
+mod m20261128_000007_subscription_pauses;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_billing::Migration),
             Box::new(m20261128_000005_settlement::Migration),
             Box::new(m20261128_000006_subscription_terms::Migration),
+            Box::new(m20261128_000007_subscription_pauses::Migration),
         ]
     }
 }

@@ -303,6 +303,75 @@ pub async fn cancel_subscription(
     Ok(sub)
 }
 
+/// Pauses (no recurring fees accrue until resumed) or resumes a
+/// subscription now (platform admins).
+pub async fn set_paused(
+    app: &App,
+    ctx: &RequestCtx,
+    subscription_id: &str,
+    pause: bool,
+) -> ApiResult<SubscriptionRow> {
+    use dotmac_billing::{SubscriptionEvent, SubscriptionState};
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let sid: SubscriptionId = parse_id("id", subscription_id)?;
+    let now = Utc::now();
+    let tx = app.store.begin(&p.scope).await?;
+    let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
+    let state: SubscriptionState =
+        serde_json::from_value(serde_json::Value::String(sub.state.clone()))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let event = if pause {
+        SubscriptionEvent::Pause
+    } else {
+        SubscriptionEvent::Resume
+    };
+    let next = state
+        .on(event)
+        .map_err(|e| ApiError::conflict("id", e.to_string()))?;
+    if pause {
+        rows::insert_pause(
+            &tx,
+            rows::PauseRow {
+                id: format!("pau_{}", uuid::Uuid::now_v7().simple()),
+                tenant_id: sub.tenant_id.clone(),
+                subscription_id: sub.id.clone(),
+                paused_at: now,
+                resumed_at: None,
+            },
+        )
+        .await?;
+    } else {
+        rows::end_pause(&tx, &sub.id, now).await?;
+    }
+    let before = sub.state.clone();
+    sub.state = serde_json::to_value(next)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| before.clone());
+    sub.updated_at = now;
+    let sub = rows::save_subscription(&tx, sub).await?;
+    audit::record(
+        &tx,
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: if pause {
+                "subscription.pause"
+            } else {
+                "subscription.resume"
+            },
+            tenant_id: Some(sub.tenant_id.clone()),
+            object_id: Some(sub.id.clone()),
+            before: Some(before),
+            after: Some(sub.state.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
 /// One close run's parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct CloseRequest {
@@ -437,6 +506,7 @@ pub async fn close_period_in_chunks(
         .collect::<ApiResult<_>>()?;
     let subs = rows::all_subscriptions(&tx).await?;
     let changes = rows::plan_changes(&tx).await?;
+    let pauses = rows::pauses(&tx).await?;
     tx.commit().await?;
     let plan_of = |id: &str| {
         plans
@@ -505,6 +575,18 @@ pub async fn close_period_in_chunks(
         if from < accrues_to {
             segments.push((current.unwrap_or_else(|| plan.clone()), from, accrues_to));
         }
+        // No recurring fee accrues while paused.
+        let gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = pauses
+            .iter()
+            .filter(|p| p.subscription_id == sub.id)
+            .map(|p| {
+                (
+                    p.paused_at,
+                    p.resumed_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+                )
+            })
+            .collect();
+        let segments = dotmac_billing::without_gaps(segments, &gaps);
         let previous = calendar.period_containing(period.start - TimeDelta::days(1));
         let tax = rows::terms(&sub.tax, "subscription tax")?;
         let coupon = rows::terms(&sub.coupon, "subscription coupon")?;

@@ -382,6 +382,23 @@ impl MutationRoot {
         ))
     }
 
+    /// Platform admins only. No recurring fees accrue while paused (usage
+    /// is billed as measured).
+    async fn pause_subscription(&self, gctx: &Context<'_>, id: ID) -> Result<BillingSubscription> {
+        let (app, rc) = ctx(gctx);
+        Ok(BillingSubscription(
+            billing::set_paused(app, rc, &id, true).await?,
+        ))
+    }
+
+    /// Platform admins only.
+    async fn resume_subscription(&self, gctx: &Context<'_>, id: ID) -> Result<BillingSubscription> {
+        let (app, rc) = ctx(gctx);
+        Ok(BillingSubscription(
+            billing::set_paused(app, rc, &id, false).await?,
+        ))
+    }
+
     /// Platform admins only. Now (billed up to now) or at the period's end.
     async fn cancel_subscription(
         &self,

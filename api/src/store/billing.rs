@@ -11,7 +11,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use super::entity::{
     credit_balance, credit_note, invoice, invoice_sequence, payment, plan, plan_change,
-    subscription,
+    subscription, subscription_pause,
 };
 use super::{into_page, owned_by_tenant_in, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
@@ -125,6 +125,33 @@ pub async fn subscriptions_in(tx: &Tx, scope: &Scope) -> ApiResult<Vec<Subscript
 }
 
 pub use plan_change::Model as PlanChangeRow;
+pub use subscription_pause::Model as PauseRow;
+
+/// Every pause, oldest first (system scope).
+pub async fn pauses(tx: &Tx) -> ApiResult<Vec<PauseRow>> {
+    Ok(subscription_pause::Entity::find()
+        .order_by_asc(subscription_pause::Column::PausedAt)
+        .all(tx)
+        .await?)
+}
+
+pub async fn insert_pause(tx: &Tx, row: PauseRow) -> ApiResult<PauseRow> {
+    Ok(subscription_pause::ActiveModel::from(row)
+        .reset_all()
+        .insert(tx)
+        .await?)
+}
+
+/// Ends the open pause of a subscription at `at`.
+pub async fn end_pause(tx: &Tx, subscription_id: &str, at: DateTime<Utc>) -> ApiResult<()> {
+    subscription_pause::Entity::update_many()
+        .col_expr(subscription_pause::Column::ResumedAt, Expr::value(at))
+        .filter(subscription_pause::Column::SubscriptionId.eq(subscription_id))
+        .filter(subscription_pause::Column::ResumedAt.is_null())
+        .exec(tx)
+        .await?;
+    Ok(())
+}
 
 /// Every plan change, oldest first.
 pub async fn plan_changes(tx: &Tx) -> ApiResult<Vec<PlanChangeRow>> {

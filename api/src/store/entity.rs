@@ -414,3 +414,24 @@ pub mod plan_change {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod subscription_pause {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subscription_pauses")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub subscription_id: String,
+        pub paused_at: ChronoDateTimeUtc,
+        /// None while the pause lasts.
+        pub resumed_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

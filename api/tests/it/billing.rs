@@ -762,3 +762,102 @@ async fn resume_on_postgres() {
 async fn resume_on_embedded_sqlite() {
     resume_scenario(Backend::Sqlite).await;
 }
+
+/// Pauses: no recurring fee while paused; pausing twice or resuming an
+/// active subscription is refused.
+async fn pause_scenario(backend: Backend) {
+    use dotmac_api::domain::billing::set_paused;
+    use dotmac_api::store::billing::{insert_pause, PauseRow};
+    let srv = TestServer::start(backend).await;
+    let app = &srv.app;
+    if let Some(usage) = &app.usage {
+        usage.migrate().await.unwrap();
+    }
+    let ctx = admin();
+    let plan = create_plan(app, &ctx, "Flat", flat("flat", 300))
+        .await
+        .unwrap();
+    let (a, b) = tenant_ids(app).await;
+    let october = NaiveDate::from_ymd_opt(2026, 10, 1);
+    let sub_a = subscribe(app, &ctx, &a, &plan.id, october, Default::default())
+        .await
+        .unwrap();
+    let sub_b = subscribe(app, &ctx, &b, &plan.id, october, Default::default())
+        .await
+        .unwrap();
+    // The mutations, on a third tenant: state changes and their legality.
+    let c = {
+        use dotmac_api::store::entity::tenant;
+        let tx = app.store.begin_system().await.unwrap();
+        let t = tenant::Entity::find().all(&tx).await.unwrap();
+        tx.commit().await.unwrap();
+        t.into_iter()
+            .find(|t| t.slug == "comet-wireless")
+            .unwrap()
+            .id
+    };
+    let sub_c = subscribe(app, &ctx, &c, &plan.id, october, Default::default())
+        .await
+        .unwrap();
+    let paused = set_paused(app, &ctx, &sub_c.id, true).await.unwrap();
+    assert_eq!(paused.state, "paused");
+    assert!(
+        set_paused(app, &ctx, &sub_c.id, true).await.is_err(),
+        "paused twice"
+    );
+    let resumed = set_paused(app, &ctx, &sub_c.id, false).await.unwrap();
+    assert_eq!(resumed.state, "active");
+    assert!(
+        set_paused(app, &ctx, &sub_c.id, false).await.is_err(),
+        "resumed twice"
+    );
+    // The close: A paused for 10 of November's 30 days; B from the 16th on.
+    let tx = app.store.begin_system().await.unwrap();
+    for (tenant, sub, from, to) in [
+        (
+            &a,
+            &sub_a.id,
+            "2026-11-11T00:00:00Z",
+            Some("2026-11-21T00:00:00Z"),
+        ),
+        (&b, &sub_b.id, "2026-11-16T00:00:00Z", None),
+    ] {
+        insert_pause(
+            &tx,
+            PauseRow {
+                id: format!("pau_{}", uuid::Uuid::now_v7().simple()),
+                tenant_id: tenant.clone(),
+                subscription_id: sub.clone(),
+                paused_at: at(from),
+                resumed_at: to.map(at),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let req = CloseRequest {
+        month: "2026-11-01".parse().unwrap(),
+        now: at("2026-12-05T00:00:00Z"),
+        grace: TimeDelta::days(3),
+    };
+    close_period(app, &req, &|_, _| {}).await.unwrap();
+    assert_eq!(
+        invoice_total(app, &a, "2026-11-01").await.unwrap().2,
+        "200.00"
+    );
+    assert_eq!(
+        invoice_total(app, &b, "2026-11-01").await.unwrap().2,
+        "150.00"
+    );
+}
+
+#[tokio::test]
+async fn pause_on_postgres() {
+    pause_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn pause_on_embedded_sqlite() {
+    pause_scenario(Backend::Sqlite).await;
+}

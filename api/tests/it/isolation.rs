@@ -1092,7 +1092,9 @@ async fn mutation_case(w: &World, field: &str) {
         | "voidInvoice"
         | "markInvoiceUncollectible"
         | "changePlan"
-        | "cancelSubscription" => billing::mutation_case(w, field).await,
+        | "cancelSubscription"
+        | "pauseSubscription"
+        | "resumeSubscription" => billing::mutation_case(w, field).await,
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }

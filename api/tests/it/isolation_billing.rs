@@ -225,7 +225,10 @@ pub async fn mutation_case(w: &World, field: &str) {
     ) {
         return settlement_case(w, field).await;
     }
-    if matches!(field, "changePlan" | "cancelSubscription") {
+    if matches!(
+        field,
+        "changePlan" | "cancelSubscription" | "pauseSubscription" | "resumeSubscription"
+    ) {
         return subscription_change_case(w, field).await;
     }
     let (doc, vars) = match field {
@@ -434,16 +437,32 @@ async fn subscription_change_case(w: &World, field: &str) {
         .await
         .data()["subscribe"]["id"]
         .clone();
-    let (doc, vars) = if field == "changePlan" {
-        (
+    if field == "resumeSubscription" {
+        w.platform
+            .gql(
+                "mutation($s: ID!) { pauseSubscription(id: $s) { state } }",
+                json!({ "s": sub }),
+            )
+            .await
+            .data();
+    }
+    let (doc, vars) = match field {
+        "changePlan" => (
             "mutation($s: ID!, $p: ID!) { changePlan(subscriptionId: $s, planId: $p) { id plan { id } } }",
             json!({ "s": sub, "p": w.billing.plan_b }),
-        )
-    } else {
-        (
+        ),
+        "cancelSubscription" => (
             "mutation($s: ID!) { cancelSubscription(id: $s, atPeriodEnd: false) { id state } }",
             json!({ "s": sub }),
-        )
+        ),
+        "pauseSubscription" => (
+            "mutation($s: ID!) { pauseSubscription(id: $s) { id state } }",
+            json!({ "s": sub }),
+        ),
+        _ => (
+            "mutation($s: ID!) { resumeSubscription(id: $s) { id state } }",
+            json!({ "s": sub }),
+        ),
     };
     let read = "query($t: ID!) { subscriptions(first: 5, tenantId: $t) { edges { node { id state cancelledAt plan { id } } } } }";
     let before = w

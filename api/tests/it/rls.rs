@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait}
 
 use crate::support::{Backend, TestServer};
 
-const TENANT_OWNED: [&str; 12] = [
+const TENANT_OWNED: [&str; 13] = [
     "tenants",
     "users",
     "api_keys",
@@ -19,6 +19,7 @@ const TENANT_OWNED: [&str; 12] = [
     "payments",
     "credit_balances",
     "plan_changes",
+    "subscription_pauses",
 ];
 
 async fn count(conn: &impl ConnectionTrait, table: &str, filter: &str) -> i64 {
@@ -119,6 +120,15 @@ async fn app_role_sees_only_its_scope() {
         )
         .await
         .data();
+    for m in ["pauseSubscription", "resumeSubscription"] {
+        admin
+            .gql(
+                &format!("mutation($s: ID!) {{ {m}(id: $s) {{ state }} }}"),
+                serde_json::json!({ "s": sub_id }),
+            )
+            .await
+            .data();
+    }
     srv.app.usage.as_ref().unwrap().migrate().await.unwrap();
     let close = dotmac_api::domain::billing::CloseRequest {
         month: "2026-10-01".parse().unwrap(),
@@ -204,6 +214,7 @@ async fn app_role_sees_only_its_scope() {
         "payments",
         "credit_balances",
         "plan_changes",
+        "subscription_pauses",
     ] {
         assert_eq!(count(&tx, table, "").await, 1, "{table} of A");
     }
@@ -257,6 +268,7 @@ async fn app_role_sees_only_its_scope() {
         "payments",
         "credit_balances",
         "plan_changes",
+        "subscription_pauses",
     ] {
         assert_eq!(count(&tx, table, "").await, 0, "{table} of B");
     }
