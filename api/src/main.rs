@@ -266,10 +266,9 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             init_tracing(&config.log_format);
-            let month = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
-                .map_err(|_| {
-                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
-                })?;
+            let month = dotmac_api::domain::billing::parse_month(&period).ok_or_else(|| {
+                anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
+            })?;
             let now = match now {
                 None => chrono::Utc::now(),
                 Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
@@ -313,10 +312,9 @@ async fn main() -> anyhow::Result<()> {
             command: BillCommand::Reconcile { period, data_dir },
         } => {
             init_tracing(&config.log_format);
-            let month = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
-                .map_err(|_| {
-                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
-                })?;
+            let month = dotmac_api::domain::billing::parse_month(&period).ok_or_else(|| {
+                anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
+            })?;
             let app = match data_dir {
                 Some(dir) => server::embedded_app(config, &dir).await?,
                 None => server::production_app(config).await?,

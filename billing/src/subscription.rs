@@ -59,6 +59,30 @@ impl SubscriptionState {
         Ok(next)
     }
 
+    /// The stored name (as serialized): `trial`, `active`, `past_due`,
+    /// `paused`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionState::Trial => "trial",
+            SubscriptionState::Active => "active",
+            SubscriptionState::PastDue => "past_due",
+            SubscriptionState::Paused => "paused",
+            SubscriptionState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SubscriptionState> {
+        [
+            SubscriptionState::Trial,
+            SubscriptionState::Active,
+            SubscriptionState::PastDue,
+            SubscriptionState::Paused,
+            SubscriptionState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
     /// Whether the recurring fee accrues in this state (not in a trial,
     /// a pause or after cancellation).
     pub fn accrues(self) -> bool {
@@ -138,6 +162,16 @@ mod tests {
             "state: a Cancelled subscription cannot take Resume"
         );
         assert!(S::Paused.on(E::InvoiceOverdue).is_err());
+        for state in [S::Trial, S::Active, S::PastDue, S::Paused, S::Cancelled] {
+            assert_eq!(S::parse(state.as_str()), Some(state));
+            let serialized = serde_json::to_value(state).unwrap();
+            assert_eq!(
+                serialized.as_str(),
+                Some(state.as_str()),
+                "stored as serialized"
+            );
+        }
+        assert_eq!(S::parse("nope"), None);
     }
 
     fn period() -> Period {

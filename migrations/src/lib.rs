@@ -20,6 +20,52 @@ mod m20261128_000007_subscription_pauses;
 /// table privileges when it exists (see the README for provisioning it).
 pub const APP_ROLE: &str = "dotmac_app";
 
+/// Row-level security on Postgres for the billing tables: each table gets
+/// the `scoped` policy with its predicate (`dotmac_tenant_visible(tenant_id)`
+/// for tenant-owned ones), forced even for the owner, and the app role may
+/// read, insert and update it. A no-op on SQLite.
+async fn secure<C: sea_orm_migration::sea_orm::ConnectionTrait>(
+    db: &C,
+    tables: &[(&str, &str)],
+) -> Result<(), DbErr> {
+    if db.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    for (table, predicate) in tables {
+        for sql in [
+            format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+            format!("CREATE POLICY scoped ON {table} USING ({predicate})"),
+            format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+        ] {
+            db.execute_unprepared(&sql).await?;
+        }
+    }
+    grant(db, &tables.iter().map(|(t, _)| *t).collect::<Vec<_>>()).await
+}
+
+/// Grants the app role read, insert and update on `tables` when it exists.
+async fn grant<C: sea_orm_migration::sea_orm::ConnectionTrait>(
+    db: &C,
+    tables: &[&str],
+) -> Result<(), DbErr> {
+    if db.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    db.execute_unprepared(&format!(
+        "DO $$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+             GRANT SELECT, INSERT, UPDATE ON {} TO {APP_ROLE};
+           END IF;
+         END $$",
+        tables.join(", ")
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The predicate of tenant-owned tables.
+const TENANT_OWNED: &str = "dotmac_tenant_visible(tenant_id)";
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

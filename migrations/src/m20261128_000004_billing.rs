@@ -93,27 +93,17 @@ impl MigrationTrait for Migration {
         for sql in statements {
             db.execute_unprepared(&sql).await?;
         }
-        if postgres {
-            for sql in [
-                "ALTER TABLE subscriptions ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON subscriptions USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE subscriptions FORCE ROW LEVEL SECURITY",
-                "ALTER TABLE invoices ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON invoices USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE invoices FORCE ROW LEVEL SECURITY",
+        crate::grant(db, &["plans"]).await?;
+        crate::secure(
+            db,
+            &[
+                ("subscriptions", crate::TENANT_OWNED),
+                ("invoices", crate::TENANT_OWNED),
                 // Numbers are drawn only in the system scope.
-                "ALTER TABLE invoice_sequences ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON invoice_sequences USING (dotmac_scope_all())",
-                "ALTER TABLE invoice_sequences FORCE ROW LEVEL SECURITY",
-                "DO $$ BEGIN
-                   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dotmac_app') THEN
-                     GRANT SELECT, INSERT, UPDATE ON plans, subscriptions, invoices, invoice_sequences TO dotmac_app;
-                   END IF;
-                 END $$",
-            ] {
-                db.execute_unprepared(sql).await?;
-            }
-        }
+                ("invoice_sequences", "dotmac_scope_all()"),
+            ],
+        )
+        .await?;
         Ok(())
     }
 

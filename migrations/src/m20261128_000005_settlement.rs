@@ -67,26 +67,15 @@ impl MigrationTrait for Migration {
         for sql in statements {
             db.execute_unprepared(&sql).await?;
         }
-        if postgres {
-            for sql in [
-                "ALTER TABLE credit_notes ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON credit_notes USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE credit_notes FORCE ROW LEVEL SECURITY",
-                "ALTER TABLE payments ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON payments USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE payments FORCE ROW LEVEL SECURITY",
-                "ALTER TABLE credit_balances ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON credit_balances USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE credit_balances FORCE ROW LEVEL SECURITY",
-                "DO $$ BEGIN
-                   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dotmac_app') THEN
-                     GRANT SELECT, INSERT, UPDATE ON credit_notes, payments, credit_balances TO dotmac_app;
-                   END IF;
-                 END $$",
-            ] {
-                db.execute_unprepared(sql).await?;
-            }
-        }
+        crate::secure(
+            db,
+            &[
+                ("credit_notes", crate::TENANT_OWNED),
+                ("payments", crate::TENANT_OWNED),
+                ("credit_balances", crate::TENANT_OWNED),
+            ],
+        )
+        .await?;
         Ok(())
     }
 

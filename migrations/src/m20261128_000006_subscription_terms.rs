@@ -38,20 +38,7 @@ impl MigrationTrait for Migration {
         ] {
             db.execute_unprepared(&sql).await?;
         }
-        if postgres {
-            for sql in [
-                "ALTER TABLE plan_changes ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON plan_changes USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE plan_changes FORCE ROW LEVEL SECURITY",
-                "DO $$ BEGIN
-                   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dotmac_app') THEN
-                     GRANT SELECT, INSERT, UPDATE ON plan_changes TO dotmac_app;
-                   END IF;
-                 END $$",
-            ] {
-                db.execute_unprepared(sql).await?;
-            }
-        }
+        crate::secure(db, &[("plan_changes", crate::TENANT_OWNED)]).await?;
         Ok(())
     }
 

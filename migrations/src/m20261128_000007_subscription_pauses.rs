@@ -28,20 +28,7 @@ impl MigrationTrait for Migration {
             )"
         ))
         .await?;
-        if postgres {
-            for sql in [
-                "ALTER TABLE subscription_pauses ENABLE ROW LEVEL SECURITY",
-                "CREATE POLICY scoped ON subscription_pauses USING (dotmac_tenant_visible(tenant_id))",
-                "ALTER TABLE subscription_pauses FORCE ROW LEVEL SECURITY",
-                "DO $$ BEGIN
-                   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dotmac_app') THEN
-                     GRANT SELECT, INSERT, UPDATE ON subscription_pauses TO dotmac_app;
-                   END IF;
-                 END $$",
-            ] {
-                db.execute_unprepared(sql).await?;
-            }
-        }
+        crate::secure(db, &[("subscription_pauses", crate::TENANT_OWNED)]).await?;
         Ok(())
     }
 

@@ -170,6 +170,12 @@ impl SubscriptionTerms {
     }
 }
 
+/// A subscription row's state.
+fn stored_state(sub: &SubscriptionRow) -> ApiResult<dotmac_billing::SubscriptionState> {
+    dotmac_billing::SubscriptionState::parse(&sub.state)
+        .ok_or_else(|| ApiError::internal(format!("unknown subscription state {:?}", sub.state)))
+}
+
 fn json<T: serde::Serialize>(v: &Option<T>) -> ApiResult<Option<String>> {
     v.as_ref()
         .map(|v| serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string())))
@@ -259,9 +265,7 @@ pub async fn cancel_subscription(
     let now = Utc::now();
     let tx = app.store.begin(&p.scope).await?;
     let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
-    let state: dotmac_billing::SubscriptionState =
-        serde_json::from_value(serde_json::Value::String(sub.state.clone()))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let state = stored_state(&sub)?;
     if at_period_end {
         if state == dotmac_billing::SubscriptionState::Cancelled {
             return Err(ApiError::conflict("id", "the subscription is cancelled"));
@@ -271,10 +275,7 @@ pub async fn cancel_subscription(
         let next = state
             .on(dotmac_billing::SubscriptionEvent::Cancel)
             .map_err(|e| ApiError::conflict("id", e.to_string()))?;
-        sub.state = serde_json::to_value(next)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "cancelled".into());
+        sub.state = next.as_str().to_owned();
         sub.cancelled_at = Some(now);
     }
     sub.updated_at = now;
@@ -311,15 +312,13 @@ pub async fn set_paused(
     subscription_id: &str,
     pause: bool,
 ) -> ApiResult<SubscriptionRow> {
-    use dotmac_billing::{SubscriptionEvent, SubscriptionState};
+    use dotmac_billing::SubscriptionEvent;
     let p = ctx.writer_with(&[Role::PlatformAdmin])?;
     let sid: SubscriptionId = parse_id("id", subscription_id)?;
     let now = Utc::now();
     let tx = app.store.begin(&p.scope).await?;
     let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
-    let state: SubscriptionState =
-        serde_json::from_value(serde_json::Value::String(sub.state.clone()))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let state = stored_state(&sub)?;
     let event = if pause {
         SubscriptionEvent::Pause
     } else {
@@ -344,10 +343,7 @@ pub async fn set_paused(
         rows::end_pause(&tx, &sub.id, now).await?;
     }
     let before = sub.state.clone();
-    sub.state = serde_json::to_value(next)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| before.clone());
+    sub.state = next.as_str().to_owned();
     sub.updated_at = now;
     let sub = rows::save_subscription(&tx, sub).await?;
     audit::record(
@@ -397,6 +393,11 @@ pub struct CloseReport {
     pub in_trial: usize,
     /// Subscriptions cancelled inside the period (billed up to then).
     pub cancelled_in_period: usize,
+}
+
+/// The first day of a `YYYY-MM` month.
+pub fn parse_month(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(&format!("{}-01", text.trim()), "%Y-%m-%d").ok()
 }
 
 /// The period of `calendar` that starts in `month`'s month, if one does.
@@ -954,8 +955,8 @@ fn adjustments(
 /// CLI calls [`close_period`] with its own clock and grace).
 pub async fn close_as(app: &App, ctx: &RequestCtx, month: &str) -> ApiResult<CloseReport> {
     ctx.writer_with(&[Role::PlatformAdmin])?;
-    let first = NaiveDate::parse_from_str(&format!("{}-01", month.trim()), "%Y-%m-%d")
-        .map_err(|_| ApiError::validation("month", "must be a month such as 2026-11"))?;
+    let first = parse_month(month)
+        .ok_or_else(|| ApiError::validation("month", "must be a month such as 2026-11"))?;
     let req = CloseRequest {
         month: first,
         now: Utc::now(),

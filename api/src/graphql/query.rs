@@ -251,10 +251,9 @@ impl QueryRoot {
     async fn reconciliation(&self, gctx: &Context<'_>, month: String) -> Result<Reconciliation> {
         let (app, rc) = ctx(gctx);
         let p = rc.principal()?;
-        let first = chrono::NaiveDate::parse_from_str(&format!("{}-01", month.trim()), "%Y-%m-%d")
-            .map_err(|_| {
-                crate::error::ApiError::validation("month", "must be a month such as 2026-11")
-            })?;
+        let first = crate::domain::billing::parse_month(&month).ok_or_else(|| {
+            crate::error::ApiError::validation("month", "must be a month such as 2026-11")
+        })?;
         let report = crate::domain::reconcile::reconcile(app, &p.scope, first).await?;
         Ok(Reconciliation::new(month, report))
     }

@@ -13,7 +13,7 @@ use super::entity::{
     credit_balance, credit_note, invoice, invoice_sequence, payment, plan, plan_change,
     subscription, subscription_pause,
 };
-use super::{into_page, owned_by_tenant_in, Page, PageRequest, Tx};
+use super::{fetch_page, owned_by_tenant_in, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
 use dotmac_schema::Scope;
 use rust_decimal::Decimal;
@@ -260,15 +260,6 @@ pub fn set_amounts(row: &mut InvoiceRow, invoice: &Invoice) -> ApiResult<()> {
     Ok(())
 }
 
-/// Inserts a draft; `Ok(None)` when another close inserted it first.
-pub async fn insert_draft(tx: &Tx, row: InvoiceRow) -> ApiResult<Option<InvoiceRow>> {
-    match invoice::ActiveModel::from(row).reset_all().insert(tx).await {
-        Ok(row) => Ok(Some(row)),
-        Err(e) if super::is_unique_violation(&e) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Updates a draft's amounts; `false` when it is no longer a draft.
 pub async fn update_draft(tx: &Tx, row: &InvoiceRow, now: DateTime<Utc>) -> ApiResult<bool> {
     let res = invoice::Entity::update_many()
@@ -289,66 +280,10 @@ pub async fn update_draft(tx: &Tx, row: &InvoiceRow, now: DateTime<Utc>) -> ApiR
     Ok(res.rows_affected == 1)
 }
 
-/// The issuer's next number, in `tx`: the sequence row stays locked until
-/// `tx` ends (Postgres row lock; SQLite serializes writers), so a rolled
-/// back transaction gives its number back and numbers stay gapless.
+/// The issuer's next number, in `tx` (see [`reserve_numbers`]).
 pub async fn next_number(tx: &Tx, issuer: &str) -> ApiResult<String> {
-    invoice_sequence::Entity::insert(invoice_sequence::ActiveModel {
-        issuer: Set(issuer.to_owned()),
-        next_number: Set(1),
-    })
-    .on_conflict(
-        OnConflict::column(invoice_sequence::Column::Issuer)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(tx)
-    .await?;
-    invoice_sequence::Entity::update_many()
-        .col_expr(
-            invoice_sequence::Column::NextNumber,
-            Expr::col(invoice_sequence::Column::NextNumber).add(1),
-        )
-        .filter(invoice_sequence::Column::Issuer.eq(issuer))
-        .exec(tx)
-        .await?;
-    let next = invoice_sequence::Entity::find_by_id(issuer)
-        .one(tx)
-        .await?
-        .ok_or_else(|| ApiError::internal("invoice sequence row vanished"))?
-        .next_number;
-    Ok(format!("{issuer}-{:06}", next - 1))
-}
-
-/// Finalizes a draft with the issuer's next number, in `tx`; `None` when
-/// it was no longer a draft (the caller rolls back, returning the number).
-/// Prepaid credit of the tenant is applied here, in the same transaction.
-pub async fn finalize(
-    tx: &Tx,
-    invoice_id: &str,
-    issuer: &str,
-    now: DateTime<Utc>,
-    net_days: i64,
-) -> ApiResult<Option<String>> {
-    let number = next_number(tx, issuer).await?;
-    let res = invoice::Entity::update_many()
-        .col_expr(invoice::Column::Status, Expr::value("finalized"))
-        .col_expr(invoice::Column::Number, Expr::value(number.clone()))
-        .col_expr(invoice::Column::FinalizedAt, Expr::value(now))
-        .col_expr(
-            invoice::Column::DueAt,
-            Expr::value(now + TimeDelta::days(net_days)),
-        )
-        .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
-        .filter(invoice::Column::Id.eq(invoice_id))
-        .filter(invoice::Column::Status.eq("draft"))
-        .exec(tx)
-        .await?;
-    if res.rows_affected != 1 {
-        return Ok(None);
-    }
-    apply_credit_balance(tx, invoice_id).await?;
-    Ok(Some(number))
+    let n = reserve_numbers(tx, issuer, 1).await?;
+    Ok(format!("{issuer}-{n:06}"))
 }
 
 /// Uses the tenant's prepaid credit on a just-finalized invoice.
@@ -521,15 +456,7 @@ pub async fn list_plans(tx: &Tx, scope: &Scope, page: PageRequest<'_>) -> ApiRes
             .collect();
         q = q.filter(plan::Column::Id.is_in(used));
     }
-    if let Some(after) = page.after {
-        q = q.filter(plan::Column::Id.gt(after));
-    }
-    let rows = q
-        .order_by_asc(plan::Column::Id)
-        .limit(page.first + 1)
-        .all(tx)
-        .await?;
-    Ok(into_page(rows, page.first))
+    fetch_page(tx, q, plan::Column::Id, page).await
 }
 
 /// A plan visible in `scope` (see [`list_plans`]), or NOT_FOUND.
@@ -559,15 +486,7 @@ pub async fn list_subscriptions(
     if let Some(t) = tenant_id {
         q = q.filter(subscription::Column::TenantId.eq(t));
     }
-    if let Some(after) = page.after {
-        q = q.filter(subscription::Column::Id.gt(after));
-    }
-    let rows = q
-        .order_by_asc(subscription::Column::Id)
-        .limit(page.first + 1)
-        .all(tx)
-        .await?;
-    Ok(into_page(rows, page.first))
+    fetch_page(tx, q, subscription::Column::Id, page).await
 }
 
 pub async fn list_invoices(
@@ -581,15 +500,7 @@ pub async fn list_invoices(
     if let Some(t) = tenant_id {
         q = q.filter(invoice::Column::TenantId.eq(t));
     }
-    if let Some(after) = page.after {
-        q = q.filter(invoice::Column::Id.gt(after));
-    }
-    let rows = q
-        .order_by_asc(invoice::Column::Id)
-        .limit(page.first + 1)
-        .all(tx)
-        .await?;
-    Ok(into_page(rows, page.first))
+    fetch_page(tx, q, invoice::Column::Id, page).await
 }
 
 /// An invoice visible in `scope`, or NOT_FOUND.
@@ -740,7 +651,10 @@ pub async fn finalize_many(
     Ok(out)
 }
 
-/// Reserves `n` consecutive numbers of the issuer; returns the first.
+/// Reserves `n` consecutive numbers of the issuer and returns the first.
+/// The sequence row stays locked until `tx` ends (Postgres row lock;
+/// SQLite serializes writers), so a rolled-back transaction gives its
+/// numbers back and numbers stay gapless.
 async fn reserve_numbers(tx: &Tx, issuer: &str, n: usize) -> ApiResult<i64> {
     // Bound as a 32-bit integer: Postgres types `bigint + $1` as int4.
     let n = i32::try_from(n).map_err(|e| ApiError::internal(e.to_string()))?;

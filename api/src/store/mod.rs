@@ -178,6 +178,26 @@ pub fn into_page<T>(mut rows: Vec<T>, first: u64) -> Page<T> {
     }
 }
 
+/// One page of `query` in id order: rows after the cursor, one extra
+/// fetched to learn whether another page follows.
+pub async fn fetch_page<E>(
+    tx: &Tx,
+    query: sea_orm::Select<E>,
+    id: E::Column,
+    page: PageRequest<'_>,
+) -> ApiResult<Page<E::Model>>
+where
+    E: sea_orm::EntityTrait,
+{
+    use sea_orm::{QueryFilter, QueryOrder, QuerySelect};
+    let mut query = query;
+    if let Some(after) = page.after {
+        query = query.filter(id.gt(after));
+    }
+    let rows = query.order_by_asc(id).limit(page.first + 1).all(tx).await?;
+    Ok(into_page(rows, page.first))
+}
+
 /// Is this a unique-constraint violation (for a CONFLICT answer)?
 pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     matches!(

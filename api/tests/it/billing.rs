@@ -128,13 +128,27 @@ async fn invoices(app: &App) -> Vec<InvoiceRow> {
     rows
 }
 
-async fn tenant_ids(app: &App) -> (String, String) {
+/// The id of the demo tenant `slug`.
+pub async fn tenant_id(app: &App, slug: &str) -> String {
     use dotmac_api::store::entity::tenant;
+    use sea_orm::{ColumnTrait, QueryFilter};
     let tx = app.store.begin_system().await.unwrap();
-    let rows = tenant::Entity::find().all(&tx).await.unwrap();
+    let row = tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(slug))
+        .one(&tx)
+        .await
+        .unwrap()
+        .unwrap();
     tx.commit().await.unwrap();
-    let id = |slug: &str| rows.iter().find(|t| t.slug == slug).unwrap().id.clone();
-    (id("acme-fiber"), id("bolt-broadband"))
+    row.id
+}
+
+/// The demo tenants A (acme-fiber) and B (bolt-broadband).
+pub async fn tenant_ids(app: &App) -> (String, String) {
+    (
+        tenant_id(app, "acme-fiber").await,
+        tenant_id(app, "bolt-broadband").await,
+    )
 }
 
 async fn close_scenario(backend: Backend) {
@@ -503,16 +517,7 @@ async fn terms_scenario(backend: Backend) {
         .await
         .unwrap();
     let (a, b) = tenant_ids(app).await;
-    let c = {
-        use dotmac_api::store::entity::tenant;
-        let tx = app.store.begin_system().await.unwrap();
-        let t = tenant::Entity::find().all(&tx).await.unwrap();
-        tx.commit().await.unwrap();
-        t.into_iter()
-            .find(|t| t.slug == "comet-wireless")
-            .unwrap()
-            .id
-    };
+    let c = tenant_id(app, "comet-wireless").await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
     let terms = SubscriptionTerms {
         tax: Some(TaxRate {
@@ -786,16 +791,7 @@ async fn pause_scenario(backend: Backend) {
         .await
         .unwrap();
     // The mutations, on a third tenant: state changes and their legality.
-    let c = {
-        use dotmac_api::store::entity::tenant;
-        let tx = app.store.begin_system().await.unwrap();
-        let t = tenant::Entity::find().all(&tx).await.unwrap();
-        tx.commit().await.unwrap();
-        t.into_iter()
-            .find(|t| t.slug == "comet-wireless")
-            .unwrap()
-            .id
-    };
+    let c = tenant_id(app, "comet-wireless").await;
     let sub_c = subscribe(app, &ctx, &c, &plan.id, october, Default::default())
         .await
         .unwrap();

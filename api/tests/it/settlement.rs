@@ -18,7 +18,7 @@ use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price};
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::billing::admin;
+use crate::billing::{admin, tenant_ids};
 use crate::support::{Backend, TestServer};
 
 const SECRET: &str = "whsec_test_0123456789abcdef0123456789abcdef";
@@ -59,14 +59,6 @@ async fn invoice_of(app: &App, tenant: &str, start: &str) -> InvoiceRow {
     row
 }
 
-async fn tenants(app: &App) -> (String, String) {
-    let tx = app.store.begin_system().await.unwrap();
-    let rows = tenant::Entity::find().all(&tx).await.unwrap();
-    tx.commit().await.unwrap();
-    let id = |slug: &str| rows.iter().find(|t| t.slug == slug).unwrap().id.clone();
-    (id("acme-fiber"), id("bolt-broadband"))
-}
-
 async fn close(app: &App, month: &str, now: &str) {
     let req = CloseRequest {
         month: month.parse().unwrap(),
@@ -99,7 +91,7 @@ async fn settlement_scenario(backend: Backend) {
     let plan = create_plan(app, &ctx, "Flat", flat_plan(100))
         .await
         .unwrap();
-    let (a, b) = tenants(app).await;
+    let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
     subscribe(app, &ctx, &a, &plan.id, october, Default::default())
         .await
