@@ -73,8 +73,14 @@ fn text_lines(row: &InvoiceRow, tenant_name: &str, lines: &[InvoiceLine]) -> Vec
             out.push((
                 false,
                 format!(
-                    "    amount {}, discount {}, tax {}",
-                    line.amount, line.discount, line.tax
+                    "    amount {}, discount {}, tax {}{}",
+                    line.amount,
+                    line.discount,
+                    line.tax,
+                    line.tax_rate
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 ),
             ));
         }

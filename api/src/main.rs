@@ -283,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(dir) => server::embedded_app(config, &dir).await?,
                 None => server::production_app(config).await?,
             };
+            tracing::info!("connected; closing {period}");
             let request = dotmac_api::domain::billing::CloseRequest {
                 month,
                 now,

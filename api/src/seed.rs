@@ -146,6 +146,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
                 contact_name: Some(format!("{name} NOC")),
                 contact_email: Some(format!("noc@{slug}.demo")),
                 reseller_id: resold.then(|| reseller.id.clone()),
+                ..Default::default()
             },
         )
         .await?;
@@ -366,6 +367,31 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
             .find(|t| t.slug == slug)
             .map(|t| t.id.clone())
     };
+    // Acme is in Kenya: its invoices carry KE VAT by its jurisdiction.
+    crate::domain::tax::create_tax_rate(
+        app,
+        &ctx,
+        crate::domain::tax::NewTaxRate {
+            jurisdiction: "KE".into(),
+            name: "KE VAT 16%".into(),
+            percent: Decimal::from(16),
+            inclusive: false,
+            effective_from: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default(),
+        },
+    )
+    .await?;
+    if let Some(acme) = id_of("acme-fiber") {
+        tenants::update(
+            app,
+            &ctx,
+            &acme,
+            tenants::TenantPatch {
+                tax_jurisdiction: Some("KE".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     for (tenant, plan) in [("acme-fiber", "small"), ("bolt-broadband", "micro")] {
         if let (Some(t), Some(p)) = (id_of(tenant), plan_ids.get(plan)) {
             billing::subscribe(app, &ctx, &t, p, Some(last_month), Default::default()).await?;

@@ -41,6 +41,9 @@ struct Args {
     redis_url: String,
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
+    /// The close's log level (`info` shows its phases' times on stderr).
+    #[arg(long, default_value = "warn")]
+    log: String,
 }
 
 const METERS: usize = 5;
@@ -263,10 +266,14 @@ async fn run(
                 "DOTMAC_AUTH__JWT_SECRET",
                 "bench-secret-bench-secret-bench-secret-0001",
             )
-            .env("DOTMAC_LOG", "warn")
+            .env("DOTMAC_LOG", &args.log)
             .envs(ch_env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if args.log == "warn" {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .with_context(|| format!("starting the {label} close"))?;
         let pid = child.id();

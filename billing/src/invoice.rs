@@ -98,6 +98,10 @@ pub struct InvoiceLine {
     /// Amount less discount, excluding tax.
     pub net: Decimal,
     pub tax: Decimal,
+    /// The rate `tax` was computed at, as invoices print it (`KE VAT 16%`);
+    /// absent on untaxed lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_rate: Option<String>,
     /// What the line adds to the invoice.
     pub total: Decimal,
 }
@@ -199,6 +203,7 @@ pub fn build_invoice(
                 discount: fixed(discount),
                 net: fixed(taxed.net),
                 tax: fixed(taxed.tax),
+                tax_rate: tax.map(|t| t.name.clone()),
                 total: fixed(taxed.gross),
             }
         })

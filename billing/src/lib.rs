@@ -8,6 +8,7 @@
 pub mod close;
 pub mod dunning;
 pub mod invoice;
+pub mod jurisdiction;
 pub mod period;
 pub mod proration;
 pub mod rating;
@@ -22,6 +23,7 @@ pub use close::{
 pub use invoice::{
     build_invoice, Coupon, CouponDuration, Discount, Invoice, InvoiceLine, LineDraft, LineKind,
 };
+pub use jurisdiction::{parse_jurisdiction, rate_for, JurisdictionRate};
 pub use period::{Calendar, Period};
 pub use proration::prorate;
 pub use rating::{rate, Rating, TierCharge};

@@ -147,6 +147,7 @@ mod tests {
             discount: Decimal::ZERO,
             net,
             tax,
+            tax_rate: None,
             total: net + tax,
         }
     }

@@ -150,7 +150,13 @@ impl ClickHouse {
     /// Runs a SELECT and reads its rows.
     pub async fn select<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClickHouseError> {
         let body = format!("{sql} FORMAT JSONEachRow");
+        let started = std::time::Instant::now();
         let bytes = self.post(None, body.into_bytes(), true).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            bytes = bytes.len(),
+            "select answered"
+        );
         bytes
             .split(|b| *b == b'\n')
             .filter(|line| !line.is_empty())

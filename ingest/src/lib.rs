@@ -13,6 +13,7 @@ pub mod rows;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod totals;
 
 pub use batch::{parse_body, parse_body_raw, BatchError, MAX_BATCH_EVENTS};
 pub use dedupe::{DedupeKey, DedupeSet};

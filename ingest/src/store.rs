@@ -30,7 +30,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
 pub const WRITE_CHUNK_ROWS: usize = 50_000;
 
 /// Rows count only when their write has a batch row: the commit record.
-const COMMITTED: &str = "write_id IN (SELECT write_id FROM usage_batches)";
+pub(crate) const COMMITTED: &str = "write_id IN (SELECT write_id FROM usage_batches)";
 
 /// Totals over every committed batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]

@@ -116,6 +116,10 @@ typed_id!(
     /// An invoice.
     InvoiceId, "inv"
 );
+typed_id!(
+    /// A jurisdiction's tax rate from a date on.
+    TaxRateId, "txr"
+);
 
 #[cfg(test)]
 mod tests {

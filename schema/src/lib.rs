@@ -15,7 +15,7 @@ pub mod usage;
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
 pub use ids::{
     ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId,
-    SubscriptionId, TenantId, UserId,
+    SubscriptionId, TaxRateId, TenantId, UserId,
 };
 pub use money::{Currency, Money, MoneyError, Rounding};
 pub use slug::{slug_from_name, validate_slug, SlugError};

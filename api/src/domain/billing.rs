@@ -1,26 +1,15 @@
-//! Billing use cases: plans, subscriptions and the period close. A close
-//! rates every live subscription's period from the committed rollups
-//! (ClickHouse, or the embedded store under `dotmac dev`), keeps each
-//! invoice a draft through the grace period (a re-close updates it with late
-//! usage), then finalizes it with the issuer's next gapless number. Usage
-//! that changes after finalization becomes adjustment lines on the next
-//! period's invoice. Closing twice, or twice at once, yields the same rows:
-//! they meet on `UNIQUE (subscription_id, period_start)`, and only drafts
-//! are ever rewritten.
+//! Billing use cases: plans, subscriptions, the usage a close reads, and
+//! billing on a schedule. The period close itself is in [`super::close`]
+//! (re-exported here).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use dotmac_billing::period::Calendar;
-use dotmac_billing::{
-    adjustment_lines, billed_quantities, build_invoice, recurring_lines, usage_lines, LineDraft,
-    Period, UsageTotals,
-};
-use dotmac_schema::money::Rounding;
+use dotmac_billing::Period;
 use dotmac_schema::price::PlanVersion;
 use dotmac_schema::usage::RollupState;
 use rust_decimal::Decimal;
-use sea_orm::EntityTrait;
 
 use dotmac_schema::{InvoiceId, PlanId, Role, SubscriptionId, TenantId};
 
@@ -28,7 +17,12 @@ use super::{parse_id, required_text};
 use crate::app::{App, RequestCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::billing::{self as rows, InvoiceRow, PlanRow, SubscriptionRow, PLATFORM_ISSUER};
+use crate::store::billing::{self as rows, InvoiceRow, PlanRow, SubscriptionRow};
+
+pub use super::close::{
+    activate_ended_trials, close_as, close_period, close_period_in_chunks, CloseReport,
+    CloseRequest,
+};
 
 /// Days from finalization to the due date (DESIGN.md §8).
 pub const NET_DAYS: i64 = 30;
@@ -121,8 +115,8 @@ pub async fn subscribe(
     Ok(row)
 }
 
-/// What a subscription adds to its plan: the tenant's tax rate (by its
-/// jurisdiction) and a coupon.
+/// What a subscription adds to its plan: a tax rate of its own (else its
+/// tenant's jurisdiction's applies) and a coupon.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionTerms {
     pub tax: Option<dotmac_billing::TaxRate>,
@@ -368,33 +362,6 @@ pub async fn set_paused(
     Ok(sub)
 }
 
-/// One close run's parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct CloseRequest {
-    /// Any day of the month whose periods are closed: each subscription's
-    /// period that starts in this month.
-    pub month: NaiveDate,
-    /// The clock of this run (finalization is due at period end + grace).
-    pub now: DateTime<Utc>,
-    /// How long invoices stay drafts after their period ends.
-    pub grace: TimeDelta,
-}
-
-/// What a close did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CloseReport {
-    /// Subscriptions with a period starting in the month.
-    pub subscriptions: usize,
-    pub drafted: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub finalized: usize,
-    /// Subscriptions still in their trial for the whole period.
-    pub in_trial: usize,
-    /// Subscriptions cancelled inside the period (billed up to then).
-    pub cancelled_in_period: usize,
-}
-
 /// The first day of a `YYYY-MM` month.
 pub fn parse_month(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(&format!("{}-01", text.trim()), "%Y-%m-%d").ok()
@@ -412,6 +379,35 @@ pub fn period_starting_in(calendar: &Calendar, month: NaiveDate) -> Option<Perio
     (p.start.year() == first.year() && p.start.month() == first.month()).then_some(p)
 }
 
+/// Every tenant's total of each of `meters` over `[from, to)` (rollup
+/// windows that start in it), merged by each meter's merge law; keyed by
+/// (tenant, meter), absent where a tenant has no usage.
+pub async fn usage_totals(
+    app: &App,
+    meters: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<HashMap<(String, String), Decimal>> {
+    if let (None, Some(usage)) = (&app.embedded_usage, &app.usage) {
+        // ClickHouse sums every tenant's parts itself.
+        return Ok(usage
+            .meter_totals(meters, from.timestamp(), to.timestamp())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .by_tenant_meter
+            .into_iter()
+            .map(|(key, state)| (key, state.value()))
+            .collect());
+    }
+    let mut out = HashMap::new();
+    for meter in meters {
+        for (tenant, q) in merged_rollups(app, None, meter, from, to).await? {
+            out.insert((tenant, meter.clone()), q);
+        }
+    }
+    Ok(out)
+}
+
 /// Each tenant's total of `meter` over `[from, to)` (rollup windows that
 /// start in it), merged by the meter's own merge law.
 pub async fn usage_by_tenant(
@@ -421,17 +417,28 @@ pub async fn usage_by_tenant(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> ApiResult<BTreeMap<String, Decimal>> {
-    let (from, to) = (from.timestamp(), to.timestamp());
     if let (None, Some(usage), None) = (&app.embedded_usage, &app.usage, tenants) {
-        // Every tenant: ClickHouse groups the parts per tenant.
         return Ok(usage
-            .tenant_totals(meter, from, to)
+            .meter_totals(&[meter.to_owned()], from.timestamp(), to.timestamp())
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
+            .by_tenant_meter
             .into_iter()
-            .map(|(t, s)| (t, s.value()))
+            .map(|((tenant, _), state)| (tenant, state.value()))
             .collect());
     }
+    merged_rollups(app, tenants, meter, from, to).await
+}
+
+/// [`usage_by_tenant`] by merging each window's rollup here.
+async fn merged_rollups(
+    app: &App,
+    tenants: Option<&[String]>,
+    meter: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<BTreeMap<String, Decimal>> {
+    let (from, to) = (from.timestamp(), to.timestamp());
     let rollups = match (&app.embedded_usage, &app.usage) {
         (Some(embedded), _) => embedded.rollups(tenants, meter, from, to).await?,
         (None, Some(usage)) => usage
@@ -459,362 +466,6 @@ pub async fn usage_by_tenant(
         .into_iter()
         .map(|(t, s)| (t, s.value()))
         .collect())
-}
-
-/// One subscription ready to close.
-struct Due {
-    sub: SubscriptionRow,
-    plan: PlanVersion,
-    period: Period,
-    /// The period before, whose late usage becomes adjustments.
-    previous: Period,
-    /// When the recurring fee and usage start to count (trial end).
-    accrues_from: DateTime<Utc>,
-    /// When they stop (an immediate cancellation), else the period's end.
-    accrues_to: DateTime<Utc>,
-    /// The plans in force over `[accrues_from, accrues_to)`, in order.
-    segments: Vec<(PlanVersion, DateTime<Utc>, DateTime<Utc>)>,
-    tax: Option<dotmac_billing::TaxRate>,
-    coupon: Option<dotmac_billing::Coupon>,
-}
-
-/// Closes the month's periods; `progress(done, total)` after each one.
-pub async fn close_period(
-    app: &App,
-    req: &CloseRequest,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> ApiResult<CloseReport> {
-    close_period_in_chunks(app, req, WRITE_CHUNK, progress).await
-}
-
-/// [`close_period`] writing `chunk` invoices per transaction. A close that
-/// dies between two chunks has committed whole chunks only; running it
-/// again writes the rest and numbers on without a gap (tested by killing
-/// one mid-way).
-pub async fn close_period_in_chunks(
-    app: &App,
-    req: &CloseRequest,
-    chunk: usize,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> ApiResult<CloseReport> {
-    let chunk_size = chunk.max(1);
-    activate_ended_trials(app, req.now).await?;
-    let tx = app.store.begin_system().await?;
-    let plans: HashMap<String, PlanVersion> = rows::all_plans(&tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.id.clone(), rows::plan_version(r)?)))
-        .collect::<ApiResult<_>>()?;
-    let subs = rows::all_subscriptions(&tx).await?;
-    let changes = rows::plan_changes(&tx).await?;
-    let pauses = rows::pauses(&tx).await?;
-    tx.commit().await?;
-    let plan_of = |id: &str| {
-        plans
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApiError::internal(format!("plan {id} is missing")))
-    };
-
-    let mut report = CloseReport::default();
-    let mut due = Vec::new();
-    for sub in subs {
-        let plan = plan_of(&sub.plan_id)?;
-        let calendar = Calendar::new(rows::anchor(&sub)?, plan.interval);
-        let Some(period) = period_starting_in(&calendar, req.month) else {
-            continue;
-        };
-        // A subscription cancelled before this period has nothing to bill.
-        if sub.cancelled_at.is_some_and(|c| c <= period.start_time()) {
-            continue;
-        }
-        report.subscriptions += 1;
-        // Fees accrue from the anchor (a subscription may be backdated to
-        // it), or from the trial's end, until an immediate cancellation.
-        let anchored = rows::anchor(&sub)?
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc();
-        let accrues_from = sub
-            .trial_ends_at
-            .unwrap_or(anchored)
-            .max(anchored)
-            .max(period.start_time());
-        let accrues_to = sub
-            .cancelled_at
-            .unwrap_or(period.end_time())
-            .min(period.end_time());
-        if accrues_from >= period.end_time() {
-            report.in_trial += 1;
-            continue;
-        }
-        // The plan in force at the period's end: a change made after it
-        // (before this close) does not reprice the period.
-        let plan = match changes
-            .iter()
-            .filter(|c| c.subscription_id == sub.id && c.changed_at >= period.end_time())
-            .min_by_key(|c| c.changed_at)
-        {
-            Some(later) => plan_of(&later.from_plan_id)?,
-            None => plan,
-        };
-        // Plan changes inside the period split its recurring fee by time.
-        let mut segments = Vec::new();
-        let mut from = accrues_from;
-        let mut current = None;
-        for c in changes.iter().filter(|c| {
-            c.subscription_id == sub.id
-                && c.changed_at > period.start_time()
-                && c.changed_at < period.end_time()
-        }) {
-            let before = plan_of(&c.from_plan_id)?;
-            if c.changed_at > from {
-                segments.push((before, from, c.changed_at.min(accrues_to)));
-                from = c.changed_at;
-            }
-            current = Some(plan_of(&c.to_plan_id)?);
-        }
-        if from < accrues_to {
-            segments.push((current.unwrap_or_else(|| plan.clone()), from, accrues_to));
-        }
-        // No recurring fee accrues while paused.
-        let gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = pauses
-            .iter()
-            .filter(|p| p.subscription_id == sub.id)
-            .map(|p| {
-                (
-                    p.paused_at,
-                    p.resumed_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
-                )
-            })
-            .collect();
-        let segments = dotmac_billing::without_gaps(segments, &gaps);
-        let previous = calendar.period_containing(period.start - TimeDelta::days(1));
-        let tax = rows::terms(&sub.tax, "subscription tax")?;
-        let coupon = rows::terms(&sub.coupon, "subscription coupon")?;
-        due.push(Due {
-            sub,
-            plan,
-            period,
-            previous,
-            accrues_from,
-            accrues_to,
-            segments,
-            tax,
-            coupon,
-        });
-    }
-
-    // Usage is read per (period, meter) for every tenant at once, not per
-    // subscription: a close costs a query per meter, whatever the tenants.
-    let mut usage: HashMap<(Period, String), BTreeMap<String, Decimal>> = HashMap::new();
-    let mut wanted: BTreeSet<(Period, String)> = BTreeSet::new();
-    for d in &due {
-        for meter in d.plan.prices.iter().filter_map(|p| p.meter.clone()) {
-            wanted.insert((d.period, meter.clone()));
-            wanted.insert((d.previous, meter));
-        }
-    }
-    for (period, meter) in wanted {
-        let totals =
-            usage_by_tenant(app, None, &meter, period.start_time(), period.end_time()).await?;
-        usage.insert((period, meter), totals);
-    }
-    let totals_of = |period: Period, tenant: &str, plan: &PlanVersion| -> UsageTotals {
-        plan.prices
-            .iter()
-            .filter_map(|p| p.meter.clone())
-            .map(|m| {
-                let q = usage
-                    .get(&(period, m.clone()))
-                    .and_then(|t| t.get(tenant))
-                    .copied()
-                    .unwrap_or_default();
-                (m, q)
-            })
-            .collect()
-    };
-
-    // What exists already, read once rather than per subscription: the
-    // month's invoices, every settled invoice of these subscriptions (for
-    // adjustments and coupons), and each tenant's reseller (for events).
-    let tx = app.store.begin_system().await?;
-    let starts: BTreeSet<String> = due.iter().map(|d| d.period.start.to_string()).collect();
-    let mut existing: HashMap<(String, String), InvoiceRow> = HashMap::new();
-    for row in rows::invoices_starting(&tx, &starts).await? {
-        existing.insert((row.subscription_id.clone(), row.period_start.clone()), row);
-    }
-    let mut settled: HashMap<String, Vec<InvoiceRow>> = HashMap::new();
-    for row in rows::settled_invoices(&tx).await? {
-        settled
-            .entry(row.subscription_id.clone())
-            .or_default()
-            .push(row);
-    }
-    let resellers: HashMap<String, Option<String>> = crate::store::entity::tenant::Entity::find()
-        .all(&tx)
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.reseller_id))
-        .collect();
-    tx.commit().await?;
-
-    let mut inserts = Vec::new();
-    let mut updates = Vec::new();
-    for d in &due {
-        let mut counted = totals_of(d.period, &d.sub.tenant_id, &d.plan);
-        if d.accrues_from > d.period.start_time() || d.accrues_to < d.period.end_time() {
-            // A trial ended or the subscription was cancelled inside the
-            // period: only usage while it ran counts.
-            for (meter, q) in counted.iter_mut() {
-                *q = usage_by_tenant(
-                    app,
-                    Some(std::slice::from_ref(&d.sub.tenant_id)),
-                    meter,
-                    d.accrues_from,
-                    d.accrues_to,
-                )
-                .await?
-                .remove(&d.sub.tenant_id)
-                .unwrap_or_default();
-            }
-            if d.accrues_to < d.period.end_time() {
-                report.cancelled_in_period += 1;
-            }
-        }
-        let mut lines = Vec::new();
-        for (plan, from, to) in &d.segments {
-            lines.extend(recurring_lines(
-                plan,
-                &d.period,
-                *from,
-                *to,
-                Rounding::default(),
-            ));
-        }
-        lines.extend(usage_lines(&d.plan, &counted));
-        let history = settled.get(&d.sub.id).map(Vec::as_slice).unwrap_or(&[]);
-        lines.extend(adjustments(d, history, &totals_of)?);
-        let invoice = build_invoice(
-            lines,
-            d.plan.currency,
-            Rounding::default(),
-            coupon_for(d, history),
-            d.tax.as_ref(),
-            Decimal::ZERO,
-        );
-        match existing.get(&(d.sub.id.clone(), d.period.start.to_string())) {
-            None => inserts.push(new_draft(d, &invoice, req.now)?),
-            Some(row) if row.status == "draft" => {
-                let mut changed = row.clone();
-                rows::set_amounts(&mut changed, &invoice)?;
-                if changed == *row {
-                    report.unchanged += 1;
-                } else {
-                    updates.push(changed);
-                }
-            }
-            Some(_) => report.unchanged += 1,
-        }
-    }
-
-    // Writes in chunks, one transaction each: a crash loses at most the
-    // chunk in flight, and the next close writes it (drafts meet on the
-    // unique period key, so nothing is written twice).
-    let total = inserts.len() + updates.len();
-    let mut done = 0;
-    for chunk in inserts.chunks(chunk_size) {
-        let tx = app.store.begin_system().await?;
-        let written = rows::insert_drafts(&tx, chunk).await?;
-        tx.commit().await?;
-        report.drafted += written;
-        report.unchanged += chunk.len() - written;
-        done += chunk.len();
-        progress(done, total);
-    }
-    for chunk in updates.chunks(chunk_size) {
-        let tx = app.store.begin_system().await?;
-        for row in chunk {
-            if rows::update_draft(&tx, row, req.now).await? {
-                report.updated += 1;
-            } else {
-                report.unchanged += 1;
-            }
-        }
-        tx.commit().await?;
-        done += chunk.len();
-        progress(done, total);
-    }
-
-    // Finalization of what is past its grace, a chunk per transaction, each
-    // drawing its numbers from the issuer's sequence in that transaction.
-    let ripe: HashSet<String> = due
-        .iter()
-        .filter(|d| req.now >= d.period.end_time() + req.grace)
-        .map(|d| d.sub.id.clone())
-        .collect();
-    if !ripe.is_empty() {
-        let tx = app.store.begin_system().await?;
-        let drafts: Vec<String> = rows::invoices_starting(&tx, &starts)
-            .await?
-            .into_iter()
-            .filter(|r| r.status == "draft" && ripe.contains(&r.subscription_id))
-            .map(|r| r.id)
-            .collect();
-        tx.commit().await?;
-        let postgres = app.store.backend() == sea_orm::DbBackend::Postgres;
-        let to_finalize = drafts.len();
-        let mut finalized_so_far = 0;
-        for chunk in drafts.chunks(chunk_size) {
-            let tx = app.store.begin_system().await?;
-            let finalized =
-                rows::finalize_many(&tx, chunk, PLATFORM_ISSUER, req.now, NET_DAYS, postgres)
-                    .await?;
-            tx.commit().await?;
-            report.finalized += finalized.len();
-            finalized_so_far += chunk.len();
-            progress(finalized_so_far, to_finalize);
-            for row in finalized {
-                tracing::info!(invoice = %row.id, number = ?row.number, tenant = %row.tenant_id, "invoice finalized");
-                let event = crate::events::BusEvent::Invoice(crate::events::InvoiceFinalized {
-                    reseller_id: resellers.get(&row.tenant_id).cloned().flatten(),
-                    invoice_id: row.id,
-                    tenant_id: row.tenant_id,
-                    number: row.number.unwrap_or_default(),
-                    total: row.total,
-                    currency: row.currency,
-                    finalized_at: req.now,
-                });
-                // Finalized whatever the bus does: subscribers may miss it.
-                if let Err(e) = app.bus.publish(&event).await {
-                    tracing::warn!(error = %e, "invoiceFinalized not published");
-                }
-            }
-        }
-    }
-    for d in due
-        .iter()
-        .filter(|d| d.sub.cancel_at_period_end && req.now >= d.period.end_time())
-    {
-        end_at_period_end(app, &d.sub.id, d.period.end_time()).await?;
-    }
-    Ok(report)
-}
-
-/// Trials that ended by `now` become active subscriptions.
-pub async fn activate_ended_trials(app: &App, now: DateTime<Utc>) -> ApiResult<u64> {
-    use crate::store::entity::subscription;
-    use sea_orm::sea_query::Expr;
-    use sea_orm::{ColumnTrait, QueryFilter};
-    let tx = app.store.begin_system().await?;
-    let res = subscription::Entity::update_many()
-        .col_expr(subscription::Column::State, Expr::value("active"))
-        .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
-        .filter(subscription::Column::State.eq("trial"))
-        .filter(subscription::Column::TrialEndsAt.lte(now))
-        .exec(&tx)
-        .await?;
-    tx.commit().await?;
-    Ok(res.rows_affected)
 }
 
 /// Billing on a schedule, in `dotmac serve` and `dotmac dev`: every
@@ -858,111 +509,6 @@ pub fn spawn_schedule(app: App) {
             }
         }
     });
-}
-
-/// Invoices written per transaction by a close.
-const WRITE_CHUNK: usize = 500;
-
-/// The coupon, while it has periods left: those already discounted are
-/// the subscription's settled invoices of other periods with a discount.
-fn coupon_for<'a>(d: &'a Due, history: &[InvoiceRow]) -> Option<&'a dotmac_billing::Coupon> {
-    let c = d.coupon.as_ref()?;
-    let used = history
-        .iter()
-        .filter(|i| i.period_start != d.period.start.to_string())
-        .filter(|i| rows::dec(&i.discount).is_ok_and(|v| !v.is_zero()))
-        .count();
-    c.applies_after(u32::try_from(used).unwrap_or(u32::MAX))
-        .then_some(c)
-}
-
-/// A new draft row for `d`'s period.
-fn new_draft(
-    d: &Due,
-    invoice: &dotmac_billing::Invoice,
-    now: DateTime<Utc>,
-) -> ApiResult<InvoiceRow> {
-    let mut row = InvoiceRow {
-        id: InvoiceId::new().to_string(),
-        tenant_id: d.sub.tenant_id.clone(),
-        subscription_id: d.sub.id.clone(),
-        period_start: d.period.start.to_string(),
-        period_end: d.period.end.to_string(),
-        status: "draft".into(),
-        currency: String::new(),
-        issuer: PLATFORM_ISSUER.into(),
-        number: None,
-        subtotal: String::new(),
-        discount: String::new(),
-        tax: String::new(),
-        total: String::new(),
-        amount_due: String::new(),
-        lines: String::new(),
-        finalized_at: None,
-        due_at: None,
-        created_at: now,
-        updated_at: now,
-        paid: "0".into(),
-        credited: "0".into(),
-        credit_applied: "0".into(),
-        status_reason: None,
-    };
-    rows::set_amounts(&mut row, invoice)?;
-    Ok(row)
-}
-
-/// Ends a subscription that was to cancel at the end of a closed period.
-async fn end_at_period_end(app: &App, id: &str, at: DateTime<Utc>) -> ApiResult<()> {
-    let tx = app.store.begin_system().await?;
-    let mut sub = rows::get_subscription(&tx, &dotmac_schema::Scope::All, id).await?;
-    if sub.state != "cancelled" {
-        sub.state = "cancelled".into();
-        sub.cancelled_at = Some(at);
-        sub.updated_at = Utc::now();
-        rows::save_subscription(&tx, sub).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Adjustment lines for the previous period's finalized invoice when its
-/// usage changed since (usage of older periods is not re-read: the
-/// dedupe horizon and the aggregator's time limits keep late events within
-/// about a month).
-fn adjustments(
-    d: &Due,
-    history: &[InvoiceRow],
-    totals_of: &(dyn Fn(Period, &str, &PlanVersion) -> UsageTotals + Sync),
-) -> ApiResult<Vec<LineDraft>> {
-    let mut out = Vec::new();
-    if !history
-        .iter()
-        .any(|r| rows::period_of(r).is_ok_and(|p| p == d.previous))
-    {
-        return Ok(out);
-    }
-    let mut all_lines = Vec::new();
-    for row in history {
-        all_lines.extend(rows::lines(row)?);
-    }
-    let billed = billed_quantities(all_lines.iter().map(|l| &l.kind), &d.previous);
-    let counted = totals_of(d.previous, &d.sub.tenant_id, &d.plan);
-    out.extend(adjustment_lines(&d.plan, &d.previous, &billed, &counted));
-    Ok(out)
-}
-
-/// Closes `month` (`YYYY-MM`) now, as a platform admin (GraphQL's path; the
-/// CLI calls [`close_period`] with its own clock and grace).
-pub async fn close_as(app: &App, ctx: &RequestCtx, month: &str) -> ApiResult<CloseReport> {
-    ctx.writer_with(&[Role::PlatformAdmin])?;
-    let first = parse_month(month)
-        .ok_or_else(|| ApiError::validation("month", "must be a month such as 2026-11"))?;
-    let req = CloseRequest {
-        month: first,
-        now: Utc::now(),
-        grace: TimeDelta::days(app.config.billing.grace_days),
-    };
-    close_period(app, &req, &|_, _| {}).await
 }
 
 /// A finalized invoice with its tenant's name and lines, for a document.

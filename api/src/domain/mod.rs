@@ -3,11 +3,13 @@
 
 pub mod api_keys;
 pub mod billing;
+pub mod close;
 pub mod identity;
 pub mod meters;
 pub mod reconcile;
 pub mod resellers;
 pub mod settlement;
+pub mod tax;
 pub mod tenants;
 pub mod usage;
 

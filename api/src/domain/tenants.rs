@@ -24,6 +24,8 @@ pub struct NewTenant {
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
     pub reseller_id: Option<String>,
+    /// ISO 3166 code whose tax rate applies (platform admins only).
+    pub tax_jurisdiction: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -33,9 +35,28 @@ pub struct TenantPatch {
     pub tier: Option<ResourceTier>,
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
+    /// A code sets it, an empty string clears it (platform admins only).
+    pub tax_jurisdiction: Option<String>,
 }
 
 const NAME_MAX: usize = 200;
+
+/// A tax jurisdiction as set by `role`: where a tenant is taxed is the
+/// platform's decision (it sets what every invoice charges), so only
+/// platform admins set it; an empty code clears it.
+fn tax_jurisdiction(role: Option<Role>, code: &str) -> ApiResult<Option<String>> {
+    if role != Some(Role::PlatformAdmin) {
+        return Err(ApiError::Forbidden(
+            "input.taxJurisdiction: only platform admins set tax jurisdictions".into(),
+        ));
+    }
+    if code.trim().is_empty() {
+        return Ok(None);
+    }
+    dotmac_billing::parse_jurisdiction(code)
+        .map(Some)
+        .map_err(|e| ApiError::validation("input.taxJurisdiction", e.to_string()))
+}
 
 pub async fn create(app: &App, ctx: &RequestCtx, input: NewTenant) -> ApiResult<TenantRow> {
     let p = ctx.writer_with(&[
@@ -61,6 +82,10 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewTenant) -> ApiResult<
         .as_deref()
         .map(|n| required_text("input.contactName", n, NAME_MAX))
         .transpose()?;
+    let tax_jurisdiction = match input.tax_jurisdiction.as_deref() {
+        Some(code) => tax_jurisdiction(p.role(), code)?,
+        None => None,
+    };
     let requested: Option<ResellerId> = input
         .reseller_id
         .as_deref()
@@ -92,6 +117,7 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewTenant) -> ApiResult<
         reseller_id: reseller_id.map(|r| r.to_string()),
         created_at: now,
         updated_at: now,
+        tax_jurisdiction,
     };
     let row = tenants::insert(&tx, row).await?;
     audit::record(
@@ -153,18 +179,22 @@ pub async fn update(
     if let Some(e) = patch.contact_email.as_deref() {
         changes.contact_email = Set(Some(email("input.contactEmail", e)?));
     }
+    if let Some(code) = patch.tax_jurisdiction.as_deref() {
+        changes.tax_jurisdiction = Set(tax_jurisdiction(p.role(), code)?);
+    }
     changes.updated_at = Set(Utc::now());
     let tx = app.store.begin(&p.scope).await?;
     let before = tenants::get(&tx, &p.scope, &id).await?;
     let row = tenants::update_columns(&tx, &p.scope, &id, changes).await?;
     let describe = |t: &TenantRow| {
         format!(
-            "name={}|slug={}|tier={}|contact={}<{}>",
+            "name={}|slug={}|tier={}|contact={}<{}>|tax={}",
             t.name,
             t.slug,
             t.tier,
             t.contact_name.as_deref().unwrap_or(""),
-            t.contact_email.as_deref().unwrap_or("")
+            t.contact_email.as_deref().unwrap_or(""),
+            t.tax_jurisdiction.as_deref().unwrap_or("")
         )
     };
     audit::record(

@@ -241,6 +241,8 @@ pub struct InvoiceLineView {
     pub amount: String,
     pub discount: String,
     pub tax: String,
+    /// The rate the tax was computed at (e.g. "KE VAT 16%"); null untaxed.
+    pub tax_rate: Option<String>,
     pub total: String,
 }
 
@@ -294,6 +296,7 @@ fn line_view(line: InvoiceLine) -> InvoiceLineView {
         amount: text(line.amount),
         discount: text(line.discount),
         tax: text(line.tax),
+        tax_rate: line.tax_rate,
         total: text(line.total),
     }
 }
@@ -445,7 +448,8 @@ pub struct SubscribeInput {
     pub plan_id: ID,
     /// First period's start (YYYY-MM-DD); default today.
     pub anchor_date: Option<String>,
-    /// The tenant's tax rate by its jurisdiction; none means untaxed.
+    /// A rate of the subscription's own (an exemption is a 0% rate); none
+    /// means its tenant's jurisdiction's rate, or untaxed without one.
     pub tax: Option<TaxInput>,
     pub coupon: Option<CouponInput>,
 }

@@ -6,6 +6,7 @@ pub mod errors;
 mod mutation;
 mod query;
 mod subscription;
+pub mod tax_types;
 pub mod types;
 
 use async_graphql::connection::{Connection, Edge};

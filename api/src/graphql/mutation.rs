@@ -137,6 +137,7 @@ impl MutationRoot {
                 contact_name: input.contact_name,
                 contact_email: input.contact_email,
                 reseller_id: input.reseller_id.map(|r| r.0),
+                tax_jurisdiction: input.tax_jurisdiction,
             },
         )
         .await?;
@@ -160,6 +161,7 @@ impl MutationRoot {
                 tier: input.tier,
                 contact_name: input.contact_name,
                 contact_email: input.contact_email,
+                tax_jurisdiction: input.tax_jurisdiction,
             },
         )
         .await?;
@@ -279,6 +281,20 @@ impl MutationRoot {
         let plan = input.to_plan()?;
         Ok(Plan(
             billing::create_plan(app, rc, &input.name, plan).await?,
+        ))
+    }
+
+    /// Platform admins only. Adds a jurisdiction's tax rate from a date on;
+    /// rates are never edited (a change is a rate from a later date).
+    async fn create_tax_rate(
+        &self,
+        gctx: &Context<'_>,
+        input: super::tax_types::CreateTaxRateInput,
+    ) -> Result<super::tax_types::TaxRate> {
+        let (app, rc) = ctx(gctx);
+        let input = input.to_new()?;
+        Ok(super::tax_types::TaxRate(
+            crate::domain::tax::create_tax_rate(app, rc, input).await?,
         ))
     }
 

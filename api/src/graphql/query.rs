@@ -175,7 +175,26 @@ impl QueryRoot {
         Ok(connection(rows, after.is_some(), |r| r.id.clone(), ApiKey))
     }
 
-    /// The meters that apply to the caller's tenants (today: every platform meter).
+    /// Tax rates per jurisdiction, optionally of one (platform admins).
+    async fn tax_rates(
+        &self,
+        gctx: &Context<'_>,
+        jurisdiction: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, super::tax_types::TaxRate>> {
+        let (app, rc) = ctx(gctx);
+        let page = page_request::<dotmac_schema::TaxRateId>(first, after.as_deref())?;
+        let rows =
+            crate::domain::tax::list_tax_rates(app, rc, jurisdiction.as_deref(), page).await?;
+        Ok(connection(
+            rows,
+            after.is_some(),
+            |r| r.id.clone(),
+            super::tax_types::TaxRate,
+        ))
+    }
+
     /// Plan versions: the whole catalogue for the platform; for tenants
     /// and resellers, the plans their subscriptions use.
     async fn plans(
@@ -268,6 +287,7 @@ impl QueryRoot {
         Ok(Invoice(row))
     }
 
+    /// The meters that apply to the caller's tenants (today: every platform meter).
     async fn meters(
         &self,
         gctx: &Context<'_>,

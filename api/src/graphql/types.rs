@@ -88,6 +88,10 @@ impl Tenant {
     async fn reseller_id(&self) -> Option<ID> {
         self.row.reseller_id.clone().map(ID)
     }
+    /// ISO 3166 code (KE, US-CA) whose tax rate its invoices carry.
+    async fn tax_jurisdiction(&self) -> Option<&str> {
+        self.row.tax_jurisdiction.as_deref()
+    }
     /// The reseller, when the caller may see it (tenant users may not).
     async fn reseller(&self, gctx: &Context<'_>) -> async_graphql::Result<Option<Reseller>> {
         let Some(rid) = &self.row.reseller_id else {
@@ -353,6 +357,8 @@ pub struct CreateTenantInput {
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
     pub reseller_id: Option<ID>,
+    /// ISO 3166 code (KE, US-CA) whose tax rate applies; platform admins only.
+    pub tax_jurisdiction: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -362,6 +368,8 @@ pub struct UpdateTenantInput {
     pub tier: Option<ResourceTier>,
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
+    /// ISO 3166 code; an empty string clears it. Platform admins only.
+    pub tax_jurisdiction: Option<String>,
 }
 
 #[derive(InputObject)]

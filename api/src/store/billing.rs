@@ -7,7 +7,10 @@ use dotmac_billing::{Invoice, InvoiceLine, Period};
 use dotmac_schema::money::Currency;
 use dotmac_schema::price::{Interval, PlanVersion, Price};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set, Statement,
+};
 
 use super::entity::{
     credit_balance, credit_note, invoice, invoice_sequence, payment, plan, plan_change,
@@ -283,7 +286,7 @@ pub async fn update_draft(tx: &Tx, row: &InvoiceRow, now: DateTime<Utc>) -> ApiR
 /// The issuer's next number, in `tx` (see [`reserve_numbers`]).
 pub async fn next_number(tx: &Tx, issuer: &str) -> ApiResult<String> {
     let n = reserve_numbers(tx, issuer, 1).await?;
-    Ok(format!("{issuer}-{n:06}"))
+    Ok(invoice_number(issuer, n))
 }
 
 /// Uses the tenant's prepaid credit on a just-finalized invoice.
@@ -526,20 +529,116 @@ pub async fn invoices_starting(
         .await?)
 }
 
-/// Every invoice past draft, oldest finalization first (system scope).
-pub async fn settled_invoices(tx: &Tx) -> ApiResult<Vec<InvoiceRow>> {
+/// Invoices past draft of the periods starting on `starts` (system
+/// scope): a close's adjustments compare them with the rollups.
+pub async fn settled_invoices_starting(
+    tx: &Tx,
+    starts: &std::collections::BTreeSet<String>,
+) -> ApiResult<Vec<InvoiceRow>> {
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(invoice::Entity::find()
+        .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
         .filter(invoice::Column::Status.ne("draft"))
         .order_by_asc(invoice::Column::FinalizedAt)
         .all(tx)
         .await?)
 }
 
-/// Inserts drafts, skipping those another close inserted first (they meet
-/// on the unique period key); returns how many were written.
-pub async fn insert_drafts(tx: &Tx, drafts: &[InvoiceRow]) -> ApiResult<usize> {
+/// The periods (start dates) of each subscription's invoices past draft
+/// that carry a discount: how many periods a coupon has already served.
+pub async fn discounted_periods(
+    tx: &Tx,
+    subscription_ids: &[String],
+) -> ApiResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    // Bounded IN lists: SQLite allows 32,766 parameters per statement.
+    for chunk in subscription_ids.chunks(10_000) {
+        let rows: Vec<(String, String, String)> = invoice::Entity::find()
+            .select_only()
+            .columns([
+                invoice::Column::SubscriptionId,
+                invoice::Column::PeriodStart,
+                invoice::Column::Discount,
+            ])
+            .filter(invoice::Column::SubscriptionId.is_in(chunk.iter().cloned()))
+            .filter(invoice::Column::Status.ne("draft"))
+            .into_tuple()
+            .all(tx)
+            .await?;
+        for (sub, start, discount) in rows {
+            if !dec(&discount)?.is_zero() {
+                out.push((sub, start));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The ids of the drafts of these (subscription, period start) pairs.
+pub async fn draft_ids_for(tx: &Tx, pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
+    let wanted: std::collections::HashSet<&(String, String)> = pairs.iter().collect();
+    let subscriptions: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
+    let mut out = Vec::new();
+    for chunk in subscriptions.chunks(10_000) {
+        let rows: Vec<(String, String, String)> = invoice::Entity::find()
+            .select_only()
+            .columns([
+                invoice::Column::Id,
+                invoice::Column::SubscriptionId,
+                invoice::Column::PeriodStart,
+            ])
+            .filter(invoice::Column::SubscriptionId.is_in(chunk.iter().cloned()))
+            .filter(invoice::Column::Status.eq("draft"))
+            .into_tuple()
+            .all(tx)
+            .await?;
+        out.extend(
+            rows.into_iter()
+                .filter(|(_, sub, start)| wanted.contains(&(sub.clone(), start.clone())))
+                .map(|(id, ..)| id),
+        );
+    }
+    Ok(out)
+}
+
+/// The invoice columns, and their Postgres types for `json_to_recordset`
+/// (the keys are the fields of [`InvoiceRow`] as serde writes them).
+const INVOICE_COLUMNS: &str = "id, tenant_id, subscription_id, period_start, period_end, status, \
+     currency, issuer, number, subtotal, discount, tax, total, amount_due, lines, finalized_at, \
+     due_at, created_at, updated_at, paid, credited, credit_applied, status_reason";
+const INVOICE_COLUMN_TYPES: &str = "id text, tenant_id text, subscription_id text, \
+     period_start text, period_end text, status text, currency text, issuer text, number text, \
+     subtotal text, discount text, tax text, total text, amount_due text, lines text, \
+     finalized_at timestamptz, due_at timestamptz, created_at timestamptz, \
+     updated_at timestamptz, paid text, credited text, credit_applied text, status_reason text";
+
+/// Inserts a close's new invoices (drafts, or finalized past their grace),
+/// skipping those another close inserted first (they meet on the unique
+/// period key); returns how many were written.
+pub async fn insert_invoices(tx: &Tx, drafts: &[InvoiceRow]) -> ApiResult<usize> {
     if drafts.is_empty() {
         return Ok(0);
+    }
+    if tx.get_database_backend() == DbBackend::Postgres {
+        // The chunk as one JSON parameter that Postgres unpacks, rather than
+        // 23 bound parameters a row: a thousand invoices are one small
+        // statement to build, send and parse.
+        let rows = serde_json::to_string(drafts).map_err(|e| corrupt("invoice rows", e))?;
+        let sql = format!(
+            "INSERT INTO invoices ({INVOICE_COLUMNS}) SELECT {INVOICE_COLUMNS} \
+             FROM json_to_recordset($1::json) AS r({INVOICE_COLUMN_TYPES}) \
+             ON CONFLICT (subscription_id, period_start) DO NOTHING"
+        );
+        let res = tx
+            .execute(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [rows.into()],
+            ))
+            .await?;
+        return Ok(usize::try_from(res.rows_affected()).unwrap_or(usize::MAX));
     }
     let written = invoice::Entity::insert_many(
         drafts
@@ -560,10 +659,20 @@ pub async fn insert_drafts(tx: &Tx, drafts: &[InvoiceRow]) -> ApiResult<usize> {
     Ok(usize::try_from(written).unwrap_or(usize::MAX))
 }
 
+/// What a finalized invoice is announced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizedInvoice {
+    pub id: String,
+    pub tenant_id: String,
+    pub number: String,
+    pub total: String,
+    pub currency: String,
+}
+
 /// Finalizes the drafts among `ids` in `tx`: locks them (in id order, so
 /// concurrent closes cannot deadlock), draws exactly as many numbers as it
 /// finalizes from the issuer's sequence, applies prepaid credit, and
-/// returns the finalized rows. Invoices no longer drafts (another close
+/// returns what to announce. Invoices no longer drafts (another close
 /// won) draw no number: the sequence stays gapless.
 pub async fn finalize_many(
     tx: &Tx,
@@ -572,15 +681,26 @@ pub async fn finalize_many(
     now: DateTime<Utc>,
     net_days: i64,
     postgres: bool,
-) -> ApiResult<Vec<InvoiceRow>> {
+) -> ApiResult<Vec<FinalizedInvoice>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only the columns an announcement needs: the lines stay in the table.
     let mut q = invoice::Entity::find()
+        .select_only()
+        .columns([
+            invoice::Column::Id,
+            invoice::Column::TenantId,
+            invoice::Column::Total,
+            invoice::Column::Currency,
+        ])
         .filter(invoice::Column::Id.is_in(ids.iter().cloned()))
         .filter(invoice::Column::Status.eq("draft"))
         .order_by_asc(invoice::Column::Id);
     if postgres {
         q = q.lock_exclusive();
     }
-    let drafts = q.all(tx).await?;
+    let drafts: Vec<(String, String, String, String)> = q.into_tuple().all(tx).await?;
     if drafts.is_empty() {
         return Ok(Vec::new());
     }
@@ -594,21 +714,19 @@ pub async fn finalize_many(
     };
     let mut out = Vec::with_capacity(drafts.len());
     let mut case = String::from("CASE id");
-    for (i, mut row) in drafts.into_iter().enumerate() {
-        let number = format!("{issuer}-{:06}", first + i as i64);
-        if !safe(&row.id) || !safe(&number) {
-            return Err(ApiError::internal(format!(
-                "unexpected invoice id {:?}",
-                row.id
-            )));
+    for (i, (id, tenant_id, total, currency)) in drafts.into_iter().enumerate() {
+        let number = invoice_number(issuer, first + i as i64);
+        if !safe(&id) || !safe(&number) {
+            return Err(ApiError::internal(format!("unexpected invoice id {id:?}")));
         }
-        case.push_str(&format!(" WHEN '{}' THEN '{number}'", row.id));
-        row.status = "finalized".into();
-        row.number = Some(number);
-        row.finalized_at = Some(now);
-        row.due_at = Some(now + TimeDelta::days(net_days));
-        row.updated_at = now;
-        out.push(row);
+        case.push_str(&format!(" WHEN '{id}' THEN '{number}'"));
+        out.push(FinalizedInvoice {
+            id,
+            tenant_id,
+            number,
+            total,
+            currency,
+        });
     }
     case.push_str(" END");
     let updated = invoice::Entity::update_many()
@@ -630,8 +748,17 @@ pub async fn finalize_many(
             "finalizing a chunk changed an unexpected number of rows",
         ));
     }
-    // Prepaid credit, for the tenants that have some.
-    let tenants: Vec<String> = out.iter().map(|r| r.tenant_id.clone()).collect();
+    apply_prepaid_credit(tx, &out).await?;
+    Ok(out)
+}
+
+/// Uses prepaid credit on just-finalized invoices, for the tenants that
+/// have some.
+pub async fn apply_prepaid_credit(tx: &Tx, finalized: &[FinalizedInvoice]) -> ApiResult<()> {
+    if finalized.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<String> = finalized.iter().map(|r| r.tenant_id.clone()).collect();
     let with_credit: std::collections::HashSet<String> = credit_balance::Entity::find()
         .filter(credit_balance::Column::TenantId.is_in(tenants))
         .all(tx)
@@ -640,22 +767,51 @@ pub async fn finalize_many(
         .filter(|b| dec(&b.balance).is_ok_and(|v| v > Decimal::ZERO))
         .map(|b| b.tenant_id)
         .collect();
-    for row in out.iter_mut() {
-        if with_credit.contains(&row.tenant_id) {
-            apply_credit_balance(tx, &row.id).await?;
-            if let Some(fresh) = invoice::Entity::find_by_id(row.id.as_str()).one(tx).await? {
-                *row = fresh;
-            }
-        }
+    for row in finalized
+        .iter()
+        .filter(|r| with_credit.contains(&r.tenant_id))
+    {
+        apply_credit_balance(tx, &row.id).await?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// An invoice number as printed: the issuer and six digits at least.
+pub fn invoice_number(issuer: &str, n: i64) -> String {
+    format!("{issuer}-{n:06}")
+}
+
+/// Makes a new row finalized with `number` as of `now` (due after
+/// `net_days`), for an insert that finalizes in one write.
+pub fn mark_finalized(row: &mut InvoiceRow, number: String, now: DateTime<Utc>, net_days: i64) {
+    row.status = "finalized".into();
+    row.number = Some(number);
+    row.finalized_at = Some(now);
+    row.due_at = Some(now + TimeDelta::days(net_days));
+    row.updated_at = now;
+}
+
+/// What announcing `row`'s finalization says.
+pub fn announced(row: &InvoiceRow) -> FinalizedInvoice {
+    FinalizedInvoice {
+        id: row.id.clone(),
+        tenant_id: row.tenant_id.clone(),
+        number: row.number.clone().unwrap_or_default(),
+        total: row.total.clone(),
+        currency: row.currency.clone(),
+    }
+}
+
+/// Locks the issuer's number sequence (creating it) until `tx` ends.
+pub async fn lock_sequence(tx: &Tx, issuer: &str) -> ApiResult<()> {
+    reserve_numbers(tx, issuer, 0).await.map(|_| ())
 }
 
 /// Reserves `n` consecutive numbers of the issuer and returns the first.
 /// The sequence row stays locked until `tx` ends (Postgres row lock;
 /// SQLite serializes writers), so a rolled-back transaction gives its
 /// numbers back and numbers stay gapless.
-async fn reserve_numbers(tx: &Tx, issuer: &str, n: usize) -> ApiResult<i64> {
+pub async fn reserve_numbers(tx: &Tx, issuer: &str, n: usize) -> ApiResult<i64> {
     // Bound as a 32-bit integer: Postgres types `bigint + $1` as int4.
     let n = i32::try_from(n).map_err(|e| ApiError::internal(e.to_string()))?;
     invoice_sequence::Entity::insert(invoice_sequence::ActiveModel {

@@ -39,6 +39,8 @@ pub mod tenant {
         pub reseller_id: Option<String>,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
+        /// ISO 3166 code (`KE`, `US-CA`) whose tax rate its invoices carry.
+        pub tax_jurisdiction: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -262,7 +264,8 @@ pub mod subscription {
 pub mod invoice {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    /// Serialize: a close hands Postgres a chunk of rows as one JSON value.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "invoices")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -428,6 +431,30 @@ pub mod subscription_pause {
         pub paused_at: ChronoDateTimeUtc,
         /// None while the pause lasts.
         pub resumed_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod tax_rate {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tax_rates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub jurisdiction: String,
+        pub name: String,
+        /// Decimal text.
+        pub percent: String,
+        pub inclusive: bool,
+        /// `YYYY-MM-DD`.
+        pub effective_from: String,
+        pub created_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

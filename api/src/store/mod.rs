@@ -8,6 +8,7 @@ pub mod billing;
 pub mod entity;
 pub mod meters;
 pub mod resellers;
+pub mod tax;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

@@ -718,13 +718,13 @@ async fn resume_scenario(backend: Backend) {
             .unwrap();
         }
     }
-    let req = CloseRequest {
+    let close_at = |now: &str| CloseRequest {
         month: "2026-10-01".parse().unwrap(),
-        now: at("2026-11-28T00:00:00Z"),
+        now: at(now),
         grace: TimeDelta::days(3),
     };
     // Dies after the `n`th progress report (each follows a committed chunk).
-    let run = |die_after: usize| {
+    let run = |req: CloseRequest, die_after: usize| {
         let app = app.clone();
         tokio::spawn(async move {
             let calls = Arc::new(AtomicUsize::new(0));
@@ -738,17 +738,26 @@ async fn resume_scenario(backend: Backend) {
                 .unwrap()
         })
     };
-    assert!(run(1).await.unwrap_err().is_panic());
+    // Within the grace period: drafts only, and the close dies after one.
+    let in_grace = close_at("2026-11-02T00:00:00Z");
+    assert!(run(in_grace, 1).await.unwrap_err().is_panic());
     let rows = invoices(&app).await;
     assert_eq!(rows.len(), 1, "one chunk of one draft committed");
-    // Writes the other two drafts, then dies after the first finalization.
-    assert!(run(3).await.unwrap_err().is_panic());
+    assert_eq!(rows[0].status, "draft");
+    // After it: the draft is finalized, the second invoice written and
+    // finalized in its own chunk, then the close dies.
+    let after = close_at("2026-11-28T00:00:00Z");
+    assert!(run(after, 2).await.unwrap_err().is_panic());
     let rows = invoices(&app).await;
-    assert_eq!(rows.len(), 3);
-    let numbered: Vec<_> = rows.iter().filter_map(|r| r.number.clone()).collect();
-    assert_eq!(numbered, ["DM-000001"]);
-    let report = run(usize::MAX).await.unwrap();
-    assert_eq!((report.unchanged, report.finalized), (3, 2));
+    assert_eq!(rows.len(), 2);
+    let mut numbered: Vec<_> = rows.iter().filter_map(|r| r.number.clone()).collect();
+    numbered.sort();
+    assert_eq!(numbered, ["DM-000001", "DM-000002"]);
+    let report = run(after, usize::MAX).await.unwrap();
+    assert_eq!(
+        (report.unchanged, report.drafted, report.finalized),
+        (2, 1, 1)
+    );
     let mut numbers: Vec<_> = invoices(&app)
         .await
         .into_iter()
@@ -756,6 +765,9 @@ async fn resume_scenario(backend: Backend) {
         .collect();
     numbers.sort();
     assert_eq!(numbers, ["DM-000001", "DM-000002", "DM-000003"]);
+    // Nothing left to do.
+    let again = run(after, usize::MAX).await.unwrap();
+    assert_eq!((again.unchanged, again.drafted, again.finalized), (3, 0, 0));
 }
 
 #[tokio::test]
@@ -856,4 +868,165 @@ async fn pause_on_postgres() {
 #[tokio::test]
 async fn pause_on_embedded_sqlite() {
     pause_scenario(Backend::Sqlite).await;
+}
+
+/// Taxes by the tenant's jurisdiction: dated rates (the one in force on the
+/// period's last day), a subdivision falling back to its country, an
+/// inclusive rate, and a subscription's own rate overriding them.
+async fn jurisdiction_scenario(backend: Backend) {
+    use dotmac_api::domain::billing::SubscriptionTerms;
+    use dotmac_api::domain::tax::{create_tax_rate, NewTaxRate};
+    use dotmac_api::domain::tenants::{self, NewTenant, TenantPatch};
+    use dotmac_billing::TaxRate;
+    let srv = TestServer::start(backend).await;
+    let app = &srv.app;
+    if let Some(usage) = &app.usage {
+        usage.migrate().await.unwrap();
+    }
+    let ctx = admin();
+    let rate = |code: &str, percent: Decimal, inclusive: bool, from: &str| NewTaxRate {
+        jurisdiction: code.into(),
+        name: format!("{code} {percent}%"),
+        percent,
+        inclusive,
+        effective_from: from.parse().unwrap(),
+    };
+    for r in [
+        rate("ke", dec!(16), false, "2020-01-01"),
+        rate("KE", dec!(18), false, "2026-11-01"),
+        rate("US", dec!(5), false, "2020-01-01"),
+        rate("DE", dec!(19), true, "2020-01-01"),
+    ] {
+        create_tax_rate(app, &ctx, r).await.unwrap();
+    }
+    // Every refusal names its field.
+    for (bad, field) in [
+        (
+            rate("Kenya", dec!(16), false, "2027-01-01"),
+            "input.jurisdiction",
+        ),
+        (rate("KE", dec!(101), false, "2027-01-01"), "input.percent"),
+        (
+            rate("KE", dec!(20), false, "2020-01-01"),
+            "input.effectiveFrom",
+        ),
+    ] {
+        let err = create_tax_rate(app, &ctx, bad).await.unwrap_err();
+        assert!(err.to_string().starts_with(field), "{field}: {err}");
+    }
+
+    let small = create_plan(app, &ctx, "Small", flat("small", 99))
+        .await
+        .unwrap();
+    let (a, b) = tenant_ids(app).await;
+    let c = tenant_id(app, "comet-wireless").await;
+    let d = tenants::create(
+        app,
+        &ctx,
+        NewTenant {
+            name: "Delta Netz".into(),
+            tax_jurisdiction: Some("DE".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.tax_jurisdiction.as_deref(), Some("DE"));
+    for (tenant, code) in [(&a, "KE"), (&b, "us-ca"), (&c, "DE")] {
+        let patch = TenantPatch {
+            tax_jurisdiction: Some(code.into()),
+            ..Default::default()
+        };
+        tenants::update(app, &ctx, tenant, patch).await.unwrap();
+    }
+    let bad = TenantPatch {
+        tax_jurisdiction: Some("U.S.".into()),
+        ..Default::default()
+    };
+    let err = tenants::update(app, &ctx, &a, bad).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("input.taxJurisdiction"),
+        "{err}"
+    );
+
+    let october = NaiveDate::from_ymd_opt(2026, 10, 1);
+    for tenant in [&a, &b, &d.id] {
+        subscribe(app, &ctx, tenant, &small.id, october, Default::default())
+            .await
+            .unwrap();
+    }
+    // C's subscription is exempt: its own 0% rate wins over DE's.
+    let exempt = SubscriptionTerms {
+        tax: Some(TaxRate {
+            name: "Exempt".into(),
+            percent: Decimal::ZERO,
+            inclusive: false,
+        }),
+        coupon: None,
+    };
+    subscribe(app, &ctx, &c, &small.id, october, exempt)
+        .await
+        .unwrap();
+
+    let close = |month: &str, now: &str| CloseRequest {
+        month: month.parse().unwrap(),
+        now: at(now),
+        grace: TimeDelta::days(3),
+    };
+    close_period(
+        app,
+        &close("2026-10-01", "2026-11-28T00:00:00Z"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let t = |tax: &str, total: &str| Some(("0.00".to_owned(), tax.to_owned(), total.to_owned()));
+    // KE 16% in October; US-CA has no rate of its own: the US 5%.
+    assert_eq!(
+        invoice_total(app, &a, "2026-10-01").await,
+        t("15.84", "114.84")
+    );
+    assert_eq!(
+        invoice_total(app, &b, "2026-10-01").await,
+        t("4.95", "103.95")
+    );
+    assert_eq!(
+        invoice_total(app, &c, "2026-10-01").await,
+        t("0.00", "99.00")
+    );
+    // DE 19% inclusive: the net is 99 / 1.19 = 83.19, the tax the rest.
+    assert_eq!(
+        invoice_total(app, &d.id, "2026-10-01").await,
+        t("15.81", "99.00")
+    );
+    // November: KE's 18% took effect on the 1st.
+    close_period(
+        app,
+        &close("2026-11-01", "2026-12-05T00:00:00Z"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        invoice_total(app, &a, "2026-11-01").await,
+        t("17.82", "116.82")
+    );
+    // The lines name the rate they were taxed at.
+    let inv = invoices(app)
+        .await
+        .into_iter()
+        .find(|i| i.tenant_id == a && i.period_start == "2026-11-01")
+        .unwrap();
+    let json = serde_json::to_string(&lines(&inv).unwrap()).unwrap();
+    assert!(json.contains("KE 18%"), "{json}");
+}
+
+#[tokio::test]
+async fn jurisdiction_on_postgres() {
+    jurisdiction_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn jurisdiction_on_embedded_sqlite() {
+    jurisdiction_scenario(Backend::Sqlite).await;
 }

@@ -261,7 +261,7 @@ impl World {
     async fn tenant_state(&self, id: &str) -> Value {
         self.platform
             .gql(
-                "query($id: ID!) { tenant(id: $id) { state name apiKeyCount userCount } }",
+                "query($id: ID!) { tenant(id: $id) { state name apiKeyCount userCount taxJurisdiction } }",
                 json!({ "id": id }),
             )
             .await
@@ -519,9 +519,8 @@ async fn query_case(w: &World, field: &str) {
                 assert_eq!(got.iter().collect::<Vec<_>>(), sees, "{who}");
             }
         }
-        "plans" | "plan" | "subscriptions" | "invoices" | "invoice" | "reconciliation" => {
-            billing::query_case(w, field).await
-        }
+        "plans" | "plan" | "subscriptions" | "invoices" | "invoice" | "reconciliation"
+        | "taxRates" => billing::query_case(w, field).await,
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),
     }
 }
@@ -679,6 +678,22 @@ async fn mutation_case(w: &World, field: &str) {
             );
             let ok = w.platform.gql(doc, json!({ "id": target.tenant_id })).await;
             assert_eq!(ok.data()["updateTenant"]["name"], "Hijacked");
+            // Where a tenant is taxed is the platform's to set: not its own
+            // admin's, nor its reseller's.
+            let tax = "mutation($id: ID!) { updateTenant(id: $id, input: { taxJurisdiction: \"KY\" }) { id taxJurisdiction } }";
+            for (who, c) in [
+                ("tenant_admin of A", &w.a_admin),
+                ("reseller_admin of R", &w.reseller),
+            ] {
+                let ans = c.gql(tax, json!({ "id": w.a.tenant_id })).await;
+                assert_denied(who, field, &ans, &["FORBIDDEN"], &[]);
+            }
+            assert_eq!(
+                w.tenant_state(&w.a.tenant_id).await["taxJurisdiction"],
+                json!(null)
+            );
+            let ok = w.platform.gql(tax, json!({ "id": target.tenant_id })).await;
+            assert_eq!(ok.data()["updateTenant"]["taxJurisdiction"], "KY");
         }
         "createTenant" => {
             let doc = "mutation($r: ID, $n: String = \"Made In Test\") { createTenant(input: { name: $n, resellerId: $r }) { id resellerId } }";
@@ -1094,7 +1109,8 @@ async fn mutation_case(w: &World, field: &str) {
         | "changePlan"
         | "cancelSubscription"
         | "pauseSubscription"
-        | "resumeSubscription" => billing::mutation_case(w, field).await,
+        | "resumeSubscription"
+        | "createTaxRate" => billing::mutation_case(w, field).await,
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }

@@ -131,6 +131,9 @@ pub async fn query_case(w: &World, field: &str) {
     if field == "reconciliation" {
         return reconciliation_case(w).await;
     }
+    if field == "taxRates" {
+        return tax_rates_case(w).await;
+    }
     let ids = &w.billing;
     let (doc_list, doc_one, one_a, one_b) = match field {
         "plans" | "plan" => (
@@ -232,6 +235,10 @@ pub async fn mutation_case(w: &World, field: &str) {
         return subscription_change_case(w, field).await;
     }
     let (doc, vars) = match field {
+        "createTaxRate" => (
+            "mutation { createTaxRate(input: { jurisdiction: \"ZZ\", name: \"Rogue VAT\", percent: \"1\", effectiveFrom: \"2026-01-01\" }) { id } }".to_owned(),
+            json!({}),
+        ),
         "createPlan" => (
             "mutation { createPlan(input: { slug: \"rogue-plan\", version: 1, name: \"Rogue\", currency: \"USD\", interval: MONTHLY, prices: [{ model: FLAT, amount: \"1\" }] }) { id } }".to_owned(),
             json!({}),
@@ -262,6 +269,20 @@ pub async fn mutation_case(w: &World, field: &str) {
         .await;
     if field == "createPlan" {
         assert!(!state.body.to_string().contains("rogue-plan"));
+    }
+    if field == "createTaxRate" {
+        let rates = w
+            .platform
+            .gql(
+                "{ taxRates(first: 100) { edges { node { name } } } }",
+                json!({}),
+            )
+            .await;
+        assert!(
+            !rates.body.to_string().contains("Rogue VAT"),
+            "{}",
+            rates.body
+        );
     }
     if let Some(t) = vars.get("t").and_then(Value::as_str) {
         assert!(!state.body.to_string().contains(t));
@@ -531,4 +552,41 @@ async fn reconciliation_case(w: &World) {
         .gql("{ reconciliation(month: \"Oct\") { month } }", json!({}))
         .await
         .expect_code("VALIDATION");
+}
+
+/// Tax rates are the platform's catalogue: platform admins list them;
+/// everyone else is refused, whatever the filter.
+async fn tax_rates_case(w: &World) {
+    let created = w
+        .platform
+        .gql(
+            "mutation { createTaxRate(input: { jurisdiction: \"KE\", name: \"KE VAT iso\", percent: \"16\", effectiveFrom: \"2020-01-01\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = created.data()["createTaxRate"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doc = "query($j: String) { taxRates(first: 10, jurisdiction: $j) { edges { node { id jurisdiction name percent } } } }";
+    for filter in [json!(null), json!("KE")] {
+        let ans = w.platform.gql(doc, json!({ "j": filter })).await;
+        assert!(ans.body.to_string().contains(&id), "{}", ans.body);
+        for (who, c) in w
+            .everyone()
+            .into_iter()
+            .filter(|(who, _)| *who != "platform_admin")
+        {
+            let ans = c.gql(doc, json!({ "j": filter })).await;
+            assert_denied(
+                who,
+                "taxRates",
+                &ans,
+                &["FORBIDDEN"],
+                std::slice::from_ref(&id),
+            );
+        }
+    }
+    let bad = w.platform.gql(doc, json!({ "j": "Kenya" })).await;
+    bad.expect_code("VALIDATION");
 }

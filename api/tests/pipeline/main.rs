@@ -12,3 +12,4 @@ mod exactness;
 mod harness;
 mod intake;
 mod third_party;
+mod totals;
