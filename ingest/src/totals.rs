@@ -141,6 +141,24 @@ fn exact_decimal(text: Option<&str>) -> Option<Decimal> {
     Decimal::from_str_exact(trimmed).ok().map(|d| d.normalize())
 }
 
+/// Keeps a group's total read from ClickHouse, or marks its meter to be
+/// merged here when ClickHouse's answer was not provably exact.
+fn keep(
+    out: &mut TotalsByTenantMeter,
+    merge_here: &mut BTreeSet<String>,
+    row: GroupRow,
+    state: Option<RollupState>,
+) {
+    match state {
+        Some(state) => {
+            out.insert((row.tenant, row.meter), state);
+        }
+        None => {
+            merge_here.insert(row.meter);
+        }
+    }
+}
+
 impl UsageStore {
     /// Each tenant's committed total of every meter in `meters` over
     /// windows in `[from_secs, to_secs)`, merged by each meter's merge law;
@@ -155,20 +173,9 @@ impl UsageStore {
         if meters.is_empty() {
             return Ok(MeterTotals::default());
         }
-        let listed = meters
-            .iter()
-            .map(|m| quote(m))
-            .collect::<Vec<_>>()
-            .join(", ");
         let started = std::time::Instant::now();
         let sums = self
-            .clickhouse()
-            .select::<GroupRow>(&format!(
-                "SELECT tenant, meter, min(aggregation) AS agg_min, max(aggregation) AS agg_max, \
-                 count() AS parts, sum(count) AS count, countIf(NOT exact) AS inexact, max(digits) AS digits, \
-                 toString(sum(d)) AS sum FROM ({}) GROUP BY tenant, meter",
-                guarded_parts(&listed, from_secs, to_secs)
-            ))
+            .groups(meters, "toString(sum(d)) AS sum", from_secs, to_secs)
             .await;
         let sums = match sums {
             Ok(rows) => rows,
@@ -200,31 +207,12 @@ impl UsageStore {
                 }
                 _ => None,
             };
-            match state {
-                Some(state) => {
-                    out.insert((row.tenant, row.meter), state);
-                }
-                None => {
-                    merge_here.insert(row.meter);
-                }
-            }
+            keep(&mut out, &mut merge_here, row, state);
         }
         if !extremes.is_empty() {
-            let listed = extremes
-                .iter()
-                .map(|m| quote(m))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let rows = self
-                .clickhouse()
-                .select::<GroupRow>(&format!(
-                    "SELECT tenant, meter, min(aggregation) AS agg_min, max(aggregation) AS agg_max, \
-                     count() AS parts, sum(count) AS count, countIf(NOT exact) AS inexact, max(digits) AS digits, \
-                     toString(min(d)) AS min, toString(max(d)) AS max FROM ({}) GROUP BY tenant, meter",
-                    guarded_parts(&listed, from_secs, to_secs)
-                ))
-                .await?;
-            for row in rows {
+            let extremes: Vec<String> = extremes.into_iter().collect();
+            let totals = "toString(min(d)) AS min, toString(max(d)) AS max";
+            for row in self.groups(&extremes, totals, from_secs, to_secs).await? {
                 let state = match row.aggregation()? {
                     "MIN" if row.inexact == 0 => {
                         exact_decimal(row.min.as_deref()).map(RollupState::Min)
@@ -234,14 +222,7 @@ impl UsageStore {
                     }
                     _ => None,
                 };
-                match state {
-                    Some(state) => {
-                        out.insert((row.tenant, row.meter), state);
-                    }
-                    None => {
-                        merge_here.insert(row.meter);
-                    }
-                }
+                keep(&mut out, &mut merge_here, row, state);
             }
         }
         let listed: Vec<String> = merge_here.iter().cloned().collect();
@@ -250,6 +231,30 @@ impl UsageStore {
             by_tenant_meter: out,
             merged_here: merge_here,
         })
+    }
+
+    /// Each (tenant, meter) group of `meters`' parts with the guard's
+    /// facts and `totals` (aggregates of the guarded decimal `d`).
+    async fn groups(
+        &self,
+        meters: &[String],
+        totals: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> Result<Vec<GroupRow>, crate::clickhouse::ClickHouseError> {
+        let listed = meters
+            .iter()
+            .map(|m| quote(m))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.clickhouse()
+            .select::<GroupRow>(&format!(
+                "SELECT tenant, meter, min(aggregation) AS agg_min, max(aggregation) AS agg_max, \
+                 count() AS parts, sum(count) AS count, countIf(NOT exact) AS inexact, \
+                 max(digits) AS digits, {totals} FROM ({}) GROUP BY tenant, meter",
+                guarded_parts(&listed, from_secs, to_secs)
+            ))
+            .await
     }
 
     /// [`Self::meter_totals`] by merging every part here, meter by meter.

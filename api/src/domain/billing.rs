@@ -417,17 +417,14 @@ pub async fn usage_by_tenant(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> ApiResult<BTreeMap<String, Decimal>> {
-    if let (None, Some(usage), None) = (&app.embedded_usage, &app.usage, tenants) {
-        return Ok(usage
-            .meter_totals(&[meter.to_owned()], from.timestamp(), to.timestamp())
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .by_tenant_meter
+    match tenants {
+        None => Ok(usage_totals(app, &[meter.to_owned()], from, to)
+            .await?
             .into_iter()
-            .map(|((tenant, _), state)| (tenant, state.value()))
-            .collect());
+            .map(|((tenant, _), q)| (tenant, q))
+            .collect()),
+        Some(_) => merged_rollups(app, tenants, meter, from, to).await,
     }
-    merged_rollups(app, tenants, meter, from, to).await
 }
 
 /// [`usage_by_tenant`] by merging each window's rollup here.
