@@ -3,7 +3,8 @@
 //! ClickHouse rollups (a month of daily windows per tenant and meter), to
 //! finalized invoices in Postgres; side by side in the same run with the
 //! raw ClickHouse `GROUP BY tenant, meter` over the same rollups, which is
-//! the floor of any close that reads them. Reports both times, their ratio
+//! the floor of any close that reads them (and, for context, the same
+//! GROUP BY summing exact decimals). Reports both times, their ratio
 //! and the close's peak RSS, then checks every invoice is finalized and
 //! numbered without a gap. Run with `deploy/local/bench-close.sh`.
 
@@ -41,6 +42,9 @@ struct Args {
     redis_url: String,
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
+    /// Keep the Postgres and ClickHouse databases afterwards, to inspect.
+    #[arg(long)]
+    keep: bool,
     /// The close's log level (`info` shows its phases' times on stderr).
     #[arg(long, default_value = "warn")]
     log: String,
@@ -179,11 +183,20 @@ async fn seed_clickhouse(store: &UsageStore, tenants: usize, days: usize) -> any
     Ok(rows)
 }
 
+/// The baseline's total: what a GROUP BY that need not be exact sums.
+const FLOAT_SUM: &str = "sum(toFloat64(value))";
+/// For context: the same GROUP BY summing exact decimals, as a bill must.
+const EXACT_SUM: &str = "toString(sum(toDecimal128(value, 18)))";
+
 /// The raw GROUP BY the close's reading is measured against: every
 /// tenant's total per meter over the month's committed parts, read whole.
-async fn raw_group_by(clickhouse_url: &str, database: &str) -> anyhow::Result<(Duration, usize)> {
+async fn raw_group_by(
+    clickhouse_url: &str,
+    database: &str,
+    total: &str,
+) -> anyhow::Result<(Duration, usize)> {
     let sql = format!(
-        "SELECT tenant, meter, sum(toFloat64(value)) FROM {database}.usage_rollup_parts \
+        "SELECT tenant, meter, {total} FROM {database}.usage_rollup_parts \
          WHERE window_start >= {OCTOBER} AND window_start < {} \
          AND write_id IN (SELECT write_id FROM {database}.usage_batches) \
          GROUP BY tenant, meter FORMAT TabSeparated",
@@ -211,6 +224,10 @@ async fn main() -> anyhow::Result<()> {
         ("DOTMAC_CLICKHOUSE_DATABASE", name.as_str()),
     ];
     let result = run(&args, &name, &owner_url, &app_url, &ch_env).await;
+    if args.keep {
+        println!("  kept Postgres and ClickHouse database {name}");
+        return result;
+    }
     let store = UsageStore::new(ClickHouse::new(&args.clickhouse_url, &name));
     store.clickhouse().drop_database().await.ok();
     drop_database(&args.pg_admin_url, &name).await.ok();
@@ -236,11 +253,14 @@ async fn run(
     );
 
     let mut best = Duration::MAX;
+    let mut best_exact = Duration::MAX;
     let mut groups = 0;
     for _ in 0..args.rounds {
-        let (took, n) = raw_group_by(&args.clickhouse_url, name).await?;
+        let (took, n) = raw_group_by(&args.clickhouse_url, name, FLOAT_SUM).await?;
         best = best.min(took);
         groups = n;
+        let (took, _) = raw_group_by(&args.clickhouse_url, name, EXACT_SUM).await?;
+        best_exact = best_exact.min(took);
     }
     if groups != args.tenants * METERS {
         bail!(
@@ -321,6 +341,10 @@ async fn run(
         "  raw ClickHouse GROUP BY (baseline): {:>8.2} s ({groups} groups, best of {})",
         best.as_secs_f64(),
         args.rounds
+    );
+    println!(
+        "  same GROUP BY, exact decimal sums:  {:>8.2} s (context, not the baseline)",
+        best_exact.as_secs_f64()
     );
     println!(
         "  dotmac bill close (first):          {:>8.2} s (goal < 10 s)",

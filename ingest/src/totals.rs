@@ -35,15 +35,16 @@ pub struct MeterTotals {
 }
 
 /// The per-part facts the exactness guard needs, computed in ClickHouse:
-/// `digits` (integer digits, a sign counted as one), `exact` (within the
-/// decimal's range), and `d` (the value as a decimal, 0 where not exact, so
-/// the conversion never sees text it would refuse).
+/// `exact` (the text is a plain decimal within `Decimal128(18)`'s digits:
+/// ClickHouse would otherwise parse a prefix of it, or refuse it), `digits`
+/// (its integer digits, a sign counted as one), and `d` (the value as a
+/// decimal, 0 where not exact, so the conversion only sees text it reads
+/// whole). COUNT and UNIQUE_COUNT parts have no value (and `d` 0).
 fn guarded_parts(meters: &str, from_secs: i64, to_secs: i64) -> String {
     format!(
         "SELECT tenant, meter, aggregation, count, position(value, '.') AS dot, \
          if(dot = 0, toInt64(length(value)), toInt64(dot) - 1) AS digits, \
-         (length(value) > 0 AND digits <= {INTEGER_DIGITS} \
-          AND if(dot = 0, 0, toInt64(length(value)) - toInt64(dot)) <= {FRACTION_DIGITS}) AS exact, \
+         match(value, '^-?[0-9]{{1,{INTEGER_DIGITS}}}(\\\\.[0-9]{{1,{FRACTION_DIGITS}}})?$') AS exact, \
          toDecimal128(if(exact, value, '0'), {FRACTION_DIGITS}) AS d \
          FROM usage_rollup_parts WHERE meter IN ({meters}) \
          AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED}"

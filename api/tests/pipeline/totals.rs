@@ -179,6 +179,25 @@ async fn meter_totals_equal_the_merge_law_for_every_aggregation() {
             );
         }
     }
+    // A malformed value (ClickHouse would read "1.5" of it) fails the read
+    // rather than bill a prefix.
+    let key = RollupKey {
+        tenant: "ten_bad".into(),
+        meter: "m-bad".into(),
+        window_start: DateTime::<Utc>::from_timestamp(OCTOBER, 0).unwrap(),
+        group: vec![],
+    };
+    let mut bad = RollupPartRow::new(&key, &RollupState::Sum(Decimal::ONE), 0, "w-bad");
+    bad.value = "1.5abc".into();
+    store
+        .write_flush(&[], &[bad], &[batch("w-bad")])
+        .await
+        .unwrap();
+    let err = store
+        .meter_totals(&["m-bad".to_owned()], OCTOBER, OCTOBER + 31 * DAY)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1.5abc"), "{err}");
     // A meter nobody used, and no meters at all.
     let none = store
         .meter_totals(&["m-none".to_owned()], OCTOBER, OCTOBER + 31 * DAY)
