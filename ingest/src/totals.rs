@@ -213,7 +213,15 @@ impl UsageStore {
         if !extremes.is_empty() {
             let extremes: Vec<String> = extremes.into_iter().collect();
             let totals = "toString(min(d)) AS min, toString(max(d)) AS max";
-            for row in self.groups(&extremes, totals, from_secs, to_secs).await? {
+            let rows = match self.groups(&extremes, totals, from_secs, to_secs).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MIN/MAX in ClickHouse failed; merging parts instead");
+                    merge_here.extend(extremes);
+                    Vec::new()
+                }
+            };
+            for row in rows {
                 let state = match row.aggregation()? {
                     "MIN" if row.inexact == 0 => {
                         exact_decimal(row.min.as_deref()).map(RollupState::Min)

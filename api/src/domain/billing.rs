@@ -381,7 +381,9 @@ pub fn period_starting_in(calendar: &Calendar, month: NaiveDate) -> Option<Perio
 
 /// Every tenant's total of each of `meters` over `[from, to)` (rollup
 /// windows that start in it), merged by each meter's merge law; keyed by
-/// (tenant, meter), absent where a tenant has no usage.
+/// (tenant, meter), absent where a tenant has no usage. Quantities are
+/// normalized (no trailing zeros) whichever way they were read, so an
+/// invoice line reads the same from ClickHouse's sums as from merged parts.
 pub async fn usage_totals(
     app: &App,
     meters: &[String],
@@ -396,7 +398,7 @@ pub async fn usage_totals(
             .map_err(|e| ApiError::internal(e.to_string()))?
             .by_tenant_meter
             .into_iter()
-            .map(|(key, state)| (key, state.value()))
+            .map(|(key, state)| (key, state.value().normalize()))
             .collect());
     }
     let mut out = HashMap::new();
@@ -461,7 +463,7 @@ async fn merged_rollups(
     }
     Ok(per_tenant
         .into_iter()
-        .map(|(t, s)| (t, s.value()))
+        .map(|(t, s)| (t, s.value().normalize()))
         .collect())
 }
 

@@ -88,6 +88,12 @@ pub async fn close_period_in_chunks(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> ApiResult<CloseReport> {
     let started = std::time::Instant::now();
+    // Postgres keeps microseconds: every timestamp this close writes is the
+    // same, whichever statement writes it.
+    let req = &CloseRequest {
+        now: chrono::SubsecRound::trunc_subsecs(req.now, 6),
+        ..*req
+    };
     activate_ended_trials(app, req.now).await?;
     let book = Book::read(app).await?;
     tracing::debug!(ms = started.elapsed().as_millis(), "subscriptions read");
@@ -626,12 +632,12 @@ async fn write_chunk(
     let postgres = app.store.backend() == sea_orm::DbBackend::Postgres;
     let mut written = Written::default();
     let tx = app.store.begin_system().await?;
-    // Whoever finalizes takes the issuer's sequence first, before writing
-    // any invoice: finalizing closes queue there and cannot deadlock on
-    // each other's invoice rows.
-    if pending.iter().any(|p| p.ripe) {
-        rows::lock_sequence(&tx, PLATFORM_ISSUER).await?;
-    }
+    // Every chunk takes the issuer's sequence first, before writing any
+    // invoice: concurrent closes (the schedule runs in every process; the
+    // CLI has its own clock and grace) queue there, one chunk at a time,
+    // and never hold invoice rows the other waits for. A close alone pays
+    // one row lock per chunk.
+    rows::lock_sequence(&tx, PLATFORM_ISSUER).await?;
     let mut inserts: Vec<InvoiceRow> = Vec::new();
     let mut ripe_inserts: Vec<usize> = Vec::new();
     for p in pending {

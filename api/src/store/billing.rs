@@ -669,8 +669,9 @@ pub struct FinalizedInvoice {
     pub currency: String,
 }
 
-/// Finalizes the drafts among `ids` in `tx`: locks them (in id order, so
-/// concurrent closes cannot deadlock), draws exactly as many numbers as it
+/// Finalizes the drafts among `ids` in `tx`: locks them (in id order; a
+/// close holds the issuer's sequence already, see `domain::close`), draws
+/// exactly as many numbers as it
 /// finalizes from the issuer's sequence, applies prepaid credit, and
 /// returns what to announce. Invoices no longer drafts (another close
 /// won) draw no number: the sequence stays gapless.
