@@ -185,12 +185,10 @@ pub async fn change_plan(
     subscription_id: &str,
     plan_id: &str,
 ) -> ApiResult<SubscriptionRow> {
-    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
-    let sid: SubscriptionId = parse_id("subscriptionId", subscription_id)?;
+    ctx.writer_with(&[Role::PlatformAdmin])?;
     let pid: PlanId = parse_id("planId", plan_id)?;
+    let (tx, mut sub) = open_subscription(app, ctx, "subscriptionId", subscription_id).await?;
     let now = Utc::now();
-    let tx = app.store.begin(&p.scope).await?;
-    let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
     if sub.state == "cancelled" {
         return Err(ApiError::conflict(
             "subscriptionId",
@@ -226,23 +224,16 @@ pub async fn change_plan(
     let before = sub.plan_id.clone();
     sub.plan_id = pid.to_string();
     sub.updated_at = now;
-    let sub = rows::save_subscription(&tx, sub).await?;
-    audit::record(
-        &tx,
-        Some(p),
-        ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "subscription.change_plan",
-            tenant_id: Some(sub.tenant_id.clone()),
-            object_id: Some(sub.id.clone()),
-            before: Some(before),
-            after: Some(sub.plan_id.clone()),
-            ..Default::default()
-        },
+    let after = sub.plan_id.clone();
+    save_audited(
+        tx,
+        ctx,
+        sub,
+        "subscription.change_plan",
+        Some(before),
+        after,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(sub)
+    .await
 }
 
 /// Cancels now (the period then bills its recurring fee prorated up to
@@ -254,11 +245,8 @@ pub async fn cancel_subscription(
     subscription_id: &str,
     at_period_end: bool,
 ) -> ApiResult<SubscriptionRow> {
-    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
-    let sid: SubscriptionId = parse_id("id", subscription_id)?;
+    let (tx, mut sub) = open_subscription(app, ctx, "id", subscription_id).await?;
     let now = Utc::now();
-    let tx = app.store.begin(&p.scope).await?;
-    let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
     let state = stored_state(&sub)?;
     if at_period_end {
         if state == dotmac_billing::SubscriptionState::Cancelled {
@@ -273,29 +261,12 @@ pub async fn cancel_subscription(
         sub.cancelled_at = Some(now);
     }
     sub.updated_at = now;
-    let sub = rows::save_subscription(&tx, sub).await?;
-    audit::record(
-        &tx,
-        Some(p),
-        ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "subscription.cancel",
-            tenant_id: Some(sub.tenant_id.clone()),
-            object_id: Some(sub.id.clone()),
-            after: Some(
-                if at_period_end {
-                    "at_period_end"
-                } else {
-                    "now"
-                }
-                .into(),
-            ),
-            ..Default::default()
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(sub)
+    let when = if at_period_end {
+        "at_period_end"
+    } else {
+        "now"
+    };
+    save_audited(tx, ctx, sub, "subscription.cancel", None, when.into()).await
 }
 
 /// Pauses (no recurring fees accrue until resumed) or resumes a
@@ -307,11 +278,8 @@ pub async fn set_paused(
     pause: bool,
 ) -> ApiResult<SubscriptionRow> {
     use dotmac_billing::SubscriptionEvent;
-    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
-    let sid: SubscriptionId = parse_id("id", subscription_id)?;
+    let (tx, mut sub) = open_subscription(app, ctx, "id", subscription_id).await?;
     let now = Utc::now();
-    let tx = app.store.begin(&p.scope).await?;
-    let mut sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
     let state = stored_state(&sub)?;
     let event = if pause {
         SubscriptionEvent::Pause
@@ -339,21 +307,51 @@ pub async fn set_paused(
     let before = sub.state.clone();
     sub.state = next.as_str().to_owned();
     sub.updated_at = now;
+    let action = if pause {
+        "subscription.pause"
+    } else {
+        "subscription.resume"
+    };
+    let after = sub.state.clone();
+    save_audited(tx, ctx, sub, action, Some(before), after).await
+}
+
+/// A subscription a platform admin is about to change (`field` names its
+/// id on error), in a transaction of the admin's scope.
+async fn open_subscription(
+    app: &App,
+    ctx: &RequestCtx,
+    field: &str,
+    id: &str,
+) -> ApiResult<(crate::store::Tx, SubscriptionRow)> {
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let sid: SubscriptionId = parse_id(field, id)?;
+    let tx = app.store.begin(&p.scope).await?;
+    let sub = rows::get_subscription(&tx, &p.scope, sid.as_str()).await?;
+    Ok((tx, sub))
+}
+
+/// Saves a changed subscription, records `action` (with what it was and
+/// is now) in the audit log, and commits.
+async fn save_audited(
+    tx: crate::store::Tx,
+    ctx: &RequestCtx,
+    sub: SubscriptionRow,
+    action: &'static str,
+    before: Option<String>,
+    after: String,
+) -> ApiResult<SubscriptionRow> {
     let sub = rows::save_subscription(&tx, sub).await?;
     audit::record(
         &tx,
-        Some(p),
+        Some(ctx.principal()?),
         ctx.request_id.as_deref(),
         AuditEntry {
-            action: if pause {
-                "subscription.pause"
-            } else {
-                "subscription.resume"
-            },
+            action,
             tenant_id: Some(sub.tenant_id.clone()),
             object_id: Some(sub.id.clone()),
-            before: Some(before),
-            after: Some(sub.state.clone()),
+            before,
+            after: Some(after),
             ..Default::default()
         },
     )

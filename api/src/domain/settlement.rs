@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use dotmac_billing::settlement::{credit_line, CreditLine, Credited};
-use dotmac_billing::Settlement;
+use dotmac_billing::{Applied, Settlement, SettlementError};
 use dotmac_schema::money::{Currency, Rounding};
 use dotmac_schema::{Principal, PrincipalKind, Role, Scope, TenantAction, TenantId, UserId};
 use rust_decimal::Decimal;
@@ -57,14 +57,26 @@ fn settlement(row: &InvoiceRow) -> ApiResult<Settlement> {
     })
 }
 
-/// The invoice's balance after `s`, and its status: settled is `paid`.
-fn settle(row: &mut InvoiceRow, s: &Settlement) {
+/// Applies an amount to `row` through its settlement (`op` credits or pays
+/// it; a refusal names `field`), sets the balance and status (settled is
+/// `paid`), and moves what exceeds the balance to the tenant's credit.
+async fn apply(
+    tx: &crate::store::Tx,
+    row: &mut InvoiceRow,
+    field: &str,
+    op: impl FnOnce(&mut Settlement) -> Result<Applied, SettlementError>,
+) -> ApiResult<Applied> {
+    let mut s = settlement(row)?;
+    let applied = op(&mut s).map_err(|e| ApiError::validation(field, e.to_string()))?;
     row.paid = s.paid.to_string();
     row.credited = s.credited.to_string();
     row.amount_due = s.balance().to_string();
     if s.is_paid() {
         row.status = "paid".into();
     }
+    row.updated_at = Utc::now();
+    rows::add_credit_balance(tx, &row.tenant_id, &row.currency, applied.to_credit_balance).await?;
+    Ok(applied)
 }
 
 async fn lock(app: &App, tx: &crate::store::Tx, scope: &Scope, id: &str) -> ApiResult<InvoiceRow> {
@@ -146,19 +158,7 @@ pub async fn create_credit_note(
         });
     }
     let total: Decimal = credited.iter().map(|c| c.net + c.tax).sum();
-    let mut s = settlement(&invoice)?;
-    let applied = s
-        .credit(total)
-        .map_err(|e| ApiError::validation("input.lines", e.to_string()))?;
-    settle(&mut invoice, &s);
-    invoice.updated_at = Utc::now();
-    rows::add_credit_balance(
-        &tx,
-        &invoice.tenant_id,
-        &invoice.currency,
-        applied.to_credit_balance,
-    )
-    .await?;
+    let applied = apply(&tx, &mut invoice, "input.lines", |s| s.credit(total)).await?;
     let note = CreditNoteRow {
         id: format!("crn_{}", uuid::Uuid::now_v7().simple()),
         tenant_id: invoice.tenant_id.clone(),
@@ -263,19 +263,7 @@ pub async fn record_payment(
             format!("must be a whole number of minor units of {cur}"),
         ));
     }
-    let mut s = settlement(&invoice)?;
-    let applied = s
-        .pay(amount)
-        .map_err(|e| ApiError::validation("input.amount", e.to_string()))?;
-    settle(&mut invoice, &s);
-    invoice.updated_at = Utc::now();
-    rows::add_credit_balance(
-        &tx,
-        &invoice.tenant_id,
-        &invoice.currency,
-        applied.to_credit_balance,
-    )
-    .await?;
+    let applied = apply(&tx, &mut invoice, "input.amount", |s| s.pay(amount)).await?;
     let payment = PaymentRow {
         id: format!("pay_{}", uuid::Uuid::now_v7().simple()),
         tenant_id: invoice.tenant_id.clone(),

@@ -552,25 +552,16 @@ pub async fn discounted_periods(
     tx: &Tx,
     subscription_ids: &[String],
 ) -> ApiResult<Vec<(String, String)>> {
+    let columns = [
+        invoice::Column::SubscriptionId,
+        invoice::Column::PeriodStart,
+        invoice::Column::Discount,
+    ];
+    let settled = invoice::Column::Status.ne("draft");
     let mut out = Vec::new();
-    // Bounded IN lists: SQLite allows 32,766 parameters per statement.
-    for chunk in subscription_ids.chunks(10_000) {
-        let rows: Vec<(String, String, String)> = invoice::Entity::find()
-            .select_only()
-            .columns([
-                invoice::Column::SubscriptionId,
-                invoice::Column::PeriodStart,
-                invoice::Column::Discount,
-            ])
-            .filter(invoice::Column::SubscriptionId.is_in(chunk.iter().cloned()))
-            .filter(invoice::Column::Status.ne("draft"))
-            .into_tuple()
-            .all(tx)
-            .await?;
-        for (sub, start, discount) in rows {
-            if !dec(&discount)?.is_zero() {
-                out.push((sub, start));
-            }
+    for (sub, start, discount) in columns_of(tx, subscription_ids, columns, settled).await? {
+        if !dec(&discount)?.is_zero() {
+            out.push((sub, start));
         }
     }
     Ok(out)
@@ -580,25 +571,40 @@ pub async fn discounted_periods(
 pub async fn draft_ids_for(tx: &Tx, pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
     let wanted: std::collections::HashSet<&(String, String)> = pairs.iter().collect();
     let subscriptions: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
+    let columns = [
+        invoice::Column::Id,
+        invoice::Column::SubscriptionId,
+        invoice::Column::PeriodStart,
+    ];
+    let drafts = invoice::Column::Status.eq("draft");
+    Ok(columns_of(tx, &subscriptions, columns, drafts)
+        .await?
+        .into_iter()
+        .filter(|(_, sub, start)| wanted.contains(&(sub.clone(), start.clone())))
+        .map(|(id, ..)| id)
+        .collect())
+}
+
+/// Three text columns of the invoices of `subscription_ids` that match
+/// `filter`, read in bounded IN lists (SQLite allows 32,766 parameters per
+/// statement).
+async fn columns_of(
+    tx: &Tx,
+    subscription_ids: &[String],
+    columns: [invoice::Column; 3],
+    filter: sea_orm::sea_query::SimpleExpr,
+) -> ApiResult<Vec<(String, String, String)>> {
     let mut out = Vec::new();
-    for chunk in subscriptions.chunks(10_000) {
+    for chunk in subscription_ids.chunks(10_000) {
         let rows: Vec<(String, String, String)> = invoice::Entity::find()
             .select_only()
-            .columns([
-                invoice::Column::Id,
-                invoice::Column::SubscriptionId,
-                invoice::Column::PeriodStart,
-            ])
+            .columns(columns)
             .filter(invoice::Column::SubscriptionId.is_in(chunk.iter().cloned()))
-            .filter(invoice::Column::Status.eq("draft"))
+            .filter(filter.clone())
             .into_tuple()
             .all(tx)
             .await?;
-        out.extend(
-            rows.into_iter()
-                .filter(|(_, sub, start)| wanted.contains(&(sub.clone(), start.clone())))
-                .map(|(id, ..)| id),
-        );
+        out.extend(rows);
     }
     Ok(out)
 }

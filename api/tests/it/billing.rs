@@ -112,6 +112,15 @@ pub async fn commit_usage(
     usage.write_flush(&[], &[part], &[batch]).await.unwrap();
 }
 
+/// A test server whose usage store (ClickHouse) has its tables.
+async fn billing_server(backend: Backend) -> TestServer {
+    let srv = TestServer::start(backend).await;
+    if let Some(usage) = &srv.app.usage {
+        usage.migrate().await.unwrap();
+    }
+    srv
+}
+
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -473,7 +482,8 @@ async fn documents(srv: &TestServer, inv: &InvoiceRow) {
     );
 }
 
-fn flat(slug: &str, fee: i64) -> PlanVersion {
+/// A plan of one flat monthly fee in USD.
+pub fn flat(slug: &str, fee: i64) -> PlanVersion {
     PlanVersion {
         plan: slug.into(),
         version: 1,
@@ -504,11 +514,8 @@ async fn invoice_total(app: &App, tenant: &str, start: &str) -> Option<(String, 
 async fn terms_scenario(backend: Backend) {
     use dotmac_api::domain::billing::{cancel_subscription, change_plan, SubscriptionTerms};
     use dotmac_billing::{Coupon, CouponDuration, Discount, TaxRate};
-    let srv = TestServer::start(backend).await;
+    let srv = billing_server(backend).await;
     let app = &srv.app;
-    if let Some(usage) = &app.usage {
-        usage.migrate().await.unwrap();
-    }
     let ctx = admin();
     let small = create_plan(app, &ctx, "Small", flat("small", 99))
         .await
@@ -691,11 +698,8 @@ async fn resume_scenario(backend: Backend) {
     use dotmac_api::domain::billing::close_period_in_chunks;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    let srv = TestServer::start(backend).await;
+    let srv = billing_server(backend).await;
     let app = srv.app.clone();
-    if let Some(usage) = &app.usage {
-        usage.migrate().await.unwrap();
-    }
     let ctx = admin();
     let plan = create_plan(&app, &ctx, "Flat", flat("flat", 10))
         .await
@@ -785,11 +789,8 @@ async fn resume_on_embedded_sqlite() {
 async fn pause_scenario(backend: Backend) {
     use dotmac_api::domain::billing::set_paused;
     use dotmac_api::store::billing::{insert_pause, PauseRow};
-    let srv = TestServer::start(backend).await;
+    let srv = billing_server(backend).await;
     let app = &srv.app;
-    if let Some(usage) = &app.usage {
-        usage.migrate().await.unwrap();
-    }
     let ctx = admin();
     let plan = create_plan(app, &ctx, "Flat", flat("flat", 300))
         .await
@@ -878,11 +879,8 @@ async fn jurisdiction_scenario(backend: Backend) {
     use dotmac_api::domain::tax::{create_tax_rate, NewTaxRate};
     use dotmac_api::domain::tenants::{self, NewTenant, TenantPatch};
     use dotmac_billing::TaxRate;
-    let srv = TestServer::start(backend).await;
+    let srv = billing_server(backend).await;
     let app = &srv.app;
-    if let Some(usage) = &app.usage {
-        usage.migrate().await.unwrap();
-    }
     let ctx = admin();
     let rate = |code: &str, percent: Decimal, inclusive: bool, from: &str| NewTaxRate {
         jurisdiction: code.into(),
@@ -1038,9 +1036,8 @@ async fn jurisdiction_on_embedded_sqlite() {
 #[tokio::test]
 async fn concurrent_closes_across_the_grace_boundary() {
     use dotmac_api::domain::billing::close_period_in_chunks;
-    let srv = TestServer::start(Backend::Postgres).await;
+    let srv = billing_server(Backend::Postgres).await;
     let app = &srv.app;
-    app.usage.as_ref().unwrap().migrate().await.unwrap();
     let ctx = admin();
     let plan = create_plan(app, &ctx, "Small", small_plan()).await.unwrap();
     let (a, b) = tenant_ids(app).await;

@@ -13,33 +13,12 @@ use dotmac_api::domain::settlement::{
 use dotmac_api::error::ApiError;
 use dotmac_api::store::billing::InvoiceRow;
 use dotmac_api::store::entity::{invoice, subscription, tenant};
-use dotmac_schema::money::Currency;
-use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price};
-use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::billing::{admin, tenant_ids};
 use crate::support::{Backend, TestServer};
 
 const SECRET: &str = "whsec_test_0123456789abcdef0123456789abcdef";
-
-fn flat_plan(fee: i64) -> PlanVersion {
-    PlanVersion {
-        plan: "flat".into(),
-        version: 1,
-        currency: Currency::USD,
-        interval: Interval::Monthly,
-        trial_days: 0,
-        prices: vec![Price {
-            meter: None,
-            model: ChargeModel::Flat {
-                amount: Decimal::from(fee),
-            },
-            included_units: Decimal::ZERO,
-            minimum: None,
-        }],
-    }
-}
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -88,7 +67,7 @@ async fn settlement_scenario(backend: Backend) {
         usage.migrate().await.unwrap();
     }
     let ctx = admin();
-    let plan = create_plan(app, &ctx, "Flat", flat_plan(100))
+    let plan = create_plan(app, &ctx, "Flat", crate::billing::flat("flat", 100))
         .await
         .unwrap();
     let (a, b) = tenant_ids(app).await;
