@@ -9,8 +9,9 @@
 //!
 //! Its cost is a few reads and one transaction per chunk of invoices: the
 //! usage of every tenant and meter is read once per distinct period (summed
-//! in ClickHouse), what exists already is read once, and an invoice past its
-//! grace is inserted and finalized in the same transaction.
+//! in ClickHouse), what exists already is read once, an invoice past its
+//! grace is inserted and finalized in the same transaction, and each chunk
+//! goes to Postgres while the next is rated.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -63,9 +64,9 @@ pub struct CloseReport {
     pub cancelled_in_period: usize,
 }
 
-/// Invoices written per transaction: a crash loses at most one chunk's
-/// work, and 1,000 rows of 23 columns stay within SQLite's 32,766
-/// parameters per statement.
+/// Subscriptions whose invoices are written per transaction: a crash loses
+/// at most one chunk's work, and 1,000 rows of 23 columns stay within
+/// SQLite's 32,766 parameters per statement.
 const WRITE_CHUNK: usize = 1000;
 
 /// Closes the month's periods; `progress(done, total)` after each chunk.
@@ -77,7 +78,8 @@ pub async fn close_period(
     close_period_in_chunks(app, req, WRITE_CHUNK, progress).await
 }
 
-/// [`close_period`] writing `chunk` invoices per transaction. A close that
+/// [`close_period`] writing what each `chunk` subscriptions produce in one
+/// transaction (`chunk` invoices at most). A close that
 /// dies between two chunks has committed whole chunks only; running it
 /// again writes the rest and numbers on without a gap (tested by killing
 /// one mid-way).
@@ -118,13 +120,12 @@ pub async fn close_period_in_chunks(
         }
     )?;
     let read = started.elapsed();
-    let work = rate(app, req, &due, &usage, &known, &mut report).await?;
-    let rated = started.elapsed();
-    write(
+    rate_and_write(
         app,
         req,
-        &work,
-        &known.resellers,
+        &due,
+        &usage,
+        &known,
         chunk.max(1),
         progress,
         &mut report,
@@ -133,8 +134,7 @@ pub async fn close_period_in_chunks(
     tracing::info!(
         month = %req.month,
         read_ms = read.as_millis(),
-        rate_ms = (rated - read).as_millis(),
-        write_ms = (started.elapsed() - rated).as_millis(),
+        rate_and_write_ms = (started.elapsed() - read).as_millis(),
         ?report,
         "period closed"
     );
@@ -367,6 +367,30 @@ impl Usage {
         ))
     }
 
+    /// `d`'s tenant's usage of its plan's meters over `[from, to)` inside
+    /// `period`: the period's totals when that is the whole period, else
+    /// read for the window (a trial's end or a cancellation inside it).
+    async fn while_running(
+        &self,
+        app: &App,
+        d: &Due,
+        period: Period,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ApiResult<UsageTotals> {
+        let tenant = &d.sub.tenant_id;
+        let mut counted = self.totals(period, tenant, &d.plan);
+        if from > period.start_time() || to < period.end_time() {
+            for (meter, q) in counted.iter_mut() {
+                *q = usage_by_tenant(app, Some(std::slice::from_ref(tenant)), meter, from, to)
+                    .await?
+                    .remove(tenant)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(counted)
+    }
+
     /// `tenant`'s usage of each of `plan`'s meters over `period`.
     fn totals(&self, period: Period, tenant: &str, plan: &PlanVersion) -> UsageTotals {
         let of_period = self.0.get(&period);
@@ -475,137 +499,198 @@ struct Pending {
     ripe: bool,
 }
 
-/// Rates every due subscription into what to write.
+/// Rates one due subscription into what to write, if anything.
 async fn rate(
+    app: &App,
+    req: &CloseRequest,
+    d: &Due,
+    usage: &Usage,
+    known: &Known,
+    report: &mut CloseReport,
+) -> ApiResult<Option<Pending>> {
+    if d.accrues_to < d.period.end_time() {
+        report.cancelled_in_period += 1;
+    }
+    let existing = known
+        .existing
+        .get(&(d.sub.id.clone(), d.period.start.to_string()));
+    // Past draft: nothing of it changes (late usage goes to the next).
+    if existing.is_some_and(|row| row.status != "draft") {
+        report.unchanged += 1;
+        return Ok(None);
+    }
+    // A trial ended or the subscription was cancelled inside the
+    // period: only usage while it ran counts.
+    let counted = usage
+        .while_running(app, d, d.period, d.accrues_from, d.accrues_to)
+        .await?;
+    let mut lines = Vec::new();
+    for (plan, from, to) in &d.segments {
+        lines.extend(recurring_lines(
+            plan,
+            &d.period,
+            *from,
+            *to,
+            Rounding::default(),
+        ));
+    }
+    lines.extend(usage_lines(&d.plan, &counted));
+    let history = known
+        .settled
+        .get(&d.sub.id)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if history
+        .iter()
+        .any(|r| rows::period_of(r).is_ok_and(|p| p == d.previous))
+    {
+        // Compared with what the previous invoice counted: from the
+        // trial's end when it ended inside that period.
+        let from = d
+            .sub
+            .trial_ends_at
+            .map_or(d.previous.start_time(), |t| t.max(d.previous.start_time()));
+        let counted = usage
+            .while_running(app, d, d.previous, from, d.previous.end_time())
+            .await?;
+        lines.extend(adjustments(d, history, &counted)?);
+    }
+    // The subscription's own rate, else its tenant's jurisdiction's in
+    // force on the period's last day.
+    let last_day = d.period.end.pred_opt().unwrap_or(d.period.end);
+    let tax = d
+        .tax
+        .clone()
+        .or_else(|| known.jurisdictions.rate(&d.sub.tenant_id, last_day));
+    let invoice = build_invoice(
+        lines,
+        d.plan.currency,
+        Rounding::default(),
+        coupon_for(d, known.discounted.get(&d.sub.id)),
+        tax.as_ref(),
+        Decimal::ZERO,
+    );
+    let ripe = req.now >= d.period.end_time() + req.grace;
+    let write = match existing {
+        None => Write::Insert(new_draft(d, &invoice, req.now)?),
+        Some(row) => {
+            let mut changed = row.clone();
+            rows::set_amounts(&mut changed, &invoice)?;
+            if changed != *row {
+                Write::Update(changed)
+            } else if ripe {
+                Write::Keep(row.id.clone())
+            } else {
+                report.unchanged += 1;
+                return Ok(None);
+            }
+        }
+    };
+    Ok(Some(Pending { write, ripe }))
+}
+
+/// Rates the due subscriptions and writes what they produce a chunk per
+/// transaction, finalizing what is past its grace in the same transaction
+/// (numbers drawn from the issuer's sequence there), then announces each
+/// chunk's finalized invoices. Rating and writing overlap: a chunk goes to
+/// Postgres while the next is rated. `progress(done, total)` counts
+/// subscriptions, after each committed chunk.
+#[allow(clippy::too_many_arguments)]
+async fn rate_and_write(
     app: &App,
     req: &CloseRequest,
     due: &[Due],
     usage: &Usage,
     known: &Known,
-    report: &mut CloseReport,
-) -> ApiResult<Vec<Pending>> {
-    let mut work = Vec::new();
-    for d in due {
-        let mut counted = usage.totals(d.period, &d.sub.tenant_id, &d.plan);
-        if d.accrues_from > d.period.start_time() || d.accrues_to < d.period.end_time() {
-            // A trial ended or the subscription was cancelled inside the
-            // period: only usage while it ran counts.
-            for (meter, q) in counted.iter_mut() {
-                *q = usage_by_tenant(
-                    app,
-                    Some(std::slice::from_ref(&d.sub.tenant_id)),
-                    meter,
-                    d.accrues_from,
-                    d.accrues_to,
-                )
-                .await?
-                .remove(&d.sub.tenant_id)
-                .unwrap_or_default();
-            }
-            if d.accrues_to < d.period.end_time() {
-                report.cancelled_in_period += 1;
-            }
-        }
-        let mut lines = Vec::new();
-        for (plan, from, to) in &d.segments {
-            lines.extend(recurring_lines(
-                plan,
-                &d.period,
-                *from,
-                *to,
-                Rounding::default(),
-            ));
-        }
-        lines.extend(usage_lines(&d.plan, &counted));
-        let history = known
-            .settled
-            .get(&d.sub.id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        lines.extend(adjustments(d, history, usage)?);
-        // The subscription's own rate, else its tenant's jurisdiction's in
-        // force on the period's last day.
-        let last_day = d.period.end.pred_opt().unwrap_or(d.period.end);
-        let tax = d
-            .tax
-            .clone()
-            .or_else(|| known.jurisdictions.rate(&d.sub.tenant_id, last_day));
-        let invoice = build_invoice(
-            lines,
-            d.plan.currency,
-            Rounding::default(),
-            coupon_for(d, known.discounted.get(&d.sub.id)),
-            tax.as_ref(),
-            Decimal::ZERO,
-        );
-        let ripe = req.now >= d.period.end_time() + req.grace;
-        let write = match known
-            .existing
-            .get(&(d.sub.id.clone(), d.period.start.to_string()))
-        {
-            None => Write::Insert(new_draft(d, &invoice, req.now)?),
-            Some(row) if row.status == "draft" => {
-                let mut changed = row.clone();
-                rows::set_amounts(&mut changed, &invoice)?;
-                if changed != *row {
-                    Write::Update(changed)
-                } else if ripe {
-                    Write::Keep(row.id.clone())
-                } else {
-                    report.unchanged += 1;
-                    continue;
-                }
-            }
-            Some(_) => {
-                report.unchanged += 1;
-                continue;
-            }
-        };
-        work.push(Pending { write, ripe });
-    }
-    Ok(work)
-}
-
-/// Writes `work` a chunk per transaction, finalizing what is past its
-/// grace in the same transaction (numbers drawn from the issuer's sequence
-/// there), then announces the chunk's finalized invoices.
-async fn write(
-    app: &App,
-    req: &CloseRequest,
-    work: &[Pending],
-    resellers: &HashMap<String, Option<String>>,
     chunk: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
     report: &mut CloseReport,
 ) -> ApiResult<()> {
-    let mut done = 0;
-    for pending in work.chunks(chunk) {
-        let started = std::time::Instant::now();
-        let (written, direct) = match write_chunk(app, req, pending, true).await? {
-            Some(written) => (written, true),
-            // Another close wrote some of these invoices since this one
-            // read: draft what is missing, then finalize whatever is there.
-            None => match write_chunk(app, req, pending, false).await? {
-                Some(written) => (written, false),
-                None => return Err(ApiError::internal("a chunk could not be written")),
-            },
-        };
-        report.drafted += written.drafted;
-        report.updated += written.updated;
-        report.unchanged += written.unchanged;
-        report.finalized += written.finalized.len();
-        let committed_at = started.elapsed();
-        announce(app, req.now, written.finalized, resellers).await;
-        tracing::debug!(
-            invoices = pending.len(),
-            direct,
-            write_ms = committed_at.as_millis(),
-            announce_ms = (started.elapsed() - committed_at).as_millis(),
-            "chunk written"
-        );
-        done += pending.len();
-        progress(done, work.len());
-    }
+    // Each message: a chunk to write, and how many subscriptions it covers.
+    let (send, mut receive) = tokio::sync::mpsc::channel::<(Vec<Pending>, usize)>(2);
+    let mut rated = CloseReport::default();
+    let rating = async {
+        let mut pending = Vec::with_capacity(chunk);
+        let mut covered = 0;
+        for (i, d) in due.iter().enumerate() {
+            if let Some(p) = rate(app, req, d, usage, known, &mut rated).await? {
+                pending.push(p);
+            }
+            covered += 1;
+            // Every `chunk` subscriptions, whatever they left to write: the
+            // progress moves even when most are unchanged.
+            if covered == chunk {
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(chunk));
+                send.send((full, std::mem::take(&mut covered)))
+                    .await
+                    .map_err(|_| ApiError::internal("the close's writer stopped"))?;
+            }
+            // Rating is CPU work in the writer's task: let the writer answer
+            // Postgres between subscriptions now and then.
+            if i % 64 == 63 {
+                tokio::task::yield_now().await;
+            }
+        }
+        if covered > 0 {
+            send.send((pending, covered))
+                .await
+                .map_err(|_| ApiError::internal("the close's writer stopped"))?;
+        }
+        drop(send);
+        Ok::<_, ApiError>(())
+    };
+    let mut written = CloseReport::default();
+    let writing = async {
+        let mut done = 0;
+        while let Some((pending, covered)) = receive.recv().await {
+            if !pending.is_empty() {
+                write(app, req, &pending, &known.resellers, &mut written).await?;
+            }
+            done += covered;
+            progress(done, due.len());
+        }
+        Ok::<_, ApiError>(())
+    };
+    tokio::try_join!(rating, writing)?;
+    report.unchanged += rated.unchanged + written.unchanged;
+    report.cancelled_in_period += rated.cancelled_in_period;
+    report.drafted += written.drafted;
+    report.updated += written.updated;
+    report.finalized += written.finalized;
+    Ok(())
+}
+
+/// Writes one chunk in one transaction, then announces what it finalized.
+async fn write(
+    app: &App,
+    req: &CloseRequest,
+    pending: &[Pending],
+    resellers: &HashMap<String, Option<String>>,
+    report: &mut CloseReport,
+) -> ApiResult<()> {
+    let started = std::time::Instant::now();
+    let (written, direct) = match write_chunk(app, req, pending, true).await? {
+        Some(written) => (written, true),
+        // Another close wrote some of these invoices since this one read:
+        // draft what is missing, then finalize whatever is there.
+        None => match write_chunk(app, req, pending, false).await? {
+            Some(written) => (written, false),
+            None => return Err(ApiError::internal("a chunk could not be written")),
+        },
+    };
+    report.drafted += written.drafted;
+    report.updated += written.updated;
+    report.unchanged += written.unchanged;
+    report.finalized += written.finalized.len();
+    let committed_at = started.elapsed();
+    announce(app, req.now, written.finalized, resellers).await;
+    tracing::debug!(
+        invoices = pending.len(),
+        direct,
+        write_ms = committed_at.as_millis(),
+        announce_ms = (started.elapsed() - committed_at).as_millis(),
+        "chunk written"
+    );
     Ok(())
 }
 
@@ -806,21 +891,18 @@ async fn end_at_period_end(app: &App, id: &str, at: DateTime<Utc>) -> ApiResult<
 }
 
 /// Adjustment lines for the previous period's finalized invoice when its
-/// usage changed since (usage of older periods is not re-read: the
-/// dedupe horizon and the aggregator's time limits keep late events within
-/// about a month).
-fn adjustments(d: &Due, history: &[InvoiceRow], usage: &Usage) -> ApiResult<Vec<LineDraft>> {
-    if !history
-        .iter()
-        .any(|r| rows::period_of(r).is_ok_and(|p| p == d.previous))
-    {
-        return Ok(Vec::new());
-    }
+/// usage (`counted`, over the window that invoice counted) changed since
+/// (usage of older periods is not re-read: the dedupe horizon and the
+/// aggregator's time limits keep late events within about a month).
+fn adjustments(
+    d: &Due,
+    history: &[InvoiceRow],
+    counted: &UsageTotals,
+) -> ApiResult<Vec<LineDraft>> {
     let mut all_lines = Vec::new();
     for row in history {
         all_lines.extend(rows::lines(row)?);
     }
     let billed = billed_quantities(all_lines.iter().map(|l| &l.kind), &d.previous);
-    let counted = usage.totals(d.previous, &d.sub.tenant_id, &d.plan);
-    Ok(adjustment_lines(&d.plan, &d.previous, &billed, &counted))
+    Ok(adjustment_lines(&d.plan, &d.previous, &billed, counted))
 }

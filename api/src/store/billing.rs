@@ -294,13 +294,13 @@ async fn apply_credit_balance(tx: &Tx, invoice_id: &str) -> ApiResult<()> {
     let Some(mut row) = invoice::Entity::find_by_id(invoice_id).one(tx).await? else {
         return Ok(());
     };
-    let balance = credit_balance(tx, &row.tenant_id, &row.currency).await?;
+    let balance = lock_credit_balance(tx, &row.tenant_id, &row.currency).await?;
     let due = dec(&row.amount_due)?;
     let used = balance.min(due).max(Decimal::ZERO);
     if used.is_zero() {
         return Ok(());
     }
-    add_credit_balance(tx, &row.tenant_id, &row.currency, -used).await?;
+    set_credit_balance(tx, &row.tenant_id, &row.currency, balance - used).await?;
     row.credit_applied = (dec(&row.credit_applied)? + used).to_string();
     row.amount_due = (due - used).to_string();
     if (due - used).is_zero() {
@@ -350,7 +350,8 @@ pub async fn credit_balance(tx: &Tx, tenant_id: &str, currency: &str) -> ApiResu
     }
 }
 
-/// Adds `delta` (may be negative) to the tenant's credit in `currency`.
+/// Adds `delta` to the tenant's prepaid credit in `currency`, on the
+/// balance as locked in `tx`.
 pub async fn add_credit_balance(
     tx: &Tx,
     tenant_id: &str,
@@ -360,31 +361,68 @@ pub async fn add_credit_balance(
     if delta.is_zero() {
         return Ok(());
     }
-    let current = credit_balance::Entity::find_by_id((tenant_id.to_owned(), currency.to_owned()))
+    let balance = lock_credit_balance(tx, tenant_id, currency).await?;
+    set_credit_balance(tx, tenant_id, currency, balance + delta).await
+}
+
+/// The tenant's prepaid credit in `currency`, locked until `tx` ends.
+/// Whatever adds to or draws on a balance reads it here: two payments that
+/// each move an excess to credit at once queue on the row, where reading
+/// it unlocked let the later write drop the earlier one's sum (tested).
+/// On Postgres the row is created first if missing, so there is always a
+/// row to lock; SQLite has one writer at a time.
+async fn lock_credit_balance(tx: &Tx, tenant_id: &str, currency: &str) -> ApiResult<Decimal> {
+    let key = (tenant_id.to_owned(), currency.to_owned());
+    if tx.get_database_backend() != DbBackend::Postgres {
+        return credit_balance(tx, tenant_id, currency).await;
+    }
+    credit_balance::Entity::insert(credit_balance::ActiveModel {
+        tenant_id: Set(key.0.clone()),
+        currency: Set(key.1.clone()),
+        balance: Set("0".into()),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            credit_balance::Column::TenantId,
+            credit_balance::Column::Currency,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(tx)
+    .await?;
+    let row = credit_balance::Entity::find_by_id(key)
+        .lock_exclusive()
         .one(tx)
+        .await?
+        .ok_or_else(|| ApiError::internal("a credit balance vanished while locked"))?;
+    dec(&row.balance)
+}
+
+/// Writes the tenant's prepaid credit (locked by [`lock_credit_balance`]).
+async fn set_credit_balance(
+    tx: &Tx,
+    tenant_id: &str,
+    currency: &str,
+    balance: Decimal,
+) -> ApiResult<()> {
+    let updated = credit_balance::Entity::update_many()
+        .col_expr(
+            credit_balance::Column::Balance,
+            Expr::value(balance.to_string()),
+        )
+        .filter(credit_balance::Column::TenantId.eq(tenant_id))
+        .filter(credit_balance::Column::Currency.eq(currency))
+        .exec(tx)
         .await?;
-    match current {
-        Some(row) => {
-            let balance = dec(&row.balance)? + delta;
-            credit_balance::Entity::update_many()
-                .col_expr(
-                    credit_balance::Column::Balance,
-                    Expr::value(balance.to_string()),
-                )
-                .filter(credit_balance::Column::TenantId.eq(tenant_id))
-                .filter(credit_balance::Column::Currency.eq(currency))
-                .exec(tx)
-                .await?;
+    if updated.rows_affected == 0 {
+        credit_balance::ActiveModel {
+            tenant_id: Set(tenant_id.to_owned()),
+            currency: Set(currency.to_owned()),
+            balance: Set(balance.to_string()),
         }
-        None => {
-            credit_balance::ActiveModel {
-                tenant_id: Set(tenant_id.to_owned()),
-                currency: Set(currency.to_owned()),
-                balance: Set(delta.to_string()),
-            }
-            .insert(tx)
-            .await?;
-        }
+        .insert(tx)
+        .await?;
     }
     Ok(())
 }
@@ -609,17 +647,6 @@ async fn columns_of(
     Ok(out)
 }
 
-/// The invoice columns, and their Postgres types for `json_to_recordset`
-/// (the keys are the fields of [`InvoiceRow`] as serde writes them).
-const INVOICE_COLUMNS: &str = "id, tenant_id, subscription_id, period_start, period_end, status, \
-     currency, issuer, number, subtotal, discount, tax, total, amount_due, lines, finalized_at, \
-     due_at, created_at, updated_at, paid, credited, credit_applied, status_reason";
-const INVOICE_COLUMN_TYPES: &str = "id text, tenant_id text, subscription_id text, \
-     period_start text, period_end text, status text, currency text, issuer text, number text, \
-     subtotal text, discount text, tax text, total text, amount_due text, lines text, \
-     finalized_at timestamptz, due_at timestamptz, created_at timestamptz, \
-     updated_at timestamptz, paid text, credited text, credit_applied text, status_reason text";
-
 /// Inserts a close's new invoices (drafts, or finalized past their grace),
 /// skipping those another close inserted first (they meet on the unique
 /// period key); returns how many were written.
@@ -628,22 +655,7 @@ pub async fn insert_invoices(tx: &Tx, drafts: &[InvoiceRow]) -> ApiResult<usize>
         return Ok(0);
     }
     if tx.get_database_backend() == DbBackend::Postgres {
-        // The chunk as one JSON parameter that Postgres unpacks, rather than
-        // 23 bound parameters a row: a thousand invoices are one small
-        // statement to build, send and parse.
-        let rows = serde_json::to_string(drafts).map_err(|e| corrupt("invoice rows", e))?;
-        let sql = format!(
-            "INSERT INTO invoices ({INVOICE_COLUMNS}) SELECT {INVOICE_COLUMNS} \
-             FROM json_to_recordset($1::json) AS r({INVOICE_COLUMN_TYPES}) \
-             ON CONFLICT (subscription_id, period_start) DO NOTHING"
-        );
-        let res = tx
-            .execute(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                [rows.into()],
-            ))
-            .await?;
+        let res = tx.execute(unnest_insert(drafts)?).await?;
         return Ok(usize::try_from(res.rows_affected()).unwrap_or(usize::MAX));
     }
     let written = invoice::Entity::insert_many(
@@ -663,6 +675,74 @@ pub async fn insert_invoices(tx: &Tx, drafts: &[InvoiceRow]) -> ApiResult<usize>
     .exec_without_returning(tx)
     .await?;
     Ok(usize::try_from(written).unwrap_or(usize::MAX))
+}
+
+/// The Postgres insert of `rows` as one text array per column that the
+/// server unnests: 23 binary binds for the whole chunk, where one JSON
+/// parameter made Postgres parse (and the client escape) every invoice's
+/// lines a second time, and a bind per value would pass 65,535 at 2,849
+/// rows. Columns come from the entity, so a new one cannot be left out.
+/// An array bound through sea-query cannot hold NULL, so an optional
+/// column sends '' for none and reads it back through NULLIF.
+fn unnest_insert(rows: &[InvoiceRow]) -> ApiResult<Statement> {
+    use sea_orm::sea_query::{ArrayType, Value};
+    use sea_orm::{Iterable, ModelTrait};
+    let mut names = Vec::new();
+    let mut selects = Vec::new();
+    let mut arrays = Vec::new();
+    for (i, column) in invoice::Column::iter().enumerate() {
+        let name = sea_orm::IdenStatic::as_str(&column).to_owned();
+        let mut timestamp = false;
+        let mut cells = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text = match row.get(column) {
+                Value::String(Some(text)) if text.is_empty() && column.def().is_null() => {
+                    return Err(ApiError::internal(format!(
+                        "invoice column {name} cannot be sent empty"
+                    )))
+                }
+                Value::String(text) => text.map(|t| *t).unwrap_or_default(),
+                Value::ChronoDateTimeUtc(at) => {
+                    timestamp = true;
+                    at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                        .unwrap_or_default()
+                }
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "invoice column {name} has an unexpected type: {other:?}"
+                    )))
+                }
+            };
+            cells.push(Value::String(Some(Box::new(text))));
+        }
+        let mut select = format!("c{i}");
+        if column.def().is_null() {
+            select = format!("NULLIF({select}, '')");
+        }
+        if timestamp {
+            select = format!("{select}::timestamptz");
+        }
+        names.push(name);
+        selects.push(select);
+        arrays.push(Value::Array(ArrayType::String, Some(Box::new(cells))));
+    }
+    let params: Vec<String> = (1..=arrays.len())
+        .map(|i| format!("${i}::text[]"))
+        .collect();
+    let aliases: Vec<String> = (0..arrays.len()).map(|i| format!("c{i}")).collect();
+    let sql = format!(
+        "INSERT INTO invoices ({}) SELECT {} FROM unnest({}) AS r({}) \
+         ON CONFLICT (subscription_id, period_start) DO NOTHING",
+        names.join(", "),
+        selects.join(", "),
+        params.join(", "),
+        aliases.join(", ")
+    );
+    Ok(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        arrays,
+    ))
 }
 
 /// What a finalized invoice is announced with.

@@ -264,8 +264,7 @@ pub mod subscription {
 pub mod invoice {
     use sea_orm::entity::prelude::*;
 
-    /// Serialize: a close hands Postgres a chunk of rows as one JSON value.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "invoices")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]

@@ -112,6 +112,25 @@ pub async fn commit_usage(
     usage.write_flush(&[], &[part], &[batch]).await.unwrap();
 }
 
+/// The `gigabytes` meter `small_plan` prices (a sum per hour).
+async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
+    dotmac_api::domain::meters::create(
+        app,
+        ctx,
+        dotmac_api::domain::meters::NewMeter {
+            slug: "gigabytes".into(),
+            name: "Gigabytes".into(),
+            event_type: "session.gb".into(),
+            aggregation: dotmac_schema::usage::Aggregation::Sum,
+            value_path: Some("gb".into()),
+            group_by: vec![],
+            window: dotmac_schema::usage::Window::Hour,
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// A test server whose usage store (ClickHouse) has its tables.
 async fn billing_server(backend: Backend) -> TestServer {
     let srv = TestServer::start(backend).await;
@@ -165,21 +184,7 @@ async fn close_scenario(backend: Backend) {
     let app = &srv.app;
     let ctx = admin();
     let plan = create_plan(app, &ctx, "Small", small_plan()).await.unwrap();
-    dotmac_api::domain::meters::create(
-        app,
-        &ctx,
-        dotmac_api::domain::meters::NewMeter {
-            slug: "gigabytes".into(),
-            name: "Gigabytes".into(),
-            event_type: "session.gb".into(),
-            aggregation: dotmac_schema::usage::Aggregation::Sum,
-            value_path: Some("gb".into()),
-            group_by: vec![],
-            window: dotmac_schema::usage::Window::Hour,
-        },
-    )
-    .await
-    .unwrap();
+    create_gigabytes(app, &ctx).await;
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     for t in [&a, &b] {
@@ -1094,4 +1099,119 @@ async fn concurrent_closes_across_the_grace_boundary() {
     numbers.sort();
     assert_eq!(numbers, ["DM-000001", "DM-000002", "DM-000003"]);
     assert!(rows.iter().all(|r| r.status == "finalized"));
+}
+
+/// A trial that ends inside a period bills only the usage after it; the
+/// next period's adjustments compare with that same window, so usage
+/// during the trial is never billed later as late usage, while a late
+/// event after the trial is.
+async fn trial_adjustment_scenario(backend: Backend) {
+    use dotmac_api::store::entity::subscription;
+    use sea_orm::{ActiveModelTrait, Set};
+    let srv = billing_server(backend).await;
+    let app = &srv.app;
+    let ctx = admin();
+    let mut plan = small_plan();
+    plan.trial_days = 14;
+    let plan = create_plan(app, &ctx, "Trial", plan).await.unwrap();
+    create_gigabytes(app, &ctx).await;
+    let (a, _) = tenant_ids(app).await;
+    let october = NaiveDate::from_ymd_opt(2026, 10, 1);
+    let sub = subscribe(app, &ctx, &a, &plan.id, october, Default::default())
+        .await
+        .unwrap();
+    // The trial ends on 16 October (subscribing sets it from today's clock).
+    let tx = app.store.begin_system().await.unwrap();
+    subscription::ActiveModel {
+        id: Set(sub.id.clone()),
+        trial_ends_at: Set(Some(at("2026-10-16T00:00:00Z"))),
+        ..Default::default()
+    }
+    .update(&tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // 500 GB during the trial, 300 GB after it.
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-10-05T10:00:00Z"),
+        dec!(500),
+        1,
+    )
+    .await;
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-10-20T10:00:00Z"),
+        dec!(300),
+        2,
+    )
+    .await;
+    let close = |month: &str| CloseRequest {
+        month: month.parse().unwrap(),
+        now: at("2026-11-28T00:00:00Z"),
+        grace: TimeDelta::days(3),
+    };
+    close_period(app, &close("2026-10-01"), &|_, _| {})
+        .await
+        .unwrap();
+    let october = invoices(app).await;
+    let usage = |row: &InvoiceRow| {
+        lines(row)
+            .unwrap()
+            .into_iter()
+            .filter(|l| matches!(l.kind, dotmac_billing::LineKind::Usage { .. }))
+            .map(|l| l.amount)
+            .sum::<Decimal>()
+    };
+    // (300 - 100 free) * 0.05: the trial's 500 GB are not billed.
+    assert_eq!(october.len(), 1);
+    assert_eq!(october[0].status, "finalized");
+    assert_eq!(usage(&october[0]), dec!(10.00));
+
+    // November: no adjustment for the trial's usage.
+    close_period(app, &close("2026-11-01"), &|_, _| {})
+        .await
+        .unwrap();
+    let adjustments = |rows: Vec<InvoiceRow>| -> Vec<Decimal> {
+        let november = rows
+            .into_iter()
+            .find(|r| r.period_start == "2026-11-01")
+            .unwrap();
+        lines(&november)
+            .unwrap()
+            .into_iter()
+            .filter(|l| matches!(l.kind, dotmac_billing::LineKind::Adjustment { .. }))
+            .map(|l| l.amount)
+            .collect()
+    };
+    assert_eq!(adjustments(invoices(app).await), Vec::<Decimal>::new());
+
+    // 20 GB arrive late for 25 October, after the trial: adjusted, alone.
+    commit_usage(
+        app,
+        &a,
+        "gigabytes",
+        at("2026-10-25T10:00:00Z"),
+        dec!(20),
+        3,
+    )
+    .await;
+    close_period(app, &close("2026-11-01"), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(adjustments(invoices(app).await), vec![dec!(1.00)]);
+}
+
+#[tokio::test]
+async fn trial_adjustment_on_postgres_and_clickhouse() {
+    trial_adjustment_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn trial_adjustment_on_embedded_sqlite() {
+    trial_adjustment_scenario(Backend::Sqlite).await;
 }

@@ -304,3 +304,62 @@ async fn settlement_on_postgres() {
 async fn settlement_on_embedded_sqlite() {
     settlement_scenario(Backend::Sqlite).await;
 }
+
+/// Overpayments of one tenant's invoices at the same time each move their
+/// excess to its prepaid credit: the balance is the sum of every excess,
+/// none overwritten by another's read-then-write.
+#[tokio::test]
+async fn concurrent_overpayments_keep_every_excess_on_postgres() {
+    const INVOICES: usize = 8;
+    let srv = TestServer::start(Backend::Postgres).await;
+    let app = &srv.app;
+    if let Some(usage) = &app.usage {
+        usage.migrate().await.unwrap();
+    }
+    let ctx = admin();
+    let plan = create_plan(app, &ctx, "Flat", crate::billing::flat("flat", 100))
+        .await
+        .unwrap();
+    let (a, _) = tenant_ids(app).await;
+    // One live subscription a tenant: its invoices are months apart.
+    subscribe(
+        app,
+        &ctx,
+        &a,
+        &plan.id,
+        NaiveDate::from_ymd_opt(2026, 10, 1),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let mut month = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    for _ in 0..INVOICES {
+        close(app, &month.to_string(), "2027-07-01T00:00:00Z").await;
+        month = month.checked_add_months(chrono::Months::new(1)).unwrap();
+    }
+    let tx = app.store.begin_system().await.unwrap();
+    let invoices: Vec<String> = invoice::Entity::find()
+        .filter(invoice::Column::TenantId.eq(&a))
+        .all(&tx)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    tx.commit().await.unwrap();
+    assert_eq!(invoices.len(), INVOICES);
+    let references: Vec<String> = (0..INVOICES).map(|i| format!("wire-{i}")).collect();
+    let payments = invoices.iter().zip(&references).map(|(id, reference)| {
+        let ctx = ctx.clone();
+        async move { record_manual_payment(app, &ctx, pay(id, "110.00", reference)).await }
+    });
+    for paid in futures::future::join_all(payments).await {
+        assert_eq!(paid.unwrap().to_credit_balance, "10.00");
+    }
+    let tx = app.store.begin_system().await.unwrap();
+    let balance = dotmac_api::store::billing::credit_balance(&tx, &a, "USD")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(balance, rust_decimal::Decimal::from(10 * INVOICES as i64));
+}
