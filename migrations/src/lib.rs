@@ -17,6 +17,7 @@ mod m20261128_000006_subscription_terms;
 mod m20261128_000007_subscription_pauses;
 mod m20261128_000008_tax_jurisdictions;
 mod m20261128_000009_invoice_writes;
+mod m20261128_000010_rls_predicate_cost;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_subscription_pauses::Migration),
             Box::new(m20261128_000008_tax_jurisdictions::Migration),
             Box::new(m20261128_000009_invoice_writes::Migration),
+            Box::new(m20261128_000010_rls_predicate_cost::Migration),
         ]
     }
 }

@@ -13,7 +13,7 @@
 //! grace is inserted and finalized in the same transaction, and each chunk
 //! goes to Postgres while the next is rated.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use dotmac_billing::period::Calendar;
@@ -410,10 +410,14 @@ impl Usage {
 
 /// What exists already, read once rather than per subscription.
 struct Known {
-    /// The month's invoices by (subscription, period start).
-    existing: HashMap<(String, String), InvoiceRow>,
-    /// Invoices past draft of the month's and the previous periods, per
-    /// subscription: what adjustments compare with.
+    /// The month's drafts by (subscription, period start).
+    drafts: HashMap<(String, String), InvoiceRow>,
+    /// The month's invoices past draft: they stay as they are.
+    done: HashSet<(String, String)>,
+    /// Invoices past draft of the previous periods, per subscription: what
+    /// adjustments compare with (only an invoice of the closed period
+    /// could also carry adjustments for the previous one, and a close
+    /// leaves that invoice alone once it is past draft).
     settled: HashMap<String, Vec<InvoiceRow>>,
     /// Per subscription with a coupon, the periods it already discounted.
     discounted: HashMap<String, BTreeSet<String>>,
@@ -426,23 +430,24 @@ struct Known {
 impl Known {
     async fn read(app: &App, due: &[Due]) -> ApiResult<Known> {
         let starts: BTreeSet<String> = due.iter().map(|d| d.period.start.to_string()).collect();
-        let around: BTreeSet<String> = due
-            .iter()
-            .flat_map(|d| [d.period.start.to_string(), d.previous.start.to_string()])
-            .collect();
+        let previous: BTreeSet<String> = due.iter().map(|d| d.previous.start.to_string()).collect();
         let with_coupon: Vec<String> = due
             .iter()
             .filter(|d| d.coupon.is_some())
             .map(|d| d.sub.id.clone())
             .collect();
         let tx = app.store.begin_system().await?;
-        let existing = rows::invoices_starting(&tx, &starts)
+        let drafts = rows::drafts_starting(&tx, &starts)
             .await?
             .into_iter()
             .map(|row| ((row.subscription_id.clone(), row.period_start.clone()), row))
             .collect();
+        let done = rows::settled_keys_starting(&tx, &starts)
+            .await?
+            .into_iter()
+            .collect();
         let mut settled: HashMap<String, Vec<InvoiceRow>> = HashMap::new();
-        for row in rows::settled_invoices_starting(&tx, &around).await? {
+        for row in rows::settled_invoices_starting(&tx, &previous).await? {
             settled
                 .entry(row.subscription_id.clone())
                 .or_default()
@@ -474,7 +479,8 @@ impl Known {
         let rates = crate::store::tax::all(&tx).await?;
         tx.commit().await?;
         Ok(Known {
-            existing,
+            drafts,
+            done,
             settled,
             discounted,
             resellers,
@@ -511,14 +517,13 @@ async fn rate(
     if d.accrues_to < d.period.end_time() {
         report.cancelled_in_period += 1;
     }
-    let existing = known
-        .existing
-        .get(&(d.sub.id.clone(), d.period.start.to_string()));
+    let key = (d.sub.id.clone(), d.period.start.to_string());
     // Past draft: nothing of it changes (late usage goes to the next).
-    if existing.is_some_and(|row| row.status != "draft") {
+    if known.done.contains(&key) {
         report.unchanged += 1;
         return Ok(None);
     }
+    let existing = known.drafts.get(&key);
     // A trial ended or the subscription was cancelled inside the
     // period: only usage while it ran counts.
     let counted = usage

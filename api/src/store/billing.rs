@@ -553,8 +553,9 @@ pub async fn get_invoice(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<InvoiceR
         .ok_or(ApiError::not_found("invoice"))
 }
 
-/// Invoices of the periods starting on `starts` (YYYY-MM-DD), system scope.
-pub async fn invoices_starting(
+/// Draft invoices of the periods starting on `starts` (YYYY-MM-DD),
+/// system scope: what a close may rewrite.
+pub async fn drafts_starting(
     tx: &Tx,
     starts: &std::collections::BTreeSet<String>,
 ) -> ApiResult<Vec<InvoiceRow>> {
@@ -563,6 +564,30 @@ pub async fn invoices_starting(
     }
     Ok(invoice::Entity::find()
         .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
+        .filter(invoice::Column::Status.eq("draft"))
+        .all(tx)
+        .await?)
+}
+
+/// `(subscription, period start)` of the invoices past draft of the
+/// periods starting on `starts`: a close only needs to know they exist,
+/// not their lines.
+pub async fn settled_keys_starting(
+    tx: &Tx,
+    starts: &std::collections::BTreeSet<String>,
+) -> ApiResult<Vec<(String, String)>> {
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(invoice::Entity::find()
+        .select_only()
+        .columns([
+            invoice::Column::SubscriptionId,
+            invoice::Column::PeriodStart,
+        ])
+        .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
+        .filter(invoice::Column::Status.ne("draft"))
+        .into_tuple()
         .all(tx)
         .await?)
 }
