@@ -57,19 +57,29 @@ fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<
     }
 }
 
+/// Creates `srv`'s usage tables and the flat 100 USD plan.
+async fn flat_plan(srv: &TestServer) -> dotmac_api::store::billing::PlanRow {
+    if let Some(usage) = &srv.app.usage {
+        usage.migrate().await.unwrap();
+    }
+    create_plan(
+        &srv.app,
+        &admin(),
+        "Flat",
+        crate::billing::flat("flat", 100),
+    )
+    .await
+    .unwrap()
+}
+
 async fn settlement_scenario(backend: Backend) {
     let srv = TestServer::start_with(backend, |c| {
         c.billing.payment_webhook_secret = SECRET.into();
     })
     .await;
     let app = &srv.app;
-    if let Some(usage) = &app.usage {
-        usage.migrate().await.unwrap();
-    }
     let ctx = admin();
-    let plan = create_plan(app, &ctx, "Flat", crate::billing::flat("flat", 100))
-        .await
-        .unwrap();
+    let plan = flat_plan(&srv).await;
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
     subscribe(app, &ctx, &a, &plan.id, october, Default::default())
@@ -313,13 +323,8 @@ async fn concurrent_overpayments_keep_every_excess_on_postgres() {
     const INVOICES: usize = 8;
     let srv = TestServer::start(Backend::Postgres).await;
     let app = &srv.app;
-    if let Some(usage) = &app.usage {
-        usage.migrate().await.unwrap();
-    }
     let ctx = admin();
-    let plan = create_plan(app, &ctx, "Flat", crate::billing::flat("flat", 100))
-        .await
-        .unwrap();
+    let plan = flat_plan(&srv).await;
     let (a, _) = tenant_ids(app).await;
     // One live subscription a tenant: its invoices are months apart.
     subscribe(
