@@ -6,7 +6,9 @@
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use dotmac_api::app::{App, RequestCtx};
-use dotmac_api::domain::billing::{close_period, create_plan, subscribe, CloseRequest};
+use dotmac_api::domain::billing::{
+    close_period, create_plan, subscribe, CloseReport, CloseRequest,
+};
 use dotmac_api::store::billing::{lines, InvoiceRow};
 use dotmac_api::store::entity::invoice;
 use dotmac_schema::money::Currency;
@@ -144,6 +146,23 @@ fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
+/// A close of the month starting on `month` (`YYYY-MM-DD`) as of `now`,
+/// with three days of grace.
+pub fn close_request(month: &str, now: &str) -> CloseRequest {
+    CloseRequest {
+        month: month.parse().unwrap(),
+        now: at(now),
+        grace: TimeDelta::days(3),
+    }
+}
+
+/// Runs [`close_request`]'s close to its end.
+pub async fn close(app: &App, month: &str, now: &str) -> CloseReport {
+    close_period(app, &close_request(month, now), &|_, _| {})
+        .await
+        .unwrap()
+}
+
 async fn invoices(app: &App) -> Vec<InvoiceRow> {
     let tx = app.store.begin_system().await.unwrap();
     let rows = invoice::Entity::find()
@@ -231,20 +250,8 @@ async fn close_scenario(backend: Backend) {
     )
     .await;
 
-    let no_progress = |_: usize, _: usize| {};
-    let close = |month: &str, now: &str| CloseRequest {
-        month: month.parse().unwrap(),
-        now: at(now),
-        grace: TimeDelta::days(3),
-    };
     // Inside the grace period: drafts only.
-    let report = close_period(
-        app,
-        &close("2026-10-01", "2026-11-02T00:00:00Z"),
-        &no_progress,
-    )
-    .await
-    .unwrap();
+    let report = close(app, "2026-10-01", "2026-11-02T00:00:00Z").await;
     assert_eq!(
         (report.subscriptions, report.drafted, report.finalized),
         (2, 2, 0)
@@ -255,13 +262,7 @@ async fn close_scenario(backend: Backend) {
         .all(|i| i.status == "draft" && i.number.is_none()));
 
     // After it: finalized, numbered 1 and 2, with hand-computed totals.
-    let report = close_period(
-        app,
-        &close("2026-10-01", "2026-11-28T00:00:00Z"),
-        &no_progress,
-    )
-    .await
-    .unwrap();
+    let report = close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     assert_eq!((report.unchanged, report.finalized), (2, 2));
     let rows = invoices(app).await;
     let totals: Vec<(&str, &str, &str)> = rows
@@ -299,13 +300,7 @@ async fn close_scenario(backend: Backend) {
     }
 
     // Closing again changes nothing.
-    let report = close_period(
-        app,
-        &close("2026-10-01", "2026-11-28T00:00:00Z"),
-        &no_progress,
-    )
-    .await
-    .unwrap();
+    let report = close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     assert_eq!(
         (
             report.unchanged,
@@ -318,13 +313,7 @@ async fn close_scenario(backend: Backend) {
     assert_eq!(invoices(app).await, rows);
 
     // November as a draft, then 20 GB of October arrive late.
-    close_period(
-        app,
-        &close("2026-11-01", "2026-11-28T00:00:00Z"),
-        &no_progress,
-    )
-    .await
-    .unwrap();
+    close(app, "2026-11-01", "2026-11-28T00:00:00Z").await;
     commit_usage(
         app,
         &a,
@@ -334,13 +323,7 @@ async fn close_scenario(backend: Backend) {
         5,
     )
     .await;
-    let report = close_period(
-        app,
-        &close("2026-11-01", "2026-11-28T00:00:00Z"),
-        &no_progress,
-    )
-    .await
-    .unwrap();
+    let report = close(app, "2026-11-01", "2026-11-28T00:00:00Z").await;
     assert_eq!(report.updated, 1, "{report:?}");
     let nov_a = invoices(app)
         .await
@@ -373,12 +356,11 @@ async fn close_scenario(backend: Backend) {
 
     // Two closes at once after November's grace: one finalization each, no
     // duplicate and no gap.
-    let req = close("2026-11-01", "2026-12-05T00:00:00Z");
     let (r1, r2) = tokio::join!(
-        close_period(app, &req, &no_progress),
-        close_period(app, &req, &no_progress)
+        close(app, "2026-11-01", "2026-12-05T00:00:00Z"),
+        close(app, "2026-11-01", "2026-12-05T00:00:00Z")
     );
-    assert_eq!(r1.unwrap().finalized + r2.unwrap().finalized, 2);
+    assert_eq!(r1.finalized + r2.finalized, 2);
     let all = invoices(app).await;
     assert_eq!(all.len(), 4);
     let mut numbers: Vec<_> = all.iter().filter_map(|i| i.number.clone()).collect();
@@ -388,13 +370,7 @@ async fn close_scenario(backend: Backend) {
         ["DM-000001", "DM-000002", "DM-000003", "DM-000004"]
     );
     // The adjustment is billed once: a December close adds none.
-    close_period(
-        app,
-        &close("2026-12-01", "2026-12-05T00:00:00Z"),
-        &no_progress,
-    )
-    .await
-    .unwrap();
+    close(app, "2026-12-01", "2026-12-05T00:00:00Z").await;
     let dec_a = invoices(app)
         .await
         .into_iter()
@@ -565,18 +541,7 @@ async fn terms_scenario(backend: Backend) {
         .unwrap_err();
     assert!(err.to_string().starts_with("input.tax.percent"), "{err}");
 
-    let close = |month: &str, now: &str| CloseRequest {
-        month: month.parse().unwrap(),
-        now: at(now),
-        grace: TimeDelta::days(3),
-    };
-    close_period(
-        app,
-        &close("2026-10-01", "2026-11-28T00:00:00Z"),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     // 99 less 10% (9.90), then 16% of 89.10 = 14.256 → 14.26.
     let expected_a = Some(("9.90".into(), "14.26".into(), "103.36".into()));
     assert_eq!(invoice_total(app, &a, "2026-10-01").await, expected_a);
@@ -602,13 +567,7 @@ async fn terms_scenario(backend: Backend) {
         tx.commit().await.unwrap();
         (change.changed_at, c_sub.cancelled_at.unwrap())
     };
-    let report = close_period(
-        app,
-        &close("2026-11-01", "2026-12-05T00:00:00Z"),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = close(app, "2026-11-01", "2026-12-05T00:00:00Z").await;
     assert_eq!(report.cancelled_in_period, 1);
     // The second discounted period.
     assert_eq!(invoice_total(app, &a, "2026-11-01").await, expected_a);
@@ -640,13 +599,7 @@ async fn terms_scenario(backend: Backend) {
     cancel_subscription(app, &ctx, &sub_a.id, true)
         .await
         .unwrap();
-    close_period(
-        app,
-        &close("2026-12-01", "2027-01-05T00:00:00Z"),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    close(app, "2026-12-01", "2027-01-05T00:00:00Z").await;
     assert_eq!(
         invoice_total(app, &a, "2026-12-01").await,
         Some(("0.00".into(), "15.84".into(), "114.84".into()))
@@ -656,13 +609,7 @@ async fn terms_scenario(backend: Backend) {
         "299.00"
     );
     assert!(invoice_total(app, &c, "2026-12-01").await.is_none());
-    let report = close_period(
-        app,
-        &close("2027-01-01", "2027-02-05T00:00:00Z"),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = close(app, "2027-01-01", "2027-02-05T00:00:00Z").await;
     assert_eq!(
         report.subscriptions, 1,
         "only B is billed in January: {report:?}"
@@ -727,11 +674,7 @@ async fn resume_scenario(backend: Backend) {
             .unwrap();
         }
     }
-    let close_at = |now: &str| CloseRequest {
-        month: "2026-10-01".parse().unwrap(),
-        now: at(now),
-        grace: TimeDelta::days(3),
-    };
+    let close_at = |now: &str| close_request("2026-10-01", now);
     // Dies after the `n`th progress report (each follows a committed chunk).
     let run = |req: CloseRequest, die_after: usize| {
         let app = app.clone();
@@ -850,12 +793,7 @@ async fn pause_scenario(backend: Backend) {
         .unwrap();
     }
     tx.commit().await.unwrap();
-    let req = CloseRequest {
-        month: "2026-11-01".parse().unwrap(),
-        now: at("2026-12-05T00:00:00Z"),
-        grace: TimeDelta::days(3),
-    };
-    close_period(app, &req, &|_, _| {}).await.unwrap();
+    close(app, "2026-11-01", "2026-12-05T00:00:00Z").await;
     assert_eq!(
         invoice_total(app, &a, "2026-11-01").await.unwrap().2,
         "200.00"
@@ -971,18 +909,7 @@ async fn jurisdiction_scenario(backend: Backend) {
         .await
         .unwrap();
 
-    let close = |month: &str, now: &str| CloseRequest {
-        month: month.parse().unwrap(),
-        now: at(now),
-        grace: TimeDelta::days(3),
-    };
-    close_period(
-        app,
-        &close("2026-10-01", "2026-11-28T00:00:00Z"),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     let t = |tax: &str, total: &str| Some(("0.00".to_owned(), tax.to_owned(), total.to_owned()));
     // KE 16% in October; US-CA has no rate of its own: the US 5%.
     assert_eq!(
@@ -1003,13 +930,7 @@ async fn jurisdiction_scenario(backend: Backend) {
         t("15.81", "99.00")
     );
     // November: KE's 18% took effect on the 1st.
-    close_period(
-        app,
-        &close("2026-11-01", "2026-12-05T00:00:00Z"),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    close(app, "2026-11-01", "2026-12-05T00:00:00Z").await;
     assert_eq!(
         invoice_total(app, &a, "2026-11-01").await,
         t("17.82", "116.82")
@@ -1059,11 +980,7 @@ async fn concurrent_closes_across_the_grace_boundary() {
         .await
         .unwrap();
     }
-    let req = |now: &str| CloseRequest {
-        month: "2026-10-01".parse().unwrap(),
-        now: at(now),
-        grace: TimeDelta::days(3),
-    };
+    let req = |now: &str| close_request("2026-10-01", now);
     let in_grace = req("2026-11-02T00:00:00Z");
     let after = req("2026-11-28T00:00:00Z");
     for round in 0..5i64 {
@@ -1150,14 +1067,7 @@ async fn trial_adjustment_scenario(backend: Backend) {
         2,
     )
     .await;
-    let close = |month: &str| CloseRequest {
-        month: month.parse().unwrap(),
-        now: at("2026-11-28T00:00:00Z"),
-        grace: TimeDelta::days(3),
-    };
-    close_period(app, &close("2026-10-01"), &|_, _| {})
-        .await
-        .unwrap();
+    close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     let october = invoices(app).await;
     let usage = |row: &InvoiceRow| {
         lines(row)
@@ -1173,9 +1083,7 @@ async fn trial_adjustment_scenario(backend: Backend) {
     assert_eq!(usage(&october[0]), dec!(10.00));
 
     // November: no adjustment for the trial's usage.
-    close_period(app, &close("2026-11-01"), &|_, _| {})
-        .await
-        .unwrap();
+    close(app, "2026-11-01", "2026-11-28T00:00:00Z").await;
     let adjustments = |rows: Vec<InvoiceRow>| -> Vec<Decimal> {
         let november = rows
             .into_iter()
@@ -1200,9 +1108,7 @@ async fn trial_adjustment_scenario(backend: Backend) {
         3,
     )
     .await;
-    close_period(app, &close("2026-11-01"), &|_, _| {})
-        .await
-        .unwrap();
+    close(app, "2026-11-01", "2026-11-28T00:00:00Z").await;
     assert_eq!(adjustments(invoices(app).await), vec![dec!(1.00)]);
 }
 

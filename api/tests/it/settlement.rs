@@ -3,9 +3,9 @@
 //! from the signed webhook), prepaid credit used by the next invoice, void
 //! and uncollectible, and dunning (past_due, suspension, reactivation).
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{NaiveDate, TimeDelta, Utc};
 use dotmac_api::app::App;
-use dotmac_api::domain::billing::{close_period, create_plan, subscribe, CloseRequest};
+use dotmac_api::domain::billing::{create_plan, subscribe};
 use dotmac_api::domain::settlement::{
     create_credit_note, record_manual_payment, run_dunning, set_status, NewPayment, PaymentMethod,
     DUNNING_REASON,
@@ -15,14 +15,10 @@ use dotmac_api::store::billing::InvoiceRow;
 use dotmac_api::store::entity::{invoice, subscription, tenant};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::billing::{admin, tenant_ids};
+use crate::billing::{admin, close, tenant_ids};
 use crate::support::{Backend, TestServer};
 
 const SECRET: &str = "whsec_test_0123456789abcdef0123456789abcdef";
-
-fn at(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
 
 async fn invoice_of(app: &App, tenant: &str, start: &str) -> InvoiceRow {
     let tx = app.store.begin_system().await.unwrap();
@@ -36,15 +32,6 @@ async fn invoice_of(app: &App, tenant: &str, start: &str) -> InvoiceRow {
         .unwrap();
     tx.commit().await.unwrap();
     row
-}
-
-async fn close(app: &App, month: &str, now: &str) {
-    let req = CloseRequest {
-        month: month.parse().unwrap(),
-        now: at(now),
-        grace: TimeDelta::days(3),
-    };
-    close_period(app, &req, &|_, _| {}).await.unwrap();
 }
 
 fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<'a> {
