@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dotmac_schema::{Principal, Role};
+use dotmac_schema::{Principal, Role, SharedClock};
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
@@ -17,6 +17,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct App {
     pub store: Store,
+    /// Where every use case reads "now" (the wall clock in production).
+    pub clock: SharedClock,
     pub bus: Arc<dyn EventBus>,
     pub limiter: Arc<dyn RateLimiter>,
     pub keys: TokenKeys,

@@ -8,7 +8,9 @@ use argon2::password_hash::{
 use argon2::Argon2;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use dotmac_schema::{Principal, PrincipalKind, ResellerId, Role, Scope, TenantId, UserId};
+use dotmac_schema::{
+    Principal, PrincipalKind, ResellerId, Role, Scope, SharedClock, TenantId, UserId,
+};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -87,20 +89,27 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     pub access_ttl: Duration,
+    /// Issue and expiry times come from here, not the wall clock.
+    clock: SharedClock,
 }
 
+/// Seconds a token is still accepted after its expiry (clock skew between
+/// processes).
+const LEEWAY_SECS: i64 = 5;
+
 impl TokenKeys {
-    pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+    pub fn new(secret: &[u8], access_ttl: Duration, clock: SharedClock) -> Self {
         TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             access_ttl,
+            clock,
         }
     }
 
     pub fn issue(&self, user: &UserRow) -> ApiResult<String> {
         let role = parse_role(&user.role)?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let claims = Claims {
             sub: user.id.clone(),
             role,
@@ -116,12 +125,19 @@ impl TokenKeys {
     /// The principal an access token stands for and when the token expires;
     /// any defect is UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> ApiResult<(Principal, DateTime<Utc>)> {
+        let invalid = || ApiError::Unauthenticated("invalid or expired access token".into());
+        // Expiry is checked against the injected clock below, not by the
+        // library against the wall clock.
         let mut validation = Validation::default();
-        validation.leeway = 5;
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp".to_owned()].into();
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| ApiError::Unauthenticated("invalid or expired access token".into()))?;
+            .map_err(|_| invalid())?;
         let expires_at = DateTime::from_timestamp(data.claims.exp, 0)
             .ok_or_else(|| ApiError::Unauthenticated("malformed access token".into()))?;
+        if self.clock.now().timestamp() > data.claims.exp.saturating_add(LEEWAY_SECS) {
+            return Err(invalid());
+        }
         Ok((principal_from_claims(data.claims)?, expires_at))
     }
 }
@@ -187,6 +203,7 @@ pub fn new_api_key() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn api_keys_parse_back_to_their_prefix() {
@@ -200,7 +217,9 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_tampering() {
-        let keys = TokenKeys::new(&[7u8; 32], Duration::minutes(30));
+        let clock = dotmac_schema::ManualClock::new("2026-11-16T12:00:00Z".parse().unwrap());
+        let keys = TokenKeys::new(&[7u8; 32], Duration::minutes(30), Arc::new(clock.clone()));
+        let now = clock.now();
         let user = UserRow {
             id: UserId::new().to_string(),
             email: "a@example.com".into(),
@@ -211,16 +230,21 @@ mod tests {
             reseller_id: None,
             failed_logins: 0,
             locked_until: None,
-            created_at: Utc::now(),
+            created_at: now,
         };
         let token = keys.issue(&user).unwrap();
         let (p, expires_at) = keys.verify(&token).unwrap();
-        assert!(expires_at > Utc::now() + Duration::minutes(29));
+        assert_eq!(expires_at, now + Duration::minutes(30));
         assert_eq!(
             p.scope,
             Scope::Tenant(user.tenant_id.clone().unwrap().parse().unwrap())
         );
-        let other = TokenKeys::new(&[8u8; 32], Duration::minutes(30));
+        let other = TokenKeys::new(&[8u8; 32], Duration::minutes(30), Arc::new(clock.clone()));
         assert!(other.verify(&token).is_err());
+        // Expired by the injected clock, whatever the wall clock says.
+        clock.advance(Duration::minutes(30) + Duration::seconds(LEEWAY_SECS));
+        assert!(keys.verify(&token).is_ok(), "within the leeway");
+        clock.advance(Duration::seconds(1));
+        assert!(keys.verify(&token).is_err(), "expired");
     }
 }

@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use dotmac_ingest::catalog::CatalogSource;
 use dotmac_ingest::dedupe::{DedupeKey, DedupeSet};
 use dotmac_ingest::fold::{PartitionBatch, Record, TimeLimits};
 use dotmac_ingest::rows::RollupPartRow;
 use dotmac_schema::usage::{RollupKey, RollupState};
+use dotmac_schema::SharedClock;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -32,6 +33,8 @@ pub struct EmbeddedUsage {
     catalog: Arc<StoreCatalog>,
     on_flush: FlushHook,
     dedupe_horizon: TimeDelta,
+    /// Arrival times, the dedupe horizon and late-event limits read it.
+    clock: SharedClock,
 }
 
 fn stmt(sql: &str, values: Vec<Value>) -> Statement {
@@ -47,6 +50,7 @@ impl EmbeddedUsage {
         store: Store,
         bus: Arc<dyn EventBus>,
         dedupe_horizon: TimeDelta,
+        clock: SharedClock,
     ) -> Arc<EmbeddedUsage> {
         let catalog = Arc::new(StoreCatalog::new(store.clone()));
         Arc::new(EmbeddedUsage {
@@ -54,13 +58,14 @@ impl EmbeddedUsage {
             catalog,
             store,
             dedupe_horizon,
+            clock,
         })
     }
 
     /// Appends accepted events of `tenant` to the log, all or none.
     pub async fn append(&self, tenant: &str, events: &[&[u8]]) -> ApiResult<()> {
         let tx = self.store.connection().begin().await?;
-        let now = Utc::now().timestamp_micros();
+        let now = self.clock.now().timestamp_micros();
         for e in events {
             tx.execute(stmt(
                 "INSERT INTO usage_log (tenant, payload, received_at_us) VALUES (?, ?, ?)",
@@ -188,7 +193,7 @@ impl EmbeddedUsage {
     }
 
     async fn load_dedupe(&self) -> ApiResult<DedupeSet> {
-        let since = (Utc::now() - self.dedupe_horizon).timestamp();
+        let since = (self.clock.now() - self.dedupe_horizon).timestamp();
         let rows = self
             .store
             .connection()
@@ -210,7 +215,7 @@ impl EmbeddedUsage {
     /// One flush; returns how many log records it folded.
     pub async fn flush_once(&self, dedupe: &mut DedupeSet) -> ApiResult<usize> {
         let catalog = self.catalog.load().await.map_err(internal)?;
-        let limits = TimeLimits::new(Utc::now(), self.dedupe_horizon);
+        let limits = TimeLimits::new(self.clock.now(), self.dedupe_horizon);
         let tx = self.store.connection().begin().await?;
         let last: i64 = match tx
             .query_one(stmt(
@@ -277,7 +282,7 @@ impl EmbeddedUsage {
         }
         // The same announcement as `dotmac aggregate` makes after a flush.
         (self.on_flush)(&FlushSummary {
-            committed_at: Utc::now(),
+            committed_at: self.clock.now(),
             touched: batch
                 .rollups
                 .keys()

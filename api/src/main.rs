@@ -12,7 +12,7 @@ use dotmac_api::config::Config;
 use dotmac_api::seed::{self, DEFAULT_DEMO_PASSWORD};
 use dotmac_api::server;
 use dotmac_api::store::Store;
-use dotmac_schema::Role;
+use dotmac_schema::{ManualClock, Role, SharedClock};
 
 /// GraphQL execution allocates many small, short-lived objects; mimalloc
 /// serves them faster than glibc and hands freed memory back to the OS
@@ -130,6 +130,19 @@ enum AdminCommand {
     },
 }
 
+/// The clock of a command run "as of" `--now` (RFC 3339), else the wall clock.
+fn clock_at(now: Option<&str>) -> anyhow::Result<SharedClock> {
+    Ok(match now {
+        None => dotmac_schema::clock::system(),
+        Some(t) => {
+            let at = chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
+                .with_timezone(&chrono::Utc);
+            Arc::new(ManualClock::new(at))
+        }
+    })
+}
+
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOTMAC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -242,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let app = server::production_app(config).await?;
+            let app = server::production_app(config, dotmac_schema::clock::system()).await?;
             let user = dotmac_api::domain::identity::create_user_system(
                 &app,
                 &email,
@@ -269,19 +282,15 @@ async fn main() -> anyhow::Result<()> {
             let month = dotmac_api::domain::billing::parse_month(&period).ok_or_else(|| {
                 anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
             })?;
-            let now = match now {
-                None => chrono::Utc::now(),
-                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
-                    .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
-                    .with_timezone(&chrono::Utc),
-            };
+            let clock = clock_at(now.as_deref())?;
+            let now = clock.now();
             let grace_days = grace_days.unwrap_or(config.billing.grace_days);
             if grace_days < 0 {
                 bail!("--grace-days: must not be negative");
             }
             let app = match data_dir {
-                Some(dir) => server::embedded_app(config, &dir).await?,
-                None => server::production_app(config).await?,
+                Some(dir) => server::embedded_app(config, &dir, clock.clone()).await?,
+                None => server::production_app(config, clock.clone()).await?,
             };
             tracing::info!("connected; closing {period}");
             let request = dotmac_api::domain::billing::CloseRequest {
@@ -313,12 +322,13 @@ async fn main() -> anyhow::Result<()> {
             command: BillCommand::Reconcile { period, data_dir },
         } => {
             init_tracing(&config.log_format);
+            let clock = dotmac_schema::clock::system();
             let month = dotmac_api::domain::billing::parse_month(&period).ok_or_else(|| {
                 anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
             })?;
             let app = match data_dir {
-                Some(dir) => server::embedded_app(config, &dir).await?,
-                None => server::production_app(config).await?,
+                Some(dir) => server::embedded_app(config, &dir, clock.clone()).await?,
+                None => server::production_app(config, clock.clone()).await?,
             };
             let report =
                 dotmac_api::domain::reconcile::reconcile(&app, &dotmac_schema::Scope::All, month)
@@ -349,14 +359,10 @@ async fn main() -> anyhow::Result<()> {
             command: BillCommand::Dunning { now },
         } => {
             init_tracing(&config.log_format);
-            let now = match now {
-                None => chrono::Utc::now(),
-                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
-                    .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
-                    .with_timezone(&chrono::Utc),
-            };
+            let clock = clock_at(now.as_deref())?;
+            let now = clock.now();
             let days = config.billing.suspend_after_days;
-            let app = server::production_app(config).await?;
+            let app = server::production_app(config, clock).await?;
             let r = dotmac_api::domain::settlement::run_dunning(&app, now, days)
                 .await
                 .map_err(|e| anyhow::anyhow!("dunning: {e}"))?;
@@ -369,7 +375,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             init_tracing(&config.log_format);
             let listen = config.listen.clone();
-            let app = server::production_app(config).await?;
+            let app = server::production_app(config, dotmac_schema::clock::system()).await?;
             dotmac_api::domain::billing::spawn_schedule(app.clone());
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -389,7 +395,8 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding --listen {listen}"))?;
             let addr = listener.local_addr()?;
-            let app = server::embedded_app(config, &data_dir).await?;
+            let app =
+                server::embedded_app(config, &data_dir, dotmac_schema::clock::system()).await?;
             let fresh = seed::seed_demo(&app, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
@@ -430,6 +437,13 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "demo usage: meters `session-bytes` and `sessions`, fed every 2 s for acme-fiber \
                  (query `usage(meter: \"sessions\", from: …, to: …)`, subscribe `usageUpdated`)"
+            );
+            let month = seed::last_month(app.clock.now());
+            println!(
+                "demo billing: last month is {month}; as the admin, close it with \
+                 `mutation {{ closeBillingPeriod(month: \"{month}\") {{ drafted finalized }} }}` \
+                 or `dotmac bill close --period {month} --data-dir {}`",
+                data_dir.display()
             );
             println!("ready in {} ms", started.elapsed().as_millis());
             server::serve(app, listener).await?;

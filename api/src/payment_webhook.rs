@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
@@ -129,7 +128,7 @@ pub async fn handle(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     let header = headers
         .get("dotmac-signature")
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = verify(&secret, header, &body, Utc::now().timestamp()) {
+    if let Err(e) = verify(&secret, header, &body, app.clock.now().timestamp()) {
         let why = match e {
             SignatureError::Missing => "the dotmac-signature header is required",
             SignatureError::Malformed => "dotmac-signature must be t=<unix seconds>,v1=<hex>",
@@ -165,7 +164,7 @@ pub async fn handle(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         amount: &body.amount,
         reference: &body.reference,
         method: PaymentMethod::Webhook,
-        received_at: Utc::now(),
+        received_at: app.clock.now(),
     };
     match record_payment(&app, None, Some("payment-webhook"), input).await {
         Ok(p) => Json(serde_json::json!({

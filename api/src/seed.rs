@@ -252,7 +252,7 @@ pub fn spawn_usage_generator(app: App) {
             let Some(tenant) = tenant else {
                 continue;
             };
-            let now = chrono::Utc::now().to_rfc3339();
+            let now = app.clock.now().to_rfc3339();
             let events: Vec<Vec<u8>> = (0..3)
                 .map(|_| {
                     n += 1;
@@ -279,6 +279,17 @@ pub fn spawn_usage_generator(app: App) {
 /// `bolt-broadband` on micro since the start of last month, and last
 /// month's usage of acme-fiber, so `closeBillingPeriod` on last month
 /// yields a finalized invoice to open.
+/// The month before the one `now` falls in, as `YYYY-MM`: the demo's
+/// billable month (its subscriptions start on its first day).
+pub fn last_month(now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Datelike;
+    let first = now.date_naive().with_day(1).unwrap_or(now.date_naive());
+    let last = first
+        .checked_sub_months(chrono::Months::new(1))
+        .unwrap_or(first);
+    last.format("%Y-%m").to_string()
+}
+
 pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
     use crate::domain::billing;
     use chrono::Datelike;
@@ -356,7 +367,7 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
         let row = billing::create_plan(app, &ctx, name, plan).await?;
         plan_ids.insert(slug, row.id);
     }
-    let today = chrono::Utc::now().date_naive();
+    let today = app.clock.now().date_naive();
     let this_month = today.with_day(1).unwrap_or(today);
     let last_month = this_month
         .checked_sub_months(chrono::Months::new(1))

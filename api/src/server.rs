@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use dotmac_schema::SharedClock;
 use tokio::net::TcpListener;
 
 use crate::app::App;
@@ -35,7 +36,7 @@ pub enum StartError {
 }
 
 /// Production wiring: Postgres (as a role subject to RLS) and Redis.
-pub async fn production_app(config: Config) -> Result<App, StartError> {
+pub async fn production_app(config: Config, clock: SharedClock) -> Result<App, StartError> {
     config.require_jwt_secret()?;
     let store = Store::connect(&config.database_url, config.database_pool_size).await?;
     if !config.allow_rls_bypass && store.role_bypasses_rls().await? {
@@ -50,7 +51,7 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
     let limiter = RedisLimiter::connect(&config.redis_url, &config.redis_prefix)
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
-    let keys = token_keys(&config, config.auth.jwt_secret.as_bytes());
+    let keys = token_keys(&config, config.auth.jwt_secret.as_bytes(), clock.clone());
     let intake = match config.kafka_brokers.as_str() {
         "" => None,
         brokers => Some(
@@ -60,6 +61,7 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
     };
     Ok(App {
         store,
+        clock,
         bus,
         limiter: Arc::new(limiter),
         keys,
@@ -72,7 +74,11 @@ pub async fn production_app(config: Config) -> Result<App, StartError> {
 }
 
 /// Embedded wiring: everything inside this process and `data_dir`.
-pub async fn embedded_app(mut config: Config, data_dir: &Path) -> Result<App, StartError> {
+pub async fn embedded_app(
+    mut config: Config,
+    data_dir: &Path,
+    clock: SharedClock,
+) -> Result<App, StartError> {
     std::fs::create_dir_all(data_dir)?;
     let db_path = data_dir.join("dotmac.db");
     config.database_url = format!("sqlite://{}?mode=rwc", db_path.display());
@@ -82,16 +88,18 @@ pub async fn embedded_app(mut config: Config, data_dir: &Path) -> Result<App, St
     };
     let store = Store::connect(&config.database_url, 1).await?;
     store.migrate().await?;
-    let keys = token_keys(&config, &secret);
+    let keys = token_keys(&config, &secret, clock.clone());
     let bus = LocalBus::new();
     let embedded = crate::embedded_usage::EmbeddedUsage::new(
         store.clone(),
         bus.clone(),
         chrono::TimeDelta::days(config.pipeline.dedupe_horizon_days),
+        clock.clone(),
     );
     tokio::spawn(embedded.clone().run());
     Ok(App {
         store,
+        clock,
         bus,
         limiter: Arc::new(LocalLimiter::default()),
         keys,
@@ -103,10 +111,11 @@ pub async fn embedded_app(mut config: Config, data_dir: &Path) -> Result<App, St
     })
 }
 
-fn token_keys(config: &Config, secret: &[u8]) -> TokenKeys {
+fn token_keys(config: &Config, secret: &[u8], clock: SharedClock) -> TokenKeys {
     TokenKeys::new(
         secret,
         chrono::Duration::minutes(config.auth.access_token_minutes),
+        clock,
     )
 }
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use dotmac_schema::SharedClock;
 use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -55,6 +56,9 @@ pub struct AggregatorConfig {
     pub max_poll_interval_ms: u32,
     /// Longest wait for one ClickHouse write before it counts as failed.
     pub write_timeout: Duration,
+    /// What decides which events are too late or too far ahead (the wall
+    /// clock, except in tests that set a date).
+    pub clock: SharedClock,
 }
 
 impl AggregatorConfig {
@@ -70,6 +74,7 @@ impl AggregatorConfig {
             session_timeout_ms: 6000,
             max_poll_interval_ms: 30_000,
             write_timeout: Duration::from_secs(10),
+            clock: dotmac_schema::clock::system(),
         }
     }
 }
@@ -456,7 +461,7 @@ impl Aggregator {
                 self.store.clickhouse().url().to_owned(),
             ));
         }
-        let limits = TimeLimits::new(Utc::now(), self.config.dedupe_horizon);
+        let limits = TimeLimits::new(self.config.clock.now(), self.config.dedupe_horizon);
         self.refresh_catalog()?;
         self.recover(&limits)?;
         let Some((catalog, _)) = &self.catalog else {
@@ -535,7 +540,7 @@ impl Aggregator {
             .map_err(|_| AggregatorError::WriteTimeout(timeout))??;
 
         // Durable: now the keys count as seen and the offsets may advance.
-        summary.committed_at = Utc::now();
+        summary.committed_at = self.config.clock.now();
         for b in &batches {
             let state = self.partitions.entry(b.partition).or_default();
             for (k, t) in &b.new_keys {

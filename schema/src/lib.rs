@@ -4,6 +4,7 @@
 //! money and prices.
 
 pub mod auth;
+pub mod clock;
 pub mod ids;
 pub mod money;
 pub mod price;
@@ -13,6 +14,7 @@ pub mod tier;
 pub mod usage;
 
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{
     ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId,
     SubscriptionId, TaxRateId, TenantId, UserId,

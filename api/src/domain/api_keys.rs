@@ -1,6 +1,5 @@
 //! API key use cases: create (secret shown once), revoke.
 
-use chrono::Utc;
 use dotmac_schema::{ApiKeyId, ApiKeyScope, Role, TenantId};
 
 use super::{parse_id, required_text};
@@ -45,7 +44,7 @@ pub async fn create(
             secret_hash: hash_secret(&secret),
             scopes: names.join(","),
             created_by: p.actor(),
-            created_at: Utc::now(),
+            created_at: app.clock.now(),
             last_used_at: None,
             revoked_at: None,
         },
@@ -53,6 +52,7 @@ pub async fn create(
     .await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -77,9 +77,10 @@ pub async fn revoke(app: &App, ctx: &RequestCtx, id: &str) -> ApiResult<ApiKeyRo
     if row.revoked_at.is_some() {
         return Err(ApiError::conflict("id", "the API key is already revoked"));
     }
-    let row = api_keys::revoke(&tx, &row, Utc::now()).await?;
+    let row = api_keys::revoke(&tx, &row, app.clock.now()).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {

@@ -38,11 +38,12 @@ pub async fn create_plan(
     let name = required_text("input.name", name, 200)?;
     plan.validate()
         .map_err(|e| ApiError::validation(format!("input.{}", e.field), e.reason))?;
-    let row = rows::plan_row(PlanId::new().to_string(), name, &plan, Utc::now())?;
+    let row = rows::plan_row(PlanId::new().to_string(), name, &plan, app.clock.now())?;
     let tx = app.store.begin(&p.scope).await?;
     let row = rows::insert_plan(&tx, row).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -70,7 +71,7 @@ pub async fn subscribe(
     let p = ctx.writer_with(&[Role::PlatformAdmin])?;
     terms.validate()?;
     let tenant: TenantId = parse_id("input.tenantId", tenant_id)?;
-    let now = Utc::now();
+    let now = app.clock.now();
     let tx = app.store.begin(&p.scope).await?;
     crate::store::tenants::get(&tx, &p.scope, &tenant).await?;
     let plan_id: PlanId = parse_id("input.planId", plan_id)?;
@@ -100,6 +101,7 @@ pub async fn subscribe(
     let row = rows::insert_subscription(&tx, row).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -188,7 +190,7 @@ pub async fn change_plan(
     ctx.writer_with(&[Role::PlatformAdmin])?;
     let pid: PlanId = parse_id("planId", plan_id)?;
     let (tx, mut sub) = open_subscription(app, ctx, "subscriptionId", subscription_id).await?;
-    let now = Utc::now();
+    let now = app.clock.now();
     if sub.state == "cancelled" {
         return Err(ApiError::conflict(
             "subscriptionId",
@@ -226,6 +228,7 @@ pub async fn change_plan(
     sub.updated_at = now;
     let after = sub.plan_id.clone();
     save_audited(
+        app,
         tx,
         ctx,
         sub,
@@ -246,7 +249,7 @@ pub async fn cancel_subscription(
     at_period_end: bool,
 ) -> ApiResult<SubscriptionRow> {
     let (tx, mut sub) = open_subscription(app, ctx, "id", subscription_id).await?;
-    let now = Utc::now();
+    let now = app.clock.now();
     let state = stored_state(&sub)?;
     if at_period_end {
         if state == dotmac_billing::SubscriptionState::Cancelled {
@@ -266,7 +269,7 @@ pub async fn cancel_subscription(
     } else {
         "now"
     };
-    save_audited(tx, ctx, sub, "subscription.cancel", None, when.into()).await
+    save_audited(app, tx, ctx, sub, "subscription.cancel", None, when.into()).await
 }
 
 /// Pauses (no recurring fees accrue until resumed) or resumes a
@@ -279,7 +282,7 @@ pub async fn set_paused(
 ) -> ApiResult<SubscriptionRow> {
     use dotmac_billing::SubscriptionEvent;
     let (tx, mut sub) = open_subscription(app, ctx, "id", subscription_id).await?;
-    let now = Utc::now();
+    let now = app.clock.now();
     let state = stored_state(&sub)?;
     let event = if pause {
         SubscriptionEvent::Pause
@@ -313,7 +316,7 @@ pub async fn set_paused(
         "subscription.resume"
     };
     let after = sub.state.clone();
-    save_audited(tx, ctx, sub, action, Some(before), after).await
+    save_audited(app, tx, ctx, sub, action, Some(before), after).await
 }
 
 /// A subscription a platform admin is about to change (`field` names its
@@ -334,6 +337,7 @@ async fn open_subscription(
 /// Saves a changed subscription, records `action` (with what it was and
 /// is now) in the audit log, and commits.
 async fn save_audited(
+    app: &App,
     tx: crate::store::Tx,
     ctx: &RequestCtx,
     sub: SubscriptionRow,
@@ -344,6 +348,7 @@ async fn save_audited(
     let sub = rows::save_subscription(&tx, sub).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(ctx.principal()?),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -483,7 +488,7 @@ pub fn spawn_schedule(app: App) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let now = Utc::now();
+            let now = app.clock.now();
             let this_month = now.date_naive();
             let last_month = this_month
                 .checked_sub_months(chrono::Months::new(1))

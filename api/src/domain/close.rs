@@ -155,7 +155,7 @@ pub async fn close_as(app: &App, ctx: &RequestCtx, month: &str) -> ApiResult<Clo
         .ok_or_else(|| ApiError::validation("month", "must be a month such as 2026-11"))?;
     let req = CloseRequest {
         month: first,
-        now: Utc::now(),
+        now: app.clock.now(),
         grace: TimeDelta::days(app.config.billing.grace_days),
     };
     close_period(app, &req, &|_, _| {}).await
@@ -888,7 +888,7 @@ async fn end_at_period_end(app: &App, id: &str, at: DateTime<Utc>) -> ApiResult<
     if sub.state != "cancelled" {
         sub.state = "cancelled".into();
         sub.cancelled_at = Some(at);
-        sub.updated_at = Utc::now();
+        sub.updated_at = app.clock.now();
         rows::save_subscription(&tx, sub).await?;
     }
     tx.commit().await?;

@@ -1,7 +1,7 @@
 //! Sign-in and identity: login with lockout, rotating refresh tokens,
 //! logout, password changes, invitations and the API-key credential check.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use dotmac_schema::{
     ApiKeyScope, InvitationId, Principal, PrincipalKind, ResellerId, Role, Scope, TenantId, UserId,
 };
@@ -50,7 +50,7 @@ pub async fn login(
         )
         .await?;
     let email_in = email_in.trim().to_lowercase();
-    let now = Utc::now();
+    let now = app.clock.now();
     // Step 1, short transaction: count the attempt before the password is
     // checked, so parallel guesses cannot all slip under the lockout.
     let tx = app.store.begin_system().await?;
@@ -71,6 +71,7 @@ pub async fn login(
         users::lock(&tx, &user.id, until).await?;
         audit::record(
             &tx,
+            app.clock.now(),
             None,
             ctx.request_id.as_deref(),
             AuditEntry::about_user("auth.locked", &user),
@@ -88,6 +89,7 @@ pub async fn login(
     if !ok {
         audit::record(
             &tx,
+            app.clock.now(),
             None,
             ctx.request_id.as_deref(),
             AuditEntry::about_user("auth.login_failed", &user),
@@ -101,6 +103,7 @@ pub async fn login(
     let session = open_session(app, &tx, user, None).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(&principal),
         ctx.request_id.as_deref(),
         AuditEntry::about_user("auth.login", &session.user),
@@ -118,7 +121,7 @@ async fn open_session(
     family: Option<String>,
 ) -> ApiResult<Session> {
     let refresh = random_token();
-    let now = Utc::now();
+    let now = app.clock.now();
     tokens::insert_refresh(
         tx,
         RefreshRow {
@@ -148,7 +151,7 @@ pub async fn refresh(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<Sess
     let row = tokens::find_refresh(&tx, &hash_secret(token))
         .await?
         .ok_or_else(invalid)?;
-    let now = Utc::now();
+    let now = app.clock.now();
     // A token already rotated (or rotated by a concurrent request right now)
     // has leaked: end the whole family.
     let reused = row.revoked_at.is_some() || {
@@ -158,6 +161,7 @@ pub async fn refresh(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<Sess
         tokens::revoke_family(&tx, &row.family_id, now).await?;
         audit::record(
             &tx,
+            app.clock.now(),
             None,
             ctx.request_id.as_deref(),
             AuditEntry {
@@ -178,6 +182,7 @@ pub async fn refresh(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<Sess
     let session = open_session(app, &tx, user, Some(row.family_id.clone())).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(&auth::user_principal(&session.user)?),
         ctx.request_id.as_deref(),
         AuditEntry::about_user("auth.refresh", &session.user),
@@ -197,9 +202,10 @@ pub async fn logout(app: &App, ctx: &RequestCtx, token: &str) -> ApiResult<bool>
     if Some(row.user_id.as_str()) != p.user_id().map(UserId::as_str) {
         return Ok(false);
     }
-    tokens::revoke_family(&tx, &row.family_id, Utc::now()).await?;
+    tokens::revoke_family(&tx, &row.family_id, app.clock.now()).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -253,6 +259,7 @@ pub async fn change_password(
     users::set_password(&tx, &user, hash).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry::about_user("user.change_password", &user),
@@ -262,7 +269,7 @@ pub async fn change_password(
     // Every other session of the user ends: refresh tokens are readable only
     // on the authentication path, hence the system transaction.
     let tx = app.store.begin_system().await?;
-    tokens::revoke_all_of_user(&tx, &user.id, Utc::now()).await?;
+    tokens::revoke_all_of_user(&tx, &user.id, app.clock.now()).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -336,7 +343,7 @@ pub async fn invite(
         }
     };
     let token = random_token();
-    let now = Utc::now();
+    let now = app.clock.now();
     let row = tokens::insert_invitation(
         &tx,
         InvitationRow {
@@ -355,6 +362,7 @@ pub async fn invite(
     .await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -387,7 +395,7 @@ pub async fn accept_invitation(
     let inv = tokens::find_invitation_system(&tx, &hash_secret(token))
         .await?
         .ok_or_else(invalid)?;
-    let now = Utc::now();
+    let now = app.clock.now();
     if inv.accepted_at.is_some() || inv.expires_at <= now {
         return Err(invalid());
     }
@@ -414,6 +422,7 @@ pub async fn accept_invitation(
     let principal = auth::user_principal(&user)?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(&principal),
         ctx.request_id.as_deref(),
         AuditEntry::about_user("user.accept_invitation", &user),
@@ -455,12 +464,13 @@ pub async fn create_user_system(
             reseller_id,
             failed_logins: 0,
             locked_until: None,
-            created_at: Utc::now(),
+            created_at: app.clock.now(),
         },
     )
     .await?;
     audit::record(
         &tx,
+        app.clock.now(),
         None,
         None,
         AuditEntry {
@@ -488,7 +498,7 @@ pub async fn authenticate_api_key(app: &App, key: &str) -> ApiResult<Principal> 
     if row.revoked_at.is_some() || row.secret_hash != hash_secret(key) {
         return Err(invalid());
     }
-    api_keys::touch(&tx, &row, Utc::now()).await?;
+    api_keys::touch(&tx, &row, app.clock.now()).await?;
     tx.commit().await?;
     let scopes = row
         .scopes

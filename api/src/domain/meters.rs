@@ -3,7 +3,6 @@
 //! meter measures (type, aggregation, value, groups, window) never changes
 //! after creation, because rollups already written depend on it.
 
-use chrono::Utc;
 use dotmac_schema::usage::{Aggregation, Meter, MeterError, Window};
 use dotmac_schema::{MeterId, Role};
 
@@ -69,7 +68,7 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewMeter) -> ApiResult<M
         window: input.window,
     };
     meter.validate().map_err(invalid)?;
-    let now = Utc::now();
+    let now = app.clock.now();
     let row = MeterRow {
         id: MeterId::new().to_string(),
         slug: meter.slug.clone(),
@@ -88,6 +87,7 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewMeter) -> ApiResult<M
     let row = meters::insert(&tx, row).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -111,9 +111,10 @@ pub async fn rename(app: &App, ctx: &RequestCtx, id: &str, name: &str) -> ApiRes
     let name = required_text("input.name", name, 200)?;
     let tx = app.store.begin(&p.scope).await?;
     let before = meters::get(&tx, &p.scope, &id).await?;
-    let row = meters::rename(&tx, &before, name, Utc::now()).await?;
+    let row = meters::rename(&tx, &before, name, app.clock.now()).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -139,9 +140,10 @@ pub async fn archive(app: &App, ctx: &RequestCtx, id: &str, why: &str) -> ApiRes
     if before.archived_at.is_some() {
         return Err(ApiError::conflict("id", "the meter is already archived"));
     }
-    let row = meters::archive(&tx, &before, Utc::now()).await?;
+    let row = meters::archive(&tx, &before, app.clock.now()).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {

@@ -1,6 +1,5 @@
 //! Reseller use cases: platform admins onboard resellers; resellers read their own.
 
-use chrono::Utc;
 use dotmac_schema::{ResellerId, Role};
 
 use super::{email, required_text};
@@ -41,12 +40,13 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewReseller) -> ApiResul
             name,
             tier,
             contact_email,
-            created_at: Utc::now(),
+            created_at: app.clock.now(),
         },
     )
     .await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {

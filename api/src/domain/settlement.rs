@@ -61,6 +61,7 @@ fn settlement(row: &InvoiceRow) -> ApiResult<Settlement> {
 /// it; a refusal names `field`), sets the balance and status (settled is
 /// `paid`), and moves what exceeds the balance to the tenant's credit.
 async fn apply(
+    app: &App,
     tx: &crate::store::Tx,
     row: &mut InvoiceRow,
     field: &str,
@@ -74,7 +75,7 @@ async fn apply(
     if s.is_paid() {
         row.status = "paid".into();
     }
-    row.updated_at = Utc::now();
+    row.updated_at = app.clock.now();
     rows::add_credit_balance(tx, &row.tenant_id, &row.currency, applied.to_credit_balance).await?;
     Ok(applied)
 }
@@ -158,7 +159,7 @@ pub async fn create_credit_note(
         });
     }
     let total: Decimal = credited.iter().map(|c| c.net + c.tax).sum();
-    let applied = apply(&tx, &mut invoice, "input.lines", |s| s.credit(total)).await?;
+    let applied = apply(app, &tx, &mut invoice, "input.lines", |s| s.credit(total)).await?;
     let note = CreditNoteRow {
         id: format!("crn_{}", uuid::Uuid::now_v7().simple()),
         tenant_id: invoice.tenant_id.clone(),
@@ -175,6 +176,7 @@ pub async fn create_credit_note(
     rows::save_invoice(&tx, invoice).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -263,7 +265,7 @@ pub async fn record_payment(
             format!("must be a whole number of minor units of {cur}"),
         ));
     }
-    let applied = apply(&tx, &mut invoice, "input.amount", |s| s.pay(amount)).await?;
+    let applied = apply(app, &tx, &mut invoice, "input.amount", |s| s.pay(amount)).await?;
     let payment = PaymentRow {
         id: format!("pay_{}", uuid::Uuid::now_v7().simple()),
         tenant_id: invoice.tenant_id.clone(),
@@ -285,6 +287,7 @@ pub async fn record_payment(
     rows::save_invoice(&tx, invoice).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         principal,
         request_id,
         AuditEntry {
@@ -338,10 +341,11 @@ pub async fn set_status(
     if to == "void" {
         invoice.amount_due = "0".into();
     }
-    invoice.updated_at = Utc::now();
+    invoice.updated_at = app.clock.now();
     let invoice = rows::save_invoice(&tx, invoice).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -461,7 +465,10 @@ async fn set_subscription_state(app: &App, id: &str, from: &str, to: &str) -> Ap
     let tx = app.store.begin_system().await?;
     subscription::Entity::update_many()
         .col_expr(subscription::Column::State, Expr::value(to))
-        .col_expr(subscription::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(
+            subscription::Column::UpdatedAt,
+            Expr::value(app.clock.now()),
+        )
         .filter(subscription::Column::Id.eq(id))
         .filter(subscription::Column::State.eq(from))
         .exec(&tx)

@@ -2,7 +2,7 @@
 //! taxes each subscription at its own rate, else at the rate of its
 //! tenant's jurisdiction in force on the period's last day.
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use dotmac_billing::{parse_jurisdiction, JurisdictionRate, TaxRate};
 use dotmac_schema::{Role, TaxRateId};
 use rust_decimal::Decimal;
@@ -46,12 +46,13 @@ pub async fn create_tax_rate(
         percent: input.percent.normalize().to_string(),
         inclusive: input.inclusive,
         effective_from: input.effective_from.to_string(),
-        created_at: Utc::now(),
+        created_at: app.clock.now(),
     };
     let tx = app.store.begin(&p.scope).await?;
     let row = tax::insert(&tx, row).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {

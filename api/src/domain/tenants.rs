@@ -1,7 +1,6 @@
 //! Tenant use cases: onboarding, updates and lifecycle transitions, each one
 //! transaction with its audit record, followed by a [`TenantEvent`].
 
-use chrono::Utc;
 use dotmac_schema::{
     slug_from_name, validate_slug, ResellerId, ResourceTier, Role, Scope, TenantAction, TenantId,
     TenantState,
@@ -104,7 +103,7 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewTenant) -> ApiResult<
         }
         (_, None) => None,
     };
-    let now = Utc::now();
+    let now = app.clock.now();
     let row = TenantRow {
         id: TenantId::new().to_string(),
         name,
@@ -122,6 +121,7 @@ pub async fn create(app: &App, ctx: &RequestCtx, input: NewTenant) -> ApiResult<
     let row = tenants::insert(&tx, row).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -182,7 +182,7 @@ pub async fn update(
     if let Some(code) = patch.tax_jurisdiction.as_deref() {
         changes.tax_jurisdiction = Set(tax_jurisdiction(p.role(), code)?);
     }
-    changes.updated_at = Set(Utc::now());
+    changes.updated_at = Set(app.clock.now());
     let tx = app.store.begin(&p.scope).await?;
     let before = tenants::get(&tx, &p.scope, &id).await?;
     let row = tenants::update_columns(&tx, &p.scope, &id, changes).await?;
@@ -199,6 +199,7 @@ pub async fn update(
     };
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -235,7 +236,9 @@ pub async fn transition(
     let from = TenantState::parse(&before.state)
         .ok_or_else(|| ApiError::internal(format!("unknown tenant state {:?}", before.state)))?;
     let to = from.apply(action)?;
-    if !tenants::compare_and_set_state(&tx, &p.scope, &id, from, to, why.clone()).await? {
+    if !tenants::compare_and_set_state(&tx, &p.scope, &id, from, to, why.clone(), app.clock.now())
+        .await?
+    {
         return Err(ApiError::conflict(
             "id",
             "the tenant changed state while this request ran; read it again and retry",
@@ -244,6 +247,7 @@ pub async fn transition(
     let row = tenants::get(&tx, &p.scope, &id).await?;
     audit::record(
         &tx,
+        app.clock.now(),
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
@@ -294,7 +298,7 @@ async fn publish(
         action,
         reason,
         actor,
-        at: Utc::now(),
+        at: app.clock.now(),
     };
     if let Err(e) = app.bus.publish(&BusEvent::Tenant(event)).await {
         tracing::error!(error = %e, tenant = %row.id, "could not publish tenant event");

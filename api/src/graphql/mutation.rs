@@ -354,7 +354,7 @@ impl MutationRoot {
                 amount: &input.amount,
                 reference: &input.reference,
                 method: settlement::PaymentMethod::Manual,
-                received_at: chrono::Utc::now(),
+                received_at: app.clock.now(),
             },
         )
         .await?;

@@ -23,7 +23,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = TenantEvent>> {
         let (app, rc) = ctx(gctx);
         let scope = rc.principal()?.scope.clone();
-        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(rc));
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(app, rc));
         Ok(events.filter_map(move |e| {
             let visible = match e {
                 Ok(BusEvent::Tenant(e))
@@ -47,7 +47,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = UsageUpdated>> {
         let (app, rc) = ctx(gctx);
         let scope = rc.principal()?.scope.clone();
-        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(rc));
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(app, rc));
         Ok(events.filter_map(move |e| {
             let visible = match e {
                 Ok(BusEvent::Usage(u))
@@ -73,7 +73,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = InvoiceFinalized>> {
         let (app, rc) = ctx(gctx);
         let scope = rc.principal()?.scope.clone();
-        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(rc));
+        let events = BroadcastStream::new(app.bus.subscribe()).take_until(token_expiry(app, rc));
         Ok(events.filter_map(move |e| {
             let visible = match e {
                 Ok(BusEvent::Invoice(i))
@@ -96,10 +96,10 @@ impl SubscriptionRoot {
 }
 
 /// A subscription lives no longer than the token that opened it.
-fn token_expiry(rc: &RequestCtx) -> tokio::time::Sleep {
+fn token_expiry(app: &crate::app::App, rc: &RequestCtx) -> tokio::time::Sleep {
     let remaining = rc
         .expires_at
-        .map(|exp| (exp - chrono::Utc::now()).to_std().unwrap_or_default())
+        .map(|exp| (exp - app.clock.now()).to_std().unwrap_or_default())
         .unwrap_or(std::time::Duration::MAX);
     tokio::time::sleep(remaining.min(std::time::Duration::from_secs(86_400 * 365)))
 }

@@ -1,7 +1,7 @@
 //! The append-only audit log: one record per mutation, written in the
 //! mutation's own transaction so that neither exists without the other.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use dotmac_schema::{AuditId, Principal, Scope};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -41,6 +41,7 @@ impl<'a> AuditEntry<'a> {
 /// Who did it: the principal, or `anonymous` for login-like mutations.
 pub async fn record(
     tx: &Tx,
+    at: DateTime<Utc>,
     principal: Option<&Principal>,
     request_id: Option<&str>,
     entry: AuditEntry<'_>,
@@ -53,7 +54,7 @@ pub async fn record(
     };
     let row = AuditRow {
         id: AuditId::new().to_string(),
-        at: Utc::now(),
+        at,
         actor: principal.map_or_else(|| "anonymous".to_owned(), Principal::actor),
         actor_role: principal
             .and_then(|p| p.role())

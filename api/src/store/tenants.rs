@@ -159,11 +159,12 @@ pub async fn compare_and_set_state(
     from: TenantState,
     to: TenantState,
     reason: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> ApiResult<bool> {
     let done = tenant::Entity::update_many()
         .col_expr(tenant::Column::State, Expr::value(to.as_str()))
         .col_expr(tenant::Column::StateReason, Expr::value(reason))
-        .col_expr(tenant::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .col_expr(tenant::Column::UpdatedAt, Expr::value(at))
         .filter(tenant::Column::Id.eq(id.as_str()))
         .filter(tenant::Column::State.eq(from.as_str()))
         .filter(tenant_rows_in(scope))

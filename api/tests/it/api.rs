@@ -406,9 +406,10 @@ async fn per_tenant_rate_limit_answers_429() {
 async fn two_api_processes_both_deliver_events_through_redis() {
     let first = TestServer::start(Backend::Postgres).await;
     // A second process: same database and Redis prefix, its own listener.
-    let second_app = dotmac_api::server::production_app((*first.app.config).clone())
-        .await
-        .unwrap();
+    let second_app =
+        dotmac_api::server::production_app((*first.app.config).clone(), first.app.clock.clone())
+            .await
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let second_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(dotmac_api::server::serve(second_app, listener));

@@ -547,6 +547,7 @@ async fn terms_scenario(backend: Backend) {
     assert_eq!(invoice_total(app, &a, "2026-10-01").await, expected_a);
 
     // B moves to medium and C cancels, both now, inside November.
+    srv.clock.set(at("2026-11-16T09:30:00Z"));
     change_plan(app, &ctx, &sub_b.id, &medium.id).await.unwrap();
     assert!(
         change_plan(app, &ctx, &sub_b.id, &medium.id).await.is_err(),

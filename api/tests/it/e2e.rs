@@ -20,7 +20,8 @@ impl Drop for Running {
 }
 
 /// Starts `dotmac dev` and returns it with the URL it printed.
-fn start_dev(data_dir: &std::path::Path, password: &str) -> (Running, String) {
+/// Starts `dotmac dev`; returns it, its URL and what it printed up to "ready".
+fn start_dev(data_dir: &std::path::Path, password: &str) -> (Running, String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dotmac"))
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -34,24 +35,31 @@ fn start_dev(data_dir: &std::path::Path, password: &str) -> (Running, String) {
     let running = Running(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut printed = Vec::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("http://").nth(1) {
-                let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                let _ = tx.send(format!("http://{addr}"));
+            let ready = line.starts_with("ready in");
+            printed.push(line);
+            if ready {
+                let _ = tx.send(std::mem::take(&mut printed));
             }
         }
     });
-    let url = rx
+    let printed = rx
         .recv_timeout(Duration::from_secs(60))
+        .expect("dotmac dev printed that it is ready");
+    let url = printed
+        .iter()
+        .find_map(|line| line.split("http://").nth(1))
+        .map(|rest| format!("http://{}", rest.split('/').next().unwrap_or_default()))
         .expect("dotmac dev printed its URL");
-    (running, url)
+    (running, url, printed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_binary_login_create_subscribe_suspend() {
     let dir = tempfile::tempdir().unwrap();
     let password = "e2e-demo-password";
-    let (_proc, url) = start_dev(dir.path(), password);
+    let (_proc, url, _) = start_dev(dir.path(), password);
     let anon = Client::anonymous(url.clone());
     // GraphiQL for a browser.
     let page = reqwest::get(format!("{url}/graphql"))
@@ -119,7 +127,7 @@ async fn dev_restart_keeps_data_and_does_not_reseed() {
     let dir = tempfile::tempdir().unwrap();
     let password = "restart-password";
     let id = {
-        let (_proc, url) = start_dev(dir.path(), password);
+        let (_proc, url, _) = start_dev(dir.path(), password);
         let anon = Client::anonymous(url);
         let admin = anon.login("admin@demo.dotmac.dev", password).await;
         let a = admin
@@ -130,7 +138,7 @@ async fn dev_restart_keeps_data_and_does_not_reseed() {
             .await;
         a.data()["createTenant"]["id"].clone()
     };
-    let (_proc, url) = start_dev(dir.path(), password);
+    let (_proc, url, _) = start_dev(dir.path(), password);
     let anon = Client::anonymous(url);
     let admin = anon.login("admin@demo.dotmac.dev", password).await;
     let t = admin
@@ -282,15 +290,18 @@ async fn serve_binary_bootstraps_an_admin_and_refuses_rls_bypass() {
 /// finalized invoice opens as HTML.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_demo_closes_last_month_and_opens_the_invoice() {
-    use chrono::Datelike;
     let dir = tempfile::tempdir().unwrap();
     let password = "e2e-demo-password";
-    let (_proc, url) = start_dev(dir.path(), password);
+    let (_proc, url, printed) = start_dev(dir.path(), password);
     let anon = Client::anonymous(url.clone());
     let admin = anon.login("admin@demo.dotmac.dev", password).await;
-    let today = chrono::Utc::now().date_naive();
-    let last = today.with_day(1).unwrap() - chrono::TimeDelta::days(1);
-    let month = format!("{}-{:02}", last.year(), last.month());
+    // The month the binary says to close: the demo's, whatever today is.
+    let month = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("demo billing: last month is "))
+        .and_then(|rest| rest.split(';').next())
+        .expect("dotmac dev names the month to close")
+        .to_owned();
     let closed = admin
         .gql(
             "mutation($m: String!) { closeBillingPeriod(month: $m) { subscriptions drafted finalized } }",

@@ -44,7 +44,7 @@ async fn dev_mode_meters_usage_in_process() {
         .as_str()
         .unwrap()
         .to_owned();
-    let now = chrono::Utc::now();
+    let now = srv.clock.now();
     let ev = |id: &str, bytes: &str, region: &str| {
         json!({ "specversion": "1.0", "id": id, "source": "//dev", "type": "session",
                 "time": now.to_rfc3339(), "data": { "bytes": bytes, "region": region } })

@@ -488,7 +488,7 @@ async fn query_case(w: &World, field: &str) {
                 committed_usage(&w.srv.app, tenant, &slug, offset).await;
             }
             let doc = "query($m: String!, $f: DateTime!, $t: DateTime!, $tenant: ID) { usage(meter: $m, from: $f, to: $t, tenantId: $tenant) { tenantId windowStart group { property value } value } }";
-            let now = chrono::Utc::now();
+            let now = w.srv.clock.now();
             let vars = |tenant: Option<&str>| json!({ "m": slug, "f": (now - chrono::TimeDelta::days(1)).to_rfc3339(), "t": (now + chrono::TimeDelta::hours(1)).to_rfc3339(), "tenant": tenant });
             for f in w.foreigners() {
                 let ans = f.client.gql(doc, vars(Some(&f.target.tenant_id))).await;
@@ -532,7 +532,7 @@ async fn committed_usage(app: &dotmac_api::app::App, tenant: &str, meter: &str, 
     let key = RollupKey {
         tenant: tenant.to_owned(),
         meter: meter.to_owned(),
-        window_start: Window::Hour.start(chrono::Utc::now()),
+        window_start: Window::Hour.start(app.clock.now()),
         group: vec![("region".into(), "north".into())],
     };
     let write_id = uuid::Uuid::now_v7().simple().to_string();
@@ -1264,7 +1264,7 @@ async fn subscription_case(w: &World, field: &str) {
                     tenant_id: tenant.to_owned(),
                     reseller_id: reseller.map(str::to_owned),
                     meter: meter.to_owned(),
-                    committed_at: chrono::Utc::now(),
+                    committed_at: w.srv.clock.now(),
                 })
             };
             // Published as an aggregator publishes them: B, another meter, then A.

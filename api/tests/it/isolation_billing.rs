@@ -304,7 +304,7 @@ pub async fn subscription_case(w: &World) {
             number: "DM-999999".into(),
             total: "1.00".into(),
             currency: "USD".into(),
-            finalized_at: chrono::Utc::now(),
+            finalized_at: w.srv.clock.now(),
         })
     };
     let bus = &w.srv.app.bus;

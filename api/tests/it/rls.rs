@@ -132,7 +132,7 @@ async fn app_role_sees_only_its_scope() {
     srv.app.usage.as_ref().unwrap().migrate().await.unwrap();
     let close = dotmac_api::domain::billing::CloseRequest {
         month: "2026-10-01".parse().unwrap(),
-        now: chrono::Utc::now(),
+        now: srv.clock.now(),
         grace: chrono::TimeDelta::days(3),
     };
     dotmac_api::domain::billing::close_period(&srv.app, &close, &|_, _| {})

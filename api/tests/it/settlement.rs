@@ -3,7 +3,7 @@
 //! from the signed webhook), prepaid credit used by the next invoice, void
 //! and uncollectible, and dunning (past_due, suspension, reactivation).
 
-use chrono::{NaiveDate, TimeDelta, Utc};
+use chrono::{NaiveDate, TimeDelta};
 use dotmac_api::app::App;
 use dotmac_api::domain::billing::{create_plan, subscribe};
 use dotmac_api::domain::settlement::{
@@ -40,7 +40,7 @@ fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<
         amount,
         reference,
         method: PaymentMethod::Manual,
-        received_at: Utc::now(),
+        received_at: crate::support::TEST_NOW.parse().unwrap(),
     }
 }
 
@@ -190,7 +190,7 @@ async fn webhook(srv: &TestServer, inv: &InvoiceRow) {
             (status, resp.json::<serde_json::Value>().await.unwrap())
         }
     };
-    let now = Utc::now().timestamp();
+    let now = srv.clock.now().timestamp();
     let signed = |b: &str, t: i64| Some(dotmac_api::payment_webhook::sign(SECRET, t, b.as_bytes()));
     let (status, first) = post(body.clone(), signed(&body, now)).await;
     assert_eq!(status, 200, "{first}");

@@ -7,10 +7,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use dotmac_api::app::App;
 use dotmac_api::config::Config;
 use dotmac_api::seed;
+use dotmac_schema::{ManualClock, SharedClock};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub const PASSWORD: &str = "test-password-123";
+
+/// Where every test server's clock starts: a fixed instant, so that no test
+/// depends on the day it runs. A test that needs another date sets it
+/// (`TestServer::clock`).
+pub const TEST_NOW: &str = "2026-11-16T12:00:00Z";
+
+/// A clock standing at [`TEST_NOW`].
+pub fn test_clock() -> ManualClock {
+    ManualClock::new(TEST_NOW.parse().expect("TEST_NOW is RFC 3339"))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -77,6 +89,8 @@ pub async fn fresh_postgres() -> (String, String) {
 pub struct TestServer {
     pub url: String,
     pub app: App,
+    /// The clock the server reads; tests move it.
+    pub clock: ManualClock,
     /// Owner connection URL (Postgres only), for raw checks.
     pub owner_url: Option<String>,
     _dir: tempfile::TempDir,
@@ -101,9 +115,11 @@ impl TestServer {
             .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
         config.clickhouse_database = unique("dotmac_t");
         adjust(&mut config);
+        let clock = test_clock();
+        let shared: SharedClock = Arc::new(clock.clone());
         let (app, owner_url) = match backend {
             Backend::Sqlite => (
-                dotmac_api::server::embedded_app(config, dir.path())
+                dotmac_api::server::embedded_app(config, dir.path(), shared)
                     .await
                     .unwrap(),
                 None,
@@ -112,7 +128,9 @@ impl TestServer {
                 let (owner, app_url) = fresh_postgres().await;
                 config.database_url = app_url;
                 (
-                    dotmac_api::server::production_app(config).await.unwrap(),
+                    dotmac_api::server::production_app(config, shared)
+                        .await
+                        .unwrap(),
                     Some(owner),
                 )
             }
@@ -129,6 +147,7 @@ impl TestServer {
         TestServer {
             url,
             app,
+            clock,
             owner_url,
             _dir: dir,
         }

@@ -22,7 +22,7 @@ async fn bad_records_are_dead_lettered_with_reasons_and_good_ones_counted() {
     }))
     .await;
     let tenant = p.tenant("acme-fiber");
-    let now = chrono::Utc::now().to_rfc3339();
+    let now = p.server.clock.now().to_rfc3339();
     let good = |i: u32| {
         (
             Some(tenant.clone()),

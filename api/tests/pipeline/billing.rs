@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{Datelike, TimeDelta, Utc};
+use chrono::{Datelike, TimeDelta};
 use dotmac_api::domain::billing::{close_period, CloseRequest};
 use dotmac_api::domain::reconcile::reconcile;
 use dotmac_api::store::entity::invoice;
@@ -29,7 +29,7 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
     ).await;
     let plan_id = plan.data()["createPlan"]["id"].clone();
     let acme = p.tenant("acme-fiber");
-    let now = Utc::now();
+    let now = p.server.clock.now();
     let month_start = now.date_naive().with_day(1).unwrap();
     p.admin
         .gql(

@@ -133,7 +133,7 @@ async fn rollups_equal_independent_totals_for_every_aggregation() {
 
     let tenants = [p.tenant("acme-fiber"), p.tenant("comet-wireless")];
     let mut rng = StdRng::seed_from_u64(20261128);
-    let base = Utc::now() - TimeDelta::days(4);
+    let base = p.server.clock.now() - TimeDelta::days(4);
     let samples: Vec<Sample> = (0..4000)
         .map(|i| Sample {
             tenant: tenants[i % 2].clone(),

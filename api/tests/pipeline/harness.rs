@@ -128,7 +128,9 @@ impl Pipeline {
     }
 
     pub fn spawn_aggregator(&self) -> RunningAggregator {
-        let settings = self.config.aggregator().unwrap();
+        let mut settings = self.config.aggregator().unwrap();
+        // Late and early events are judged by the test's clock.
+        settings.clock = self.server.app.clock.clone();
         let catalog = Arc::new(StoreCatalog::new(self.server.app.store.clone()));
         let hook =
             dotmac_api::usage::publish_usage_updates(self.server.app.bus.clone(), catalog.clone());

@@ -49,7 +49,7 @@ async fn intake_answers_per_event_and_accepted_events_are_aggregated() {
     .await;
     let tenant = p.tenant("acme-fiber");
     let key = api_key(&p, &tenant, "USAGE_WRITE").await;
-    let now = chrono::Utc::now().to_rfc3339();
+    let now = p.server.clock.now().to_rfc3339();
     let ev = |id: &str, gb: Value| event(id, "transfer", &now, json!({ "gb": gb, "plan": "home" }));
 
     // Authentication and authorization.

@@ -1,18 +1,17 @@
 """Produces usage events with kafka-python, a client nobody here wrote.
 
-usage: kafka_python_producer.py BROKERS TOPIC TENANT COUNT
+usage: kafka_python_producer.py BROKERS TOPIC TENANT COUNT TIME
 Event i carries data.n = i; the tenant id is the record key, as the
-pipeline's contract asks.
+pipeline's contract asks. TIME (RFC 3339) is every event's time: the
+test's clock, not this machine's.
 """
-import datetime
 import json
 import sys
 
 from kafka import KafkaProducer
 
-brokers, topic, tenant, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+brokers, topic, tenant, count, now = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 producer = KafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=5)
-now = datetime.datetime.now(datetime.timezone.utc).isoformat()
 for i in range(count):
     event = {
         "specversion": "1.0",

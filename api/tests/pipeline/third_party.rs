@@ -30,6 +30,7 @@ async fn kafka_python_events_are_aggregated() {
             &p.config.pipeline.events_topic,
             &tenant,
             &count.to_string(),
+            &p.server.clock.now().to_rfc3339(),
         ])
         .output()
         .expect("python3");
