@@ -1,71 +1,105 @@
-//! Application state shared by every request, and the per-request context
-//! (who is asking, in which scope, under which request id).
+//! The composition root: one [`App`] per process composes the capabilities'
+//! use cases ([`Directory`], [`Identity`], [`Metering`], [`Billing`]) from
+//! the store, the clock and the ports the wiring chose (`crate::wiring`):
+//! production services in `serve`, embedded ones in `dev`. Transports read
+//! it; nothing it composes knows which ports run.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use dotmac_schema::{Principal, Role, SharedClock};
+use dotmac_schema::SharedClock;
 
 use crate::auth::TokenKeys;
+use crate::bus::EventBus;
 use crate::config::Config;
-use crate::error::{ApiError, ApiResult};
-use crate::events::EventBus;
-use crate::ratelimit::RateLimiter;
+use crate::limiter::RateLimiter;
+use crate::pipeline::{UsageReader, UsageSink};
+use crate::service::billing::Billing;
+use crate::service::directory::Directory;
+use crate::service::identity::Identity;
+use crate::service::metering::Metering;
 use crate::store::Store;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct App {
+    pub config: Arc<Config>,
+    /// Direct scoped reads of resolvers, and readiness.
     pub store: Store,
     /// Where every use case reads "now" (the wall clock in production).
+    pub clock: SharedClock,
+    /// Subscriptions listen here.
+    pub bus: Arc<dyn EventBus>,
+    /// Per-tenant request rates.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Where `POST /v1/events` sends accepted events; `None` when no broker
+    /// is configured.
+    pub intake: Option<Arc<dyn UsageSink>>,
+    pub directory: Directory,
+    pub identity: Identity,
+    pub metering: Metering,
+    pub billing: Billing,
+}
+
+/// The ports an [`App`] is composed of.
+pub struct Ports {
+    pub store: Store,
     pub clock: SharedClock,
     pub bus: Arc<dyn EventBus>,
     pub limiter: Arc<dyn RateLimiter>,
     pub keys: TokenKeys,
-    pub config: Arc<Config>,
-    /// The usage intake's producer; `None` when no broker is configured.
-    pub intake: Option<Arc<crate::usage::Intake>>,
-    /// Committed usage in ClickHouse; `None` when the pipeline is not configured.
-    pub usage: Option<dotmac_ingest::store::UsageStore>,
-    /// `dotmac dev`'s in-process usage pipeline (instead of `usage`).
-    pub embedded_usage: Option<Arc<crate::embedded_usage::EmbeddedUsage>>,
-    /// API keys verified in the last few seconds.
-    pub key_cache: Arc<crate::key_cache::KeyCache>,
+    pub usage: Arc<dyn UsageReader>,
+    pub intake: Option<Arc<dyn UsageSink>>,
 }
 
-/// The caller of one request, resolved once from its credential.
-#[derive(Debug, Clone, Default)]
-pub struct RequestCtx {
-    pub principal: Option<Principal>,
-    /// When the caller's access token expires; long-lived subscriptions end then.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub request_id: Option<String>,
-    pub client_ip: Option<IpAddr>,
-}
-
-impl RequestCtx {
-    /// The authenticated principal, or UNAUTHENTICATED.
-    pub fn principal(&self) -> ApiResult<&Principal> {
-        self.principal
-            .as_ref()
-            .ok_or_else(|| ApiError::Unauthenticated("sign in first".into()))
-    }
-
-    /// A principal allowed to mutate; read-only roles get FORBIDDEN.
-    pub fn writer(&self) -> ApiResult<&Principal> {
-        let p = self.principal()?;
-        if !p.can_write() {
-            return Err(ApiError::Forbidden("this role is read-only".into()));
-        }
-        Ok(p)
-    }
-
-    /// A writer whose role is one of `roles`.
-    pub fn writer_with(&self, roles: &[Role]) -> ApiResult<&Principal> {
-        let p = self.writer()?;
-        match p.role() {
-            Some(r) if roles.contains(&r) => Ok(p),
-            _ => Err(ApiError::Forbidden("this role may not do that".into())),
+impl App {
+    pub fn new(config: Config, ports: Ports) -> App {
+        let Ports {
+            store,
+            clock,
+            bus,
+            limiter,
+            keys,
+            usage,
+            intake,
+        } = ports;
+        let directory = Directory {
+            store: store.clone(),
+            clock: clock.clone(),
+            bus: bus.clone(),
+        };
+        let identity = Identity {
+            store: store.clone(),
+            clock: clock.clone(),
+            keys,
+            limiter: limiter.clone(),
+            key_cache: Default::default(),
+            settings: config.auth.clone(),
+            login_per_minute: config.limits.login_per_minute,
+        };
+        let metering = Metering {
+            store: store.clone(),
+            clock: clock.clone(),
+            usage: usage.clone(),
+        };
+        let billing = Billing {
+            store: store.clone(),
+            clock: clock.clone(),
+            bus: bus.clone(),
+            usage,
+            directory: directory.clone(),
+            settings: config.billing.clone(),
+        };
+        App {
+            config: Arc::new(config),
+            store,
+            clock,
+            bus,
+            limiter,
+            intake,
+            directory,
+            identity,
+            metering,
+            billing,
         }
     }
 }

@@ -285,7 +285,7 @@ impl Config {
         {
             return bad("clickhouse_url", "must start with http:// or https://");
         }
-        if dotmac_ingest::clickhouse::ident(&self.clickhouse_database).is_err() {
+        if dotmac_aggregator::clickhouse::ident(&self.clickhouse_database).is_err() {
             return bad(
                 "clickhouse_database",
                 "must be a plain name ([A-Za-z_][A-Za-z0-9_]*)",
@@ -336,7 +336,7 @@ impl Config {
     }
 
     /// The aggregator's settings.
-    pub fn aggregator(&self) -> Result<dotmac_ingest::aggregator::AggregatorConfig, ConfigError> {
+    pub fn aggregator(&self) -> Result<dotmac_aggregator::AggregatorConfig, ConfigError> {
         if self.kafka_brokers.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "kafka_brokers".into(),
@@ -344,7 +344,7 @@ impl Config {
             });
         }
         let p = &self.pipeline;
-        let mut c = dotmac_ingest::aggregator::AggregatorConfig::new(&self.kafka_brokers);
+        let mut c = dotmac_aggregator::AggregatorConfig::new(&self.kafka_brokers);
         c.group_id.clone_from(&p.group_id);
         c.topics = self.topics();
         c.flush_interval = std::time::Duration::from_millis(p.flush_ms);
@@ -365,8 +365,8 @@ impl Config {
         }
     }
 
-    pub fn usage_store(&self) -> dotmac_ingest::store::UsageStore {
-        dotmac_ingest::store::UsageStore::new(dotmac_ingest::clickhouse::ClickHouse::new(
+    pub fn usage_store(&self) -> dotmac_aggregator::store::UsageStore {
+        dotmac_aggregator::store::UsageStore::new(dotmac_aggregator::clickhouse::ClickHouse::new(
             &self.clickhouse_url,
             &self.clickhouse_database,
         ))

@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use dotmac_api::config::Config;
 use dotmac_api::seed::{self, DEFAULT_DEMO_PASSWORD};
-use dotmac_api::server;
 use dotmac_api::store::Store;
+use dotmac_api::wiring;
 use dotmac_schema::{ManualClock, Role, SharedClock};
 
 /// GraphQL execution allocates many small, short-lived objects; mimalloc
@@ -207,22 +207,22 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::connect(&config.database_url, 2)
                 .await
                 .context("connecting to database_url")?;
-            let catalog = Arc::new(dotmac_api::usage::StoreCatalog::new(store));
-            let bus = dotmac_api::events::RedisBus::connect(
+            let catalog = Arc::new(dotmac_api::pipeline::catalog::StoreCatalog::new(store));
+            let bus = dotmac_api::bus::RedisBus::connect(
                 &config.redis_url,
                 &format!("{}:events", config.redis_prefix),
             )
             .await
             .map_err(|e| anyhow::anyhow!("redis at redis_url: {e}"))?;
-            let hook = dotmac_api::usage::publish_usage_updates(bus, catalog.clone());
+            let hook = dotmac_api::pipeline::announce::publish_usage_updates(bus, catalog.clone());
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                server::shutdown_signal().await;
+                wiring::shutdown_signal().await;
                 tracing::info!("stopping: draining pending usage");
                 let _ = stop.send(true);
             });
-            let stats = Arc::new(dotmac_ingest::aggregator::AggregatorStats::default());
-            dotmac_ingest::aggregator::run(
+            let stats = Arc::new(dotmac_aggregator::AggregatorStats::default());
+            dotmac_aggregator::run(
                 settings,
                 config.usage_store(),
                 catalog,
@@ -255,9 +255,9 @@ async fn main() -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let app = server::production_app(config, dotmac_schema::clock::system()).await?;
-            let user = dotmac_api::domain::identity::create_user_system(
-                &app,
+            let app = wiring::production_app(config, dotmac_schema::clock::system()).await?;
+            let user = dotmac_api::service::identity::users::create_user_system(
+                &app.identity,
                 &email,
                 &password,
                 role,
@@ -279,9 +279,10 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             init_tracing(&config.log_format);
-            let month = dotmac_api::domain::billing::parse_month(&period).ok_or_else(|| {
-                anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
-            })?;
+            let month =
+                dotmac_api::service::billing::periods::parse_month(&period).ok_or_else(|| {
+                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
+                })?;
             let clock = clock_at(now.as_deref())?;
             let now = clock.now();
             let grace_days = grace_days.unwrap_or(config.billing.grace_days);
@@ -289,11 +290,11 @@ async fn main() -> anyhow::Result<()> {
                 bail!("--grace-days: must not be negative");
             }
             let app = match data_dir {
-                Some(dir) => server::embedded_app(config, &dir, clock.clone()).await?,
-                None => server::production_app(config, clock.clone()).await?,
+                Some(dir) => wiring::embedded_app(config, &dir, clock.clone()).await?,
+                None => wiring::production_app(config, clock.clone()).await?,
             };
             tracing::info!("connected; closing {period}");
-            let request = dotmac_api::domain::billing::CloseRequest {
+            let request = dotmac_api::service::billing::close::CloseRequest {
                 month,
                 now,
                 grace: chrono::TimeDelta::days(grace_days),
@@ -304,9 +305,13 @@ async fn main() -> anyhow::Result<()> {
                     eprintln!();
                 }
             };
-            let report = dotmac_api::domain::billing::close_period(&app, &request, &progress)
-                .await
-                .map_err(|e| anyhow::anyhow!("closing {period}: {e}"))?;
+            let report = dotmac_api::service::billing::close::close_period(
+                &app.billing,
+                &request,
+                &progress,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("closing {period}: {e}"))?;
             println!(
                 "{period}: {} subscriptions, {} drafted, {} updated, {} unchanged, {} finalized, {} in trial",
                 report.subscriptions,
@@ -323,17 +328,21 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_tracing(&config.log_format);
             let clock = dotmac_schema::clock::system();
-            let month = dotmac_api::domain::billing::parse_month(&period).ok_or_else(|| {
-                anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
-            })?;
+            let month =
+                dotmac_api::service::billing::periods::parse_month(&period).ok_or_else(|| {
+                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
+                })?;
             let app = match data_dir {
-                Some(dir) => server::embedded_app(config, &dir, clock.clone()).await?,
-                None => server::production_app(config, clock.clone()).await?,
+                Some(dir) => wiring::embedded_app(config, &dir, clock.clone()).await?,
+                None => wiring::production_app(config, clock.clone()).await?,
             };
-            let report =
-                dotmac_api::domain::reconcile::reconcile(&app, &dotmac_schema::Scope::All, month)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("reconciling {period}: {e}"))?;
+            let report = dotmac_api::service::billing::reconcile::reconcile(
+                &app.billing,
+                &dotmac_schema::Scope::All,
+                month,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("reconciling {period}: {e}"))?;
             println!("tenant\tmeter\tinvoiced\trollups\traw\tcauses");
             for r in &report.rows {
                 println!(
@@ -362,8 +371,8 @@ async fn main() -> anyhow::Result<()> {
             let clock = clock_at(now.as_deref())?;
             let now = clock.now();
             let days = config.billing.suspend_after_days;
-            let app = server::production_app(config, clock).await?;
-            let r = dotmac_api::domain::settlement::run_dunning(&app, now, days)
+            let app = wiring::production_app(config, clock).await?;
+            let r = dotmac_api::service::billing::dunning::run_dunning(&app.billing, now, days)
                 .await
                 .map_err(|e| anyhow::anyhow!("dunning: {e}"))?;
             println!(
@@ -375,13 +384,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             init_tracing(&config.log_format);
             let listen = config.listen.clone();
-            let app = server::production_app(config, dotmac_schema::clock::system()).await?;
-            dotmac_api::domain::billing::spawn_schedule(app.clone());
+            let app = wiring::production_app(config, dotmac_schema::clock::system()).await?;
+            dotmac_api::service::billing::schedule::spawn_schedule(app.billing.clone());
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding `listen` {listen}"))?;
             tracing::info!(%listen, "serving");
-            server::serve(app, listener).await?;
+            wiring::serve(app, listener).await?;
             Ok(())
         }
         Command::Dev { listen, data_dir } => {
@@ -395,19 +404,19 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding --listen {listen}"))?;
             let addr = listener.local_addr()?;
-            let app =
-                server::embedded_app(config, &data_dir, dotmac_schema::clock::system()).await?;
+            let (app, pipeline) =
+                wiring::embedded(config, &data_dir, dotmac_schema::clock::system()).await?;
             let fresh = seed::seed_demo(&app, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
             seed::seed_demo_meters(&app)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo meters: {e}"))?;
-            seed::seed_demo_billing(&app)
+            seed::seed_demo_billing(&app, &pipeline)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo billing: {e}"))?;
             seed::spawn_usage_generator(app.clone());
-            dotmac_api::domain::billing::spawn_schedule(app.clone());
+            dotmac_api::service::billing::schedule::spawn_schedule(app.billing.clone());
             println!("DotMac dev is serving at http://{addr}/graphql (GraphiQL in a browser)");
             println!(
                 "data dir: {} ({})",
@@ -446,7 +455,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             );
             println!("ready in {} ms", started.elapsed().as_millis());
-            server::serve(app, listener).await?;
+            wiring::serve(app, listener).await?;
             Ok(())
         }
     }

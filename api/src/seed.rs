@@ -4,9 +4,14 @@
 
 use dotmac_schema::{Principal, PrincipalKind, ResourceTier, Role, Scope, TenantState, UserId};
 
-use crate::app::{App, RequestCtx};
-use crate::domain::{identity, resellers, tenants};
+use crate::app::App;
+use crate::caller::RequestCtx;
 use crate::error::ApiResult;
+use crate::pipeline::embedded::EmbeddedPipeline;
+use crate::service::billing::{plans, subscriptions, taxes};
+use crate::service::directory::{resellers, tenants};
+use crate::service::identity::users as user_cases;
+use crate::service::metering::meters::{self, NewMeter};
 use crate::store::users;
 use sea_orm::EntityTrait;
 use std::collections::HashMap;
@@ -103,12 +108,18 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
     if seeded {
         return Ok(false);
     }
-    let admin =
-        identity::create_user_system(app, ADMIN_EMAIL, password, Role::PlatformAdmin, None, None)
-            .await?;
+    let admin = user_cases::create_user_system(
+        &app.identity,
+        ADMIN_EMAIL,
+        password,
+        Role::PlatformAdmin,
+        None,
+        None,
+    )
+    .await?;
     let ctx = admin_ctx(&admin.id)?;
-    identity::create_user_system(
-        app,
+    user_cases::create_user_system(
+        &app.identity,
         "support@demo.dotmac.dev",
         password,
         Role::Support,
@@ -117,7 +128,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
     )
     .await?;
     let reseller = resellers::create(
-        app,
+        &app.directory,
         &ctx,
         resellers::NewReseller {
             name: "Demo Reseller".into(),
@@ -126,8 +137,8 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
         },
     )
     .await?;
-    identity::create_user_system(
-        app,
+    user_cases::create_user_system(
+        &app.identity,
         "reseller@demo.dotmac.dev",
         password,
         Role::ResellerAdmin,
@@ -137,7 +148,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
     .await?;
     for (slug, name, state, resold) in TENANTS {
         let t = tenants::create(
-            app,
+            &app.directory,
             &ctx,
             tenants::NewTenant {
                 name: name.into(),
@@ -150,9 +161,9 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
             },
         )
         .await?;
-        tenants::seed_into_state(app, &ctx, &t.id, state).await?;
-        identity::create_user_system(
-            app,
+        tenants::seed_into_state(&app.directory, &ctx, &t.id, state).await?;
+        user_cases::create_user_system(
+            &app.identity,
             &format!("admin@{slug}.demo"),
             password,
             Role::TenantAdmin,
@@ -160,8 +171,8 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
             None,
         )
         .await?;
-        identity::create_user_system(
-            app,
+        user_cases::create_user_system(
+            &app.identity,
             &format!("user@{slug}.demo"),
             password,
             Role::TenantUser,
@@ -176,7 +187,6 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
 /// The demo's meters (idempotent): bytes per region per hour and sessions
 /// per minute, both counted from `session.usage` events.
 pub async fn seed_demo_meters(app: &App) -> ApiResult<()> {
-    use crate::domain::meters::{self, NewMeter};
     use dotmac_schema::usage::{Aggregation, Window};
     let tx = app.store.begin_system().await?;
     let admin = users::find_by_email_system(&tx, ADMIN_EMAIL).await?;
@@ -205,7 +215,7 @@ pub async fn seed_demo_meters(app: &App) -> ApiResult<()> {
     ];
     for (slug, name, aggregation, value_path, group_by, window) in demo {
         let made = meters::create(
-            app,
+            &app.metering,
             &ctx,
             NewMeter {
                 slug: slug.into(),
@@ -227,12 +237,12 @@ pub async fn seed_demo_meters(app: &App) -> ApiResult<()> {
 }
 
 /// `dotmac dev`'s usage generator: every two seconds a few sessions of the
-/// active demo tenant go through the embedded intake, so a newcomer sees
-/// live numbers in `usage` and `usageUpdated`.
+/// active demo tenant go through the intake, so a newcomer sees live
+/// numbers in `usage` and `usageUpdated`.
 pub fn spawn_usage_generator(app: App) {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
     tokio::spawn(async move {
-        let Some(embedded) = app.embedded_usage.clone() else {
+        let Some(intake) = app.intake.clone() else {
             return;
         };
         let mut n: u64 = 0;
@@ -267,7 +277,7 @@ pub fn spawn_usage_generator(app: App) {
                 })
                 .collect();
             let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
-            if let Err(e) = embedded.append(&tenant, &refs).await {
+            if let Some(Err(e)) = intake.send_all(&tenant, &refs).await.into_iter().next() {
                 tracing::warn!(error = %e, "demo usage generator");
             }
         }
@@ -290,8 +300,7 @@ pub fn last_month(now: chrono::DateTime<chrono::Utc>) -> String {
     last.format("%Y-%m").to_string()
 }
 
-pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
-    use crate::domain::billing;
+pub async fn seed_demo_billing(app: &App, usage: &EmbeddedPipeline) -> ApiResult<()> {
     use chrono::Datelike;
     use dotmac_schema::money::Currency;
     use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price, Tier};
@@ -364,7 +373,7 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
             trial_days: 0,
             prices,
         };
-        let row = billing::create_plan(app, &ctx, name, plan).await?;
+        let row = plans::create_plan(&app.billing, &ctx, name, plan).await?;
         plan_ids.insert(slug, row.id);
     }
     let today = app.clock.now().date_naive();
@@ -379,10 +388,10 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
             .map(|t| t.id.clone())
     };
     // Acme is in Kenya: its invoices carry KE VAT by its jurisdiction.
-    crate::domain::tax::create_tax_rate(
-        app,
+    taxes::create_tax_rate(
+        &app.billing,
         &ctx,
-        crate::domain::tax::NewTaxRate {
+        taxes::NewTaxRate {
             jurisdiction: "KE".into(),
             name: "KE VAT 16%".into(),
             percent: Decimal::from(16),
@@ -393,7 +402,7 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
     .await?;
     if let Some(acme) = id_of("acme-fiber") {
         tenants::update(
-            app,
+            &app.directory,
             &ctx,
             &acme,
             tenants::TenantPatch {
@@ -405,13 +414,21 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
     }
     for (tenant, plan) in [("acme-fiber", "small"), ("bolt-broadband", "micro")] {
         if let (Some(t), Some(p)) = (id_of(tenant), plan_ids.get(plan)) {
-            billing::subscribe(app, &ctx, &t, p, Some(last_month), Default::default()).await?;
+            subscriptions::subscribe(
+                &app.billing,
+                &ctx,
+                &t,
+                p,
+                Some(last_month),
+                Default::default(),
+            )
+            .await?;
         }
     }
     // Last month's usage of acme-fiber: a day's worth per day, as committed
     // rollup parts of the embedded store.
-    if let (Some(embedded), Some(acme)) = (&app.embedded_usage, id_of("acme-fiber")) {
-        use dotmac_ingest::rows::RollupPartRow;
+    if let Some(acme) = id_of("acme-fiber") {
+        use dotmac_aggregator::rows::RollupPartRow;
         use dotmac_schema::usage::{RollupKey, RollupState};
         let mut parts = Vec::new();
         let mut day = last_month;
@@ -449,8 +466,7 @@ pub async fn seed_demo_billing(app: &App) -> ApiResult<()> {
             ));
             day = day.succ_opt().unwrap_or(this_month);
         }
-        crate::embedded_usage::EmbeddedUsage::insert_parts(embedded.store().connection(), &parts)
-            .await?;
+        usage.commit_parts(&parts).await?;
     }
     Ok(())
 }

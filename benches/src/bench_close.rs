@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use dotmac_aggregator::clickhouse::ClickHouse;
+use dotmac_aggregator::rows::BatchRow;
+use dotmac_aggregator::store::UsageStore;
 use dotmac_benches::install::{drop_database, fresh_database, migrate};
 use dotmac_benches::proc::rss_mib;
-use dotmac_ingest::clickhouse::ClickHouse;
-use dotmac_ingest::rows::BatchRow;
-use dotmac_ingest::store::UsageStore;
 use dotmac_schema::price::{ChargeModel, Price, Tier};
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};

@@ -15,9 +15,10 @@ use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use clap::Parser;
+use dotmac_aggregator::fold::{PartitionBatch, Record, TimeLimits};
+use dotmac_aggregator::DedupeSet;
 use dotmac_benches::workload::{catalog, event, tenant};
-use dotmac_ingest::dedupe::{DedupeKey, DedupeSet};
-use dotmac_ingest::fold::{PartitionBatch, Record, TimeLimits};
+use dotmac_ingest::dedupe::DedupeKey;
 
 #[derive(Parser)]
 struct Args {

@@ -2,7 +2,7 @@
 //! meters and event shape (about 240 bytes), so their figures compare.
 
 use chrono::{TimeDelta, Utc};
-use dotmac_ingest::catalog::Catalog;
+use dotmac_aggregator::catalog::Catalog;
 use dotmac_schema::usage::{Aggregation, Meter, Window};
 use serde_json::json;
 

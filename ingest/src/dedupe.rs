@@ -4,8 +4,7 @@
 //! distinct triples can be made to collide by moving characters between
 //! fields (collisions are then only SHA-256's: about 2^-64 at 2^32 keys).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 use sha2::{Digest, Sha256};
 
@@ -52,7 +51,8 @@ impl DedupeKey {
 }
 
 /// The keys are already uniform hash output, so hashing them again is
-/// wasted work: the map takes their first eight bytes as the hash.
+/// wasted work: a map of keys (the aggregator's dedupe set) takes their
+/// first eight bytes as the hash.
 #[derive(Default)]
 pub struct KeyHasher(u64);
 
@@ -67,45 +67,6 @@ impl Hasher for KeyHasher {
         }
     }
     fn write_usize(&mut self, _len: usize) {}
-}
-
-/// The committed dedupe state of one Kafka partition: every key whose event
-/// is durably counted, with its event time (unix seconds) so keys older than
-/// the horizon can be dropped. Keys enter only after their batch's write
-/// succeeded (never claimed before the write: DESIGN.md §6).
-#[derive(Default)]
-pub struct DedupeSet {
-    keys: HashMap<DedupeKey, i64, BuildHasherDefault<KeyHasher>>,
-}
-
-impl DedupeSet {
-    pub fn contains(&self, key: &DedupeKey) -> bool {
-        self.keys.contains_key(key)
-    }
-
-    pub fn insert(&mut self, key: DedupeKey, event_time_secs: i64) {
-        self.keys.insert(key, event_time_secs);
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Drops keys of events older than `horizon_start_secs`; returns how many.
-    pub fn prune_before(&mut self, horizon_start_secs: i64) -> usize {
-        let before = self.keys.len();
-        self.keys.retain(|_, t| *t >= horizon_start_secs);
-        before - self.keys.len()
-    }
-
-    /// Bytes held by the table (entries plus one control byte each).
-    pub fn approx_bytes(&self) -> usize {
-        self.keys.capacity() * (std::mem::size_of::<(DedupeKey, i64)>() + 1)
-    }
 }
 
 #[cfg(test)]
@@ -136,18 +97,6 @@ mod tests {
                 prop_assert_ne!(DedupeKey::new(&x, "", &y), DedupeKey::new(&a, &b, &y));
             }
         }
-    }
-
-    #[test]
-    fn the_set_remembers_and_forgets_by_horizon() {
-        let mut set = DedupeSet::default();
-        let (a, b) = (DedupeKey::new("t", "s", "a"), DedupeKey::new("t", "s", "b"));
-        set.insert(a, 100);
-        set.insert(b, 200);
-        assert!(set.contains(&a) && set.contains(&b));
-        assert_eq!(set.prune_before(150), 1);
-        assert!(!set.contains(&a) && set.contains(&b));
-        assert!(set.approx_bytes() >= 25);
     }
 
     #[test]

@@ -1,19 +1,12 @@
-//! The usage pipeline (DESIGN.md §6): intake parsing, the dedupe key, the
-//! producer library, the aggregator's fold and loop, and the ClickHouse
-//! usage store.
+//! The usage intake contract (DESIGN.md §6) that ISP deployments and the
+//! platform share: CloudEvents batch parsing and per-event verdicts, the
+//! dedupe key, the topics and Kafka client settings, and the producer an ISP
+//! deployment can embed. The aggregator that consumes what it produces is
+//! `dotmac-aggregator`.
 
-pub mod aggregator;
 pub mod batch;
-pub mod catalog;
-pub mod clickhouse;
 pub mod dedupe;
-pub mod fold;
 pub mod kafka;
-pub mod rows;
-pub mod store;
-#[cfg(feature = "testkit")]
-pub mod testkit;
-pub mod totals;
 
 pub use batch::{parse_body, parse_body_raw, BatchError, MAX_BATCH_EVENTS};
-pub use dedupe::{DedupeKey, DedupeSet};
+pub use dedupe::DedupeKey;

@@ -153,6 +153,13 @@ pub enum PrincipalKind {
         id: ApiKeyId,
         scopes: Vec<ApiKeyScope>,
     },
+    /// The platform itself, running a scheduled or operator job (a period
+    /// close, dunning, the demo seed): platform-wide, with a platform
+    /// admin's rights, named by its job in audit records. No credential
+    /// resolves to it.
+    System {
+        job: &'static str,
+    },
 }
 
 /// An authenticated caller and the scope it acts in.
@@ -163,17 +170,26 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The platform acting for `job` (see [`PrincipalKind::System`]).
+    pub fn system(job: &'static str) -> Principal {
+        Principal {
+            kind: PrincipalKind::System { job },
+            scope: Scope::All,
+        }
+    }
+
     pub fn role(&self) -> Option<Role> {
         match &self.kind {
             PrincipalKind::User { role, .. } => Some(*role),
             PrincipalKind::ApiKey { .. } => None,
+            PrincipalKind::System { .. } => Some(Role::PlatformAdmin),
         }
     }
 
     pub fn user_id(&self) -> Option<&UserId> {
         match &self.kind {
             PrincipalKind::User { id, .. } => Some(id),
-            PrincipalKind::ApiKey { .. } => None,
+            PrincipalKind::ApiKey { .. } | PrincipalKind::System { .. } => None,
         }
     }
 
@@ -182,6 +198,7 @@ impl Principal {
         match &self.kind {
             PrincipalKind::User { id, .. } => id.to_string(),
             PrincipalKind::ApiKey { id, .. } => id.to_string(),
+            PrincipalKind::System { job } => format!("system:{job}"),
         }
     }
 
@@ -193,6 +210,15 @@ impl Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_acts_platform_wide_under_its_job_name() {
+        let p = Principal::system("dunning");
+        assert_eq!(p.scope, Scope::All);
+        assert!(p.can_write());
+        assert_eq!(p.user_id(), None);
+        assert_eq!(p.actor(), "system:dunning");
+    }
 
     #[test]
     fn read_only_roles_cannot_write() {

@@ -1,24 +1,52 @@
-//! The GraphQL schema served at `/graphql`: queries, mutations and the
-//! `tenantEvents` subscription, with depth, complexity and alias limits.
+//! The GraphQL schema served at `/graphql`, with depth, complexity and
+//! alias limits. Each capability has its own root file (queries, mutations,
+//! subscriptions and their types), merged here; a new capability adds a
+//! file and a line in each root below.
 
-pub mod billing_types;
+pub mod audit;
+pub mod billing;
+pub mod directory;
 pub mod errors;
-mod mutation;
-mod query;
-mod subscription;
-pub mod tax_types;
-pub mod types;
+pub mod identity;
+pub mod metering;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, OutputType, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, OutputType, Schema};
+use dotmac_schema::{ResellerId, Scope, TenantId};
 
-use crate::app::{App, RequestCtx};
+use crate::app::App;
+use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{page_size, Page, PageRequest};
 
-pub use mutation::MutationRoot;
-pub use query::QueryRoot;
-pub use subscription::SubscriptionRoot;
+type Result<T> = async_graphql::Result<T>;
+
+/// Every query field, by capability.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    identity::IdentityQuery,
+    directory::DirectoryQuery,
+    metering::MeteringQuery,
+    billing::BillingQuery,
+    audit::AuditQuery,
+);
+
+/// Every mutation, by capability.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(
+    identity::IdentityMutation,
+    directory::DirectoryMutation,
+    metering::MeteringMutation,
+    billing::BillingMutation,
+);
+
+/// Every subscription, by capability.
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(
+    directory::DirectorySubscription,
+    metering::MeteringSubscription,
+    billing::BillingSubscription,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -35,10 +63,14 @@ pub struct Schemas {
 pub fn build_schemas(app: App) -> Schemas {
     let cfg = app.config.graphql.clone();
     let base = || {
-        let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-            .data(app.clone())
-            .limit_depth(cfg.max_depth)
-            .limit_complexity(cfg.max_complexity);
+        let builder = Schema::build(
+            QueryRoot::default(),
+            MutationRoot::default(),
+            SubscriptionRoot::default(),
+        )
+        .data(app.clone())
+        .limit_depth(cfg.max_depth)
+        .limit_complexity(cfg.max_complexity);
         if cfg.introspection {
             builder
         } else {
@@ -57,9 +89,13 @@ pub fn build_schemas(app: App) -> Schemas {
 
 /// The SDL of the schema, committed as `schema/dotmac.graphql`.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// The application and the caller of this request.
@@ -102,4 +138,39 @@ pub(crate) fn connection<R, N: OutputType>(
             .map(|r| Edge::new(id_of(&r), node(r))),
     );
     conn
+}
+
+/// A `tenantId` argument checked against the caller's scope: NOT_FOUND when
+/// outside it, whatever exists.
+pub(crate) async fn tenant_in_scope(
+    app: &App,
+    scope: &Scope,
+    tenant_id: Option<&str>,
+) -> Result<Option<String>> {
+    let Some(t) = tenant_id else {
+        return Ok(None);
+    };
+    let id: TenantId = crate::service::parse_id("tenantId", t)?;
+    let tx = app.store.begin(scope).await?;
+    crate::store::tenants::get(&tx, scope, &id).await?;
+    tx.commit().await?;
+    Ok(Some(id.to_string()))
+}
+
+/// A subscription lives no longer than the token that opened it.
+pub(crate) fn token_expiry(app: &App, rc: &RequestCtx) -> tokio::time::Sleep {
+    let remaining = rc
+        .expires_at
+        .map(|exp| (exp - app.clock.now()).to_std().unwrap_or_default())
+        .unwrap_or(std::time::Duration::MAX);
+    tokio::time::sleep(remaining.min(std::time::Duration::from_secs(86_400 * 365)))
+}
+
+/// Whether `scope` may see an event of this tenant.
+pub(crate) fn covers(scope: &Scope, tenant_id: &str, reseller_id: Option<&str>) -> bool {
+    let Ok(tenant) = tenant_id.parse::<TenantId>() else {
+        return false;
+    };
+    let reseller = reseller_id.and_then(|r| r.parse::<ResellerId>().ok());
+    scope.covers_tenant(&tenant, reseller.as_ref())
 }

@@ -196,6 +196,37 @@ pub async fn save_subscription(tx: &Tx, row: SubscriptionRow) -> ApiResult<Subsc
         .await?)
 }
 
+/// Trials that ended by `now` become active; returns how many.
+pub async fn activate_ended_trials(tx: &Tx, now: DateTime<Utc>) -> ApiResult<u64> {
+    let res = subscription::Entity::update_many()
+        .col_expr(subscription::Column::State, Expr::value("active"))
+        .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+        .filter(subscription::Column::State.eq("trial"))
+        .filter(subscription::Column::TrialEndsAt.lte(now))
+        .exec(tx)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Moves a subscription from state `from` to `to` at `now`, only if it is
+/// still in `from`.
+pub async fn move_subscription_state(
+    tx: &Tx,
+    id: &str,
+    from: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    subscription::Entity::update_many()
+        .col_expr(subscription::Column::State, Expr::value(to))
+        .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
+        .filter(subscription::Column::Id.eq(id))
+        .filter(subscription::Column::State.eq(from))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
 /// Every subscription not cancelled (in the transaction's scope).
 pub async fn live_subscriptions(tx: &Tx) -> ApiResult<Vec<SubscriptionRow>> {
     Ok(subscription::Entity::find()
@@ -317,16 +348,12 @@ pub fn dec(text: &str) -> ApiResult<Decimal> {
     text.parse().map_err(|e| corrupt("amount", e))
 }
 
-/// An invoice in `scope`, locked for update until `tx` ends (Postgres).
-pub async fn lock_invoice(
-    tx: &Tx,
-    scope: &Scope,
-    id: &str,
-    postgres: bool,
-) -> ApiResult<InvoiceRow> {
+/// An invoice in `scope`, locked for update until `tx` ends (a row lock on
+/// Postgres; SQLite has one writer at a time).
+pub async fn lock_invoice(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<InvoiceRow> {
     let mut q = invoice::Entity::find_by_id(id)
         .filter(owned_by_tenant_in(scope, invoice::Column::TenantId));
-    if postgres {
+    if tx.get_database_backend() == DbBackend::Postgres {
         q = q.lock_exclusive();
     }
     q.one(tx).await?.ok_or(ApiError::not_found("invoice"))
@@ -792,7 +819,6 @@ pub async fn finalize_many(
     issuer: &str,
     now: DateTime<Utc>,
     net_days: i64,
-    postgres: bool,
 ) -> ApiResult<Vec<FinalizedInvoice>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -809,7 +835,7 @@ pub async fn finalize_many(
         .filter(invoice::Column::Id.is_in(ids.iter().cloned()))
         .filter(invoice::Column::Status.eq("draft"))
         .order_by_asc(invoice::Column::Id);
-    if postgres {
+    if tx.get_database_backend() == DbBackend::Postgres {
         q = q.lock_exclusive();
     }
     let drafts: Vec<(String, String, String, String)> = q.into_tuple().all(tx).await?;

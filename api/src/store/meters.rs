@@ -74,3 +74,20 @@ pub async fn archive(tx: &Tx, row: &MeterRow, now: DateTime<Utc>) -> ApiResult<M
     active.updated_at = Set(now);
     Ok(active.update(tx).await?)
 }
+
+/// The domain meter a row stands for.
+pub fn definition(row: &MeterRow) -> ApiResult<dotmac_schema::usage::Meter> {
+    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> ApiResult<T> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .map_err(|e| ApiError::internal(format!("stored meter field {s:?}: {e}")))
+    }
+    Ok(dotmac_schema::usage::Meter {
+        slug: row.slug.clone(),
+        event_type: row.event_type.clone(),
+        aggregation: parse(&row.aggregation)?,
+        value_path: row.value_path.clone(),
+        group_by: serde_json::from_str(&row.group_by)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        window: parse(&row.window_size)?,
+    })
+}

@@ -407,12 +407,12 @@ async fn two_api_processes_both_deliver_events_through_redis() {
     let first = TestServer::start(Backend::Postgres).await;
     // A second process: same database and Redis prefix, its own listener.
     let second_app =
-        dotmac_api::server::production_app((*first.app.config).clone(), first.app.clock.clone())
+        dotmac_api::wiring::production_app((*first.app.config).clone(), first.app.clock.clone())
             .await
             .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let second_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dotmac_api::server::serve(second_app, listener));
+    tokio::spawn(dotmac_api::wiring::serve(second_app, listener));
     let admin = first.login("admin@demo.dotmac.dev").await;
     let token = admin.token.clone().unwrap();
     let q = "subscription { tenantEvents { tenantId to } }";

@@ -5,10 +5,11 @@
 //! usage after finalization becomes an adjustment on the next invoice.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use dotmac_api::app::{App, RequestCtx};
-use dotmac_api::domain::billing::{
-    close_period, create_plan, subscribe, CloseReport, CloseRequest,
-};
+use dotmac_api::app::App;
+use dotmac_api::caller::RequestCtx;
+use dotmac_api::service::billing::close::{close_period, CloseReport, CloseRequest};
+use dotmac_api::service::billing::plans::create_plan;
+use dotmac_api::service::billing::subscriptions::subscribe;
 use dotmac_api::store::billing::{lines, InvoiceRow};
 use dotmac_api::store::entity::invoice;
 use dotmac_schema::money::Currency;
@@ -81,7 +82,7 @@ pub async fn commit_usage(
     value: Decimal,
     offset: i64,
 ) {
-    use dotmac_ingest::rows::{BatchRow, RollupPartRow};
+    use dotmac_aggregator::rows::{BatchRow, RollupPartRow};
     use dotmac_schema::usage::{RollupKey, RollupState, Window};
     let key = RollupKey {
         tenant: tenant.to_owned(),
@@ -91,13 +92,6 @@ pub async fn commit_usage(
     };
     let write_id = uuid::Uuid::now_v7().simple().to_string();
     let part = RollupPartRow::new(&key, &RollupState::Sum(value), 0, &write_id);
-    if let Some(embedded) = &app.embedded_usage {
-        let db = embedded.store().connection();
-        dotmac_api::embedded_usage::EmbeddedUsage::insert_parts(db, &[part])
-            .await
-            .unwrap();
-        return;
-    }
     let batch = BatchRow {
         partition: 0,
         first_offset: offset,
@@ -109,17 +103,15 @@ pub async fn commit_usage(
         duplicates: 0,
         dead_lettered: 0,
     };
-    let usage = app.usage.as_ref().unwrap();
-    usage.migrate().await.unwrap();
-    usage.write_flush(&[], &[part], &[batch]).await.unwrap();
+    crate::support::commit_part(app, part, batch).await;
 }
 
 /// The `gigabytes` meter `small_plan` prices (a sum per hour).
 async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
-    dotmac_api::domain::meters::create(
-        app,
+    dotmac_api::service::metering::meters::create(
+        &app.metering,
         ctx,
-        dotmac_api::domain::meters::NewMeter {
+        dotmac_api::service::metering::meters::NewMeter {
             slug: "gigabytes".into(),
             name: "Gigabytes".into(),
             event_type: "session.gb".into(),
@@ -136,9 +128,7 @@ async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
 /// A test server whose usage store (ClickHouse) has its tables.
 async fn billing_server(backend: Backend) -> TestServer {
     let srv = TestServer::start(backend).await;
-    if let Some(usage) = &srv.app.usage {
-        usage.migrate().await.unwrap();
-    }
+    crate::support::usage_tables(&srv.app).await;
     srv
 }
 
@@ -158,7 +148,7 @@ pub fn close_request(month: &str, now: &str) -> CloseRequest {
 
 /// Runs [`close_request`]'s close to its end.
 pub async fn close(app: &App, month: &str, now: &str) -> CloseReport {
-    close_period(app, &close_request(month, now), &|_, _| {})
+    close_period(&app.billing, &close_request(month, now), &|_, _| {})
         .await
         .unwrap()
 }
@@ -202,14 +192,23 @@ async fn close_scenario(backend: Backend) {
     let srv = TestServer::start(backend).await;
     let app = &srv.app;
     let ctx = admin();
-    let plan = create_plan(app, &ctx, "Small", small_plan()).await.unwrap();
+    let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
+        .await
+        .unwrap();
     create_gigabytes(app, &ctx).await;
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     for t in [&a, &b] {
-        subscribe(app, &ctx, t, &plan.id, Some(october), Default::default())
-            .await
-            .unwrap();
+        subscribe(
+            &app.billing,
+            &ctx,
+            t,
+            &plan.id,
+            Some(october),
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
     // A: 100 + 150 GB in October (150 billable); B: 40 GB (free tier).
     commit_usage(
@@ -286,9 +285,13 @@ async fn close_scenario(backend: Backend) {
 
     // These rollups were committed without raw events behind them (written
     // straight as parts): reconciliation names exactly that, and nothing else.
-    let recon = dotmac_api::domain::reconcile::reconcile(app, &dotmac_schema::Scope::All, october)
-        .await
-        .unwrap();
+    let recon = dotmac_api::service::billing::reconcile::reconcile(
+        &app.billing,
+        &dotmac_schema::Scope::All,
+        october,
+    )
+    .await
+    .unwrap();
     assert_eq!(recon.discrepancies(), 2, "{recon:?}");
     for row in &recon.rows {
         assert_eq!(row.invoiced, Some(row.rollups));
@@ -493,15 +496,17 @@ async fn invoice_total(app: &App, tenant: &str, start: &str) -> Option<(String, 
 /// Tax by jurisdiction and a two-period coupon on A; a mid-period plan
 /// change on B; an immediate cancellation on C; A ending at a period's end.
 async fn terms_scenario(backend: Backend) {
-    use dotmac_api::domain::billing::{cancel_subscription, change_plan, SubscriptionTerms};
+    use dotmac_api::service::billing::subscriptions::{
+        cancel_subscription, change_plan, SubscriptionTerms,
+    };
     use dotmac_billing::{Coupon, CouponDuration, Discount, TaxRate};
     let srv = billing_server(backend).await;
     let app = &srv.app;
     let ctx = admin();
-    let small = create_plan(app, &ctx, "Small", flat("small", 99))
+    let small = create_plan(&app.billing, &ctx, "Small", flat("small", 99))
         .await
         .unwrap();
-    let medium = create_plan(app, &ctx, "Medium", flat("medium", 299))
+    let medium = create_plan(&app.billing, &ctx, "Medium", flat("medium", 299))
         .await
         .unwrap();
     let (a, b) = tenant_ids(app).await;
@@ -519,15 +524,29 @@ async fn terms_scenario(backend: Backend) {
             duration: CouponDuration::Periods(2),
         }),
     };
-    let sub_a = subscribe(app, &ctx, &a, &small.id, october, terms)
+    let sub_a = subscribe(&app.billing, &ctx, &a, &small.id, october, terms)
         .await
         .unwrap();
-    let sub_b = subscribe(app, &ctx, &b, &small.id, october, Default::default())
-        .await
-        .unwrap();
-    let sub_c = subscribe(app, &ctx, &c, &small.id, october, Default::default())
-        .await
-        .unwrap();
+    let sub_b = subscribe(
+        &app.billing,
+        &ctx,
+        &b,
+        &small.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let sub_c = subscribe(
+        &app.billing,
+        &ctx,
+        &c,
+        &small.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let bad = SubscriptionTerms {
         tax: Some(TaxRate {
             name: "X".into(),
@@ -536,7 +555,7 @@ async fn terms_scenario(backend: Backend) {
         }),
         coupon: None,
     };
-    let err = subscribe(app, &ctx, &c, &small.id, october, bad)
+    let err = subscribe(&app.billing, &ctx, &c, &small.id, october, bad)
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("input.tax.percent"), "{err}");
@@ -548,12 +567,16 @@ async fn terms_scenario(backend: Backend) {
 
     // B moves to medium and C cancels, both now, inside November.
     srv.clock.set(at("2026-11-16T09:30:00Z"));
-    change_plan(app, &ctx, &sub_b.id, &medium.id).await.unwrap();
+    change_plan(&app.billing, &ctx, &sub_b.id, &medium.id)
+        .await
+        .unwrap();
     assert!(
-        change_plan(app, &ctx, &sub_b.id, &medium.id).await.is_err(),
+        change_plan(&app.billing, &ctx, &sub_b.id, &medium.id)
+            .await
+            .is_err(),
         "already on it"
     );
-    cancel_subscription(app, &ctx, &sub_c.id, false)
+    cancel_subscription(&app.billing, &ctx, &sub_c.id, false)
         .await
         .unwrap();
     let changed_at = {
@@ -597,7 +620,7 @@ async fn terms_scenario(backend: Backend) {
     assert_eq!(c_total, p(dec!(99), nov.start_time(), changed_at.1));
 
     // A ends with December; the coupon is used up; C is not billed again.
-    cancel_subscription(app, &ctx, &sub_a.id, true)
+    cancel_subscription(&app.billing, &ctx, &sub_a.id, true)
         .await
         .unwrap();
     close(app, "2026-12-01", "2027-01-05T00:00:00Z").await;
@@ -620,18 +643,29 @@ async fn terms_scenario(backend: Backend) {
     // in trial until they pass, then active.
     let mut trial_plan = flat("trial", 10);
     trial_plan.trial_days = 14;
-    let trial_plan = create_plan(app, &ctx, "Trial", trial_plan).await.unwrap();
-    let sub = subscribe(app, &ctx, &c, &trial_plan.id, None, Default::default())
+    let trial_plan = create_plan(&app.billing, &ctx, "Trial", trial_plan)
         .await
         .unwrap();
+    let sub = subscribe(
+        &app.billing,
+        &ctx,
+        &c,
+        &trial_plan.id,
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(sub.state, "trial");
     let ends = sub.trial_ends_at.unwrap();
-    let activate = dotmac_api::domain::billing::activate_ended_trials;
+    let activate = dotmac_api::service::billing::subscriptions::activate_ended_trials;
     assert_eq!(
-        activate(app, ends - TimeDelta::seconds(1)).await.unwrap(),
+        activate(&app.billing, ends - TimeDelta::seconds(1))
+            .await
+            .unwrap(),
         0
     );
-    assert_eq!(activate(app, ends).await.unwrap(), 1);
+    assert_eq!(activate(&app.billing, ends).await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -648,13 +682,13 @@ async fn terms_on_embedded_sqlite() {
 /// crash would) leaves whole chunks only; the next close writes the rest
 /// and numbers on without a gap.
 async fn resume_scenario(backend: Backend) {
-    use dotmac_api::domain::billing::close_period_in_chunks;
+    use dotmac_api::service::billing::close::close_period_in_chunks;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let srv = billing_server(backend).await;
     let app = srv.app.clone();
     let ctx = admin();
-    let plan = create_plan(&app, &ctx, "Flat", flat("flat", 10))
+    let plan = create_plan(&app.billing, &ctx, "Flat", flat("flat", 10))
         .await
         .unwrap();
     {
@@ -664,7 +698,7 @@ async fn resume_scenario(backend: Backend) {
         tx.commit().await.unwrap();
         for t in all.iter().take(3) {
             subscribe(
-                &app,
+                &app.billing,
                 &ctx,
                 &t.id,
                 &plan.id,
@@ -686,7 +720,7 @@ async fn resume_scenario(backend: Backend) {
                     panic!("simulated crash");
                 }
             };
-            close_period_in_chunks(&app, &req, 1, &progress)
+            close_period_in_chunks(&app.billing, &req, 1, &progress)
                 .await
                 .unwrap()
         })
@@ -736,37 +770,66 @@ async fn resume_on_embedded_sqlite() {
 /// Pauses: no recurring fee while paused; pausing twice or resuming an
 /// active subscription is refused.
 async fn pause_scenario(backend: Backend) {
-    use dotmac_api::domain::billing::set_paused;
+    use dotmac_api::service::billing::subscriptions::set_paused;
     use dotmac_api::store::billing::{insert_pause, PauseRow};
     let srv = billing_server(backend).await;
     let app = &srv.app;
     let ctx = admin();
-    let plan = create_plan(app, &ctx, "Flat", flat("flat", 300))
+    let plan = create_plan(&app.billing, &ctx, "Flat", flat("flat", 300))
         .await
         .unwrap();
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
-    let sub_a = subscribe(app, &ctx, &a, &plan.id, october, Default::default())
-        .await
-        .unwrap();
-    let sub_b = subscribe(app, &ctx, &b, &plan.id, october, Default::default())
-        .await
-        .unwrap();
+    let sub_a = subscribe(
+        &app.billing,
+        &ctx,
+        &a,
+        &plan.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let sub_b = subscribe(
+        &app.billing,
+        &ctx,
+        &b,
+        &plan.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     // The mutations, on a third tenant: state changes and their legality.
     let c = tenant_id(app, "comet-wireless").await;
-    let sub_c = subscribe(app, &ctx, &c, &plan.id, october, Default::default())
+    let sub_c = subscribe(
+        &app.billing,
+        &ctx,
+        &c,
+        &plan.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let paused = set_paused(&app.billing, &ctx, &sub_c.id, true)
         .await
         .unwrap();
-    let paused = set_paused(app, &ctx, &sub_c.id, true).await.unwrap();
     assert_eq!(paused.state, "paused");
     assert!(
-        set_paused(app, &ctx, &sub_c.id, true).await.is_err(),
+        set_paused(&app.billing, &ctx, &sub_c.id, true)
+            .await
+            .is_err(),
         "paused twice"
     );
-    let resumed = set_paused(app, &ctx, &sub_c.id, false).await.unwrap();
+    let resumed = set_paused(&app.billing, &ctx, &sub_c.id, false)
+        .await
+        .unwrap();
     assert_eq!(resumed.state, "active");
     assert!(
-        set_paused(app, &ctx, &sub_c.id, false).await.is_err(),
+        set_paused(&app.billing, &ctx, &sub_c.id, false)
+            .await
+            .is_err(),
         "resumed twice"
     );
     // The close: A paused for 10 of November's 30 days; B from the 16th on.
@@ -819,9 +882,9 @@ async fn pause_on_embedded_sqlite() {
 /// period's last day), a subdivision falling back to its country, an
 /// inclusive rate, and a subscription's own rate overriding them.
 async fn jurisdiction_scenario(backend: Backend) {
-    use dotmac_api::domain::billing::SubscriptionTerms;
-    use dotmac_api::domain::tax::{create_tax_rate, NewTaxRate};
-    use dotmac_api::domain::tenants::{self, NewTenant, TenantPatch};
+    use dotmac_api::service::billing::subscriptions::SubscriptionTerms;
+    use dotmac_api::service::billing::taxes::{create_tax_rate, NewTaxRate};
+    use dotmac_api::service::directory::tenants::{self, NewTenant, TenantPatch};
     use dotmac_billing::TaxRate;
     let srv = billing_server(backend).await;
     let app = &srv.app;
@@ -839,7 +902,7 @@ async fn jurisdiction_scenario(backend: Backend) {
         rate("US", dec!(5), false, "2020-01-01"),
         rate("DE", dec!(19), true, "2020-01-01"),
     ] {
-        create_tax_rate(app, &ctx, r).await.unwrap();
+        create_tax_rate(&app.billing, &ctx, r).await.unwrap();
     }
     // Every refusal names its field.
     for (bad, field) in [
@@ -853,17 +916,17 @@ async fn jurisdiction_scenario(backend: Backend) {
             "input.effectiveFrom",
         ),
     ] {
-        let err = create_tax_rate(app, &ctx, bad).await.unwrap_err();
+        let err = create_tax_rate(&app.billing, &ctx, bad).await.unwrap_err();
         assert!(err.to_string().starts_with(field), "{field}: {err}");
     }
 
-    let small = create_plan(app, &ctx, "Small", flat("small", 99))
+    let small = create_plan(&app.billing, &ctx, "Small", flat("small", 99))
         .await
         .unwrap();
     let (a, b) = tenant_ids(app).await;
     let c = tenant_id(app, "comet-wireless").await;
     let d = tenants::create(
-        app,
+        &app.directory,
         &ctx,
         NewTenant {
             name: "Delta Netz".into(),
@@ -879,13 +942,17 @@ async fn jurisdiction_scenario(backend: Backend) {
             tax_jurisdiction: Some(code.into()),
             ..Default::default()
         };
-        tenants::update(app, &ctx, tenant, patch).await.unwrap();
+        tenants::update(&app.directory, &ctx, tenant, patch)
+            .await
+            .unwrap();
     }
     let bad = TenantPatch {
         tax_jurisdiction: Some("U.S.".into()),
         ..Default::default()
     };
-    let err = tenants::update(app, &ctx, &a, bad).await.unwrap_err();
+    let err = tenants::update(&app.directory, &ctx, &a, bad)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().starts_with("input.taxJurisdiction"),
         "{err}"
@@ -893,9 +960,16 @@ async fn jurisdiction_scenario(backend: Backend) {
 
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
     for tenant in [&a, &b, &d.id] {
-        subscribe(app, &ctx, tenant, &small.id, october, Default::default())
-            .await
-            .unwrap();
+        subscribe(
+            &app.billing,
+            &ctx,
+            tenant,
+            &small.id,
+            october,
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
     // C's subscription is exempt: its own 0% rate wins over DE's.
     let exempt = SubscriptionTerms {
@@ -906,7 +980,7 @@ async fn jurisdiction_scenario(backend: Backend) {
         }),
         coupon: None,
     };
-    subscribe(app, &ctx, &c, &small.id, october, exempt)
+    subscribe(&app.billing, &ctx, &c, &small.id, october, exempt)
         .await
         .unwrap();
 
@@ -962,16 +1036,18 @@ async fn jurisdiction_on_embedded_sqlite() {
 /// fail (a deadlock would abort one), and numbers stay 1..n.
 #[tokio::test]
 async fn concurrent_closes_across_the_grace_boundary() {
-    use dotmac_api::domain::billing::close_period_in_chunks;
+    use dotmac_api::service::billing::close::close_period_in_chunks;
     let srv = billing_server(Backend::Postgres).await;
     let app = &srv.app;
     let ctx = admin();
-    let plan = create_plan(app, &ctx, "Small", small_plan()).await.unwrap();
+    let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
+        .await
+        .unwrap();
     let (a, b) = tenant_ids(app).await;
     let c = tenant_id(app, "comet-wireless").await;
     for t in [&a, &b, &c] {
         subscribe(
-            app,
+            &app.billing,
             &ctx,
             t,
             &plan.id,
@@ -999,14 +1075,14 @@ async fn concurrent_closes_across_the_grace_boundary() {
             .await;
         }
         if round == 0 {
-            close_period_in_chunks(app, &in_grace, 10, &|_, _| {})
+            close_period_in_chunks(&app.billing, &in_grace, 10, &|_, _| {})
                 .await
                 .unwrap();
             continue;
         }
         let (r1, r2) = tokio::join!(
-            close_period_in_chunks(app, &after, 10, &|_, _| {}),
-            close_period_in_chunks(app, &in_grace, 10, &|_, _| {})
+            close_period_in_chunks(&app.billing, &after, 10, &|_, _| {}),
+            close_period_in_chunks(&app.billing, &in_grace, 10, &|_, _| {})
         );
         r1.unwrap();
         r2.unwrap();
@@ -1031,13 +1107,22 @@ async fn trial_adjustment_scenario(backend: Backend) {
     let ctx = admin();
     let mut plan = small_plan();
     plan.trial_days = 14;
-    let plan = create_plan(app, &ctx, "Trial", plan).await.unwrap();
+    let plan = create_plan(&app.billing, &ctx, "Trial", plan)
+        .await
+        .unwrap();
     create_gigabytes(app, &ctx).await;
     let (a, _) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
-    let sub = subscribe(app, &ctx, &a, &plan.id, october, Default::default())
-        .await
-        .unwrap();
+    let sub = subscribe(
+        &app.billing,
+        &ctx,
+        &a,
+        &plan.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     // The trial ends on 16 October (subscribing sets it from today's clock).
     let tx = app.store.begin_system().await.unwrap();
     subscription::ActiveModel {

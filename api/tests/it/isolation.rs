@@ -527,7 +527,7 @@ async fn query_case(w: &World, field: &str) {
 
 /// Usage of `tenant` committed the way an aggregator flush commits it.
 async fn committed_usage(app: &dotmac_api::app::App, tenant: &str, meter: &str, offset: i64) {
-    use dotmac_ingest::rows::{BatchRow, RollupPartRow};
+    use dotmac_aggregator::rows::{BatchRow, RollupPartRow};
     use dotmac_schema::usage::{RollupKey, RollupState, Window};
     let key = RollupKey {
         tenant: tenant.to_owned(),
@@ -553,16 +553,7 @@ async fn committed_usage(app: &dotmac_api::app::App, tenant: &str, meter: &str, 
         duplicates: 0,
         dead_lettered: 0,
     };
-    if let Some(embedded) = &app.embedded_usage {
-        let db = embedded.store().connection();
-        dotmac_api::embedded_usage::EmbeddedUsage::insert_parts(db, &[part])
-            .await
-            .unwrap();
-        return;
-    }
-    let usage = app.usage.as_ref().unwrap();
-    usage.migrate().await.unwrap();
-    usage.write_flush(&[], &[part], &[batch]).await.unwrap();
+    crate::support::commit_part(app, part, batch).await;
 }
 
 /// A lifecycle mutation on a fresh tenant prepared by `path`.
@@ -1260,7 +1251,7 @@ async fn subscription_case(w: &World, field: &str) {
             let mut b_sub = subscribe(&w.srv.url, token_of(&w.b_admin), q).await;
             let mut support_sub = subscribe(&w.srv.url, token_of(&w.support), q).await;
             let update = |tenant: &str, reseller: Option<&str>, meter: &str| {
-                dotmac_api::events::BusEvent::Usage(dotmac_api::events::UsageUpdate {
+                dotmac_api::bus::BusEvent::Usage(dotmac_api::bus::UsageUpdate {
                     tenant_id: tenant.to_owned(),
                     reseller_id: reseller.map(str::to_owned),
                     meter: meter.to_owned(),

@@ -80,12 +80,12 @@ pub async fn fixture(
         100,
     )
     .await;
-    let req = dotmac_api::domain::billing::CloseRequest {
+    let req = dotmac_api::service::billing::close::CloseRequest {
         month: "2026-10-01".parse().unwrap(),
         now: "2026-11-28T00:00:00Z".parse().unwrap(),
         grace: chrono::TimeDelta::days(3),
     };
-    let report = dotmac_api::domain::billing::close_period(app, &req, &|_, _| {})
+    let report = dotmac_api::service::billing::close::close_period(&app.billing, &req, &|_, _| {})
         .await
         .unwrap();
     assert_eq!(report.finalized, 2, "{report:?}");
@@ -297,7 +297,7 @@ pub async fn subscription_case(w: &World) {
     let mut b_sub = ws_subscribe(&w.srv.url, token_of(&w.b_admin), q).await;
     let mut support_sub = ws_subscribe(&w.srv.url, token_of(&w.support), q).await;
     let event = |tenant: &str, reseller: Option<&str>, invoice: &str| {
-        dotmac_api::events::BusEvent::Invoice(dotmac_api::events::InvoiceFinalized {
+        dotmac_api::bus::BusEvent::Invoice(dotmac_api::bus::InvoiceFinalized {
             invoice_id: invoice.to_owned(),
             tenant_id: tenant.to_owned(),
             reseller_id: reseller.map(str::to_owned),

@@ -129,13 +129,13 @@ async fn app_role_sees_only_its_scope() {
             .await
             .data();
     }
-    srv.app.usage.as_ref().unwrap().migrate().await.unwrap();
-    let close = dotmac_api::domain::billing::CloseRequest {
+    crate::support::usage_tables(&srv.app).await;
+    let close = dotmac_api::service::billing::close::CloseRequest {
         month: "2026-10-01".parse().unwrap(),
         now: srv.clock.now(),
         grace: chrono::TimeDelta::days(3),
     };
-    dotmac_api::domain::billing::close_period(&srv.app, &close, &|_, _| {})
+    dotmac_api::service::billing::close::close_period(&srv.app.billing, &close, &|_, _| {})
         .await
         .unwrap();
     // A credit note and an overpayment: rows in the settlement tables.

@@ -5,12 +5,13 @@
 
 use chrono::{NaiveDate, TimeDelta};
 use dotmac_api::app::App;
-use dotmac_api::domain::billing::{create_plan, subscribe};
-use dotmac_api::domain::settlement::{
-    create_credit_note, record_manual_payment, run_dunning, set_status, NewPayment, PaymentMethod,
-    DUNNING_REASON,
-};
 use dotmac_api::error::ApiError;
+use dotmac_api::service::billing::dunning::{run_dunning, DUNNING_REASON};
+use dotmac_api::service::billing::plans::create_plan;
+use dotmac_api::service::billing::settlement::{
+    create_credit_note, record_manual_payment, set_status, NewPayment, PaymentMethod,
+};
+use dotmac_api::service::billing::subscriptions::subscribe;
 use dotmac_api::store::billing::InvoiceRow;
 use dotmac_api::store::entity::{invoice, subscription, tenant};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -46,11 +47,9 @@ fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<
 
 /// Creates `srv`'s usage tables and the flat 100 USD plan.
 async fn flat_plan(srv: &TestServer) -> dotmac_api::store::billing::PlanRow {
-    if let Some(usage) = &srv.app.usage {
-        usage.migrate().await.unwrap();
-    }
+    crate::support::usage_tables(&srv.app).await;
     create_plan(
-        &srv.app,
+        &srv.app.billing,
         &admin(),
         "Flat",
         crate::billing::flat("flat", 100),
@@ -69,12 +68,26 @@ async fn settlement_scenario(backend: Backend) {
     let plan = flat_plan(&srv).await;
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
-    subscribe(app, &ctx, &a, &plan.id, october, Default::default())
-        .await
-        .unwrap();
-    subscribe(app, &ctx, &b, &plan.id, october, Default::default())
-        .await
-        .unwrap();
+    subscribe(
+        &app.billing,
+        &ctx,
+        &a,
+        &plan.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    subscribe(
+        &app.billing,
+        &ctx,
+        &b,
+        &plan.id,
+        october,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
     let inv = invoice_of(app, &a, "2026-10-01").await;
     assert_eq!(
@@ -84,7 +97,7 @@ async fn settlement_scenario(backend: Backend) {
 
     // A partial credit note, then one that asks for more than is left.
     let note = create_credit_note(
-        app,
+        &app.billing,
         &ctx,
         &inv.id,
         "outage on Oct 3",
@@ -96,9 +109,15 @@ async fn settlement_scenario(backend: Backend) {
         (note.number.as_str(), note.total.as_str()),
         ("DM-CN-000001", "30")
     );
-    let err = create_credit_note(app, &ctx, &inv.id, "again", Some(vec![(0, "80".into())]))
-        .await
-        .unwrap_err();
+    let err = create_credit_note(
+        &app.billing,
+        &ctx,
+        &inv.id,
+        "again",
+        Some(vec![(0, "80".into())]),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ApiError::Validation { field, .. } if field == "input.lines[0].amount"),
         "{err}"
@@ -106,21 +125,21 @@ async fn settlement_scenario(backend: Backend) {
     assert_eq!(invoice_of(app, &a, "2026-10-01").await.amount_due, "70.00");
 
     // Partial payment, then an overpayment: the rest becomes credit.
-    record_manual_payment(app, &ctx, pay(&inv.id, "50", "bank-1"))
+    record_manual_payment(&app.billing, &ctx, pay(&inv.id, "50", "bank-1"))
         .await
         .unwrap();
-    let over = record_manual_payment(app, &ctx, pay(&inv.id, "30.00", "bank-2"))
+    let over = record_manual_payment(&app.billing, &ctx, pay(&inv.id, "30.00", "bank-2"))
         .await
         .unwrap();
     assert_eq!(
         (over.to_invoice.as_str(), over.to_credit_balance.as_str()),
         ("20.00", "10.00")
     );
-    let again = record_manual_payment(app, &ctx, pay(&inv.id, "30.00", "bank-2"))
+    let again = record_manual_payment(&app.billing, &ctx, pay(&inv.id, "30.00", "bank-2"))
         .await
         .unwrap();
     assert_eq!(again.id, over.id, "the same reference records once");
-    let conflict = record_manual_payment(app, &ctx, pay(&inv.id, "31", "bank-2"))
+    let conflict = record_manual_payment(&app.billing, &ctx, pay(&inv.id, "31", "bank-2"))
         .await
         .unwrap_err();
     assert!(matches!(conflict, ApiError::Conflict { .. }));
@@ -133,22 +152,24 @@ async fn settlement_scenario(backend: Backend) {
         ),
         ("paid", "0.00", "70.00")
     );
-    let bad = record_manual_payment(app, &ctx, pay(&inv.id, "0.001", "bank-3"))
+    let bad = record_manual_payment(&app.billing, &ctx, pay(&inv.id, "0.001", "bank-3"))
         .await
         .unwrap_err();
     assert!(matches!(&bad, ApiError::Validation { field, .. } if field == "input.amount"));
 
     // The rest of the line credited after payment: all to credit (70 + 10).
-    let full = create_credit_note(app, &ctx, &inv.id, "goodwill", None)
+    let full = create_credit_note(&app.billing, &ctx, &inv.id, "goodwill", None)
         .await
         .unwrap();
     assert_eq!(
         (full.total.as_str(), full.to_credit_balance.as_str()),
         ("70.00", "70.00")
     );
-    assert!(create_credit_note(app, &ctx, &inv.id, "more", None)
-        .await
-        .is_err());
+    assert!(
+        create_credit_note(&app.billing, &ctx, &inv.id, "more", None)
+            .await
+            .is_err()
+    );
 
     // November's invoice uses the 80 of credit: 20 left to pay.
     close(app, "2026-11-01", "2026-12-05T00:00:00Z").await;
@@ -161,14 +182,16 @@ async fn settlement_scenario(backend: Backend) {
     // Void only what nobody paid or credited; uncollectible, then paid.
     let b_oct = invoice_of(app, &b, "2026-10-01").await;
     assert!(matches!(
-        set_status(app, &ctx, &paid.id, "void", "typo").await,
+        set_status(&app.billing, &ctx, &paid.id, "void", "typo").await,
         Err(ApiError::Conflict { .. })
     ));
-    let written = set_status(app, &ctx, &b_oct.id, "uncollectible", "gone quiet")
+    let written = set_status(&app.billing, &ctx, &b_oct.id, "uncollectible", "gone quiet")
         .await
         .unwrap();
     assert_eq!(written.status, "uncollectible");
-    assert!(set_status(app, &ctx, &b_oct.id, "void", "x").await.is_err());
+    assert!(set_status(&app.billing, &ctx, &b_oct.id, "void", "x")
+        .await
+        .is_err());
 
     webhook(&srv, &b_oct).await;
     dunning(&srv, &a, &nov).await;
@@ -191,7 +214,7 @@ async fn webhook(srv: &TestServer, inv: &InvoiceRow) {
         }
     };
     let now = srv.clock.now().timestamp();
-    let signed = |b: &str, t: i64| Some(dotmac_api::payment_webhook::sign(SECRET, t, b.as_bytes()));
+    let signed = |b: &str, t: i64| Some(dotmac_api::http::payments::sign(SECRET, t, b.as_bytes()));
     let (status, first) = post(body.clone(), signed(&body, now)).await;
     assert_eq!(status, 200, "{first}");
     let (status, second) = post(body.clone(), signed(&body, now)).await;
@@ -209,7 +232,7 @@ async fn webhook(srv: &TestServer, inv: &InvoiceRow) {
     assert_eq!(
         post(
             body.clone(),
-            Some(dotmac_api::payment_webhook::sign(
+            Some(dotmac_api::http::payments::sign(
                 "wrong-secret",
                 now,
                 body.as_bytes()
@@ -259,17 +282,17 @@ async fn dunning(srv: &TestServer, tenant: &str, nov: &InvoiceRow) {
             (t.state, s.state, t.state_reason)
         }
     };
-    let r = run_dunning(app, finalized + TimeDelta::days(29), 14)
+    let r = run_dunning(&app.billing, finalized + TimeDelta::days(29), 14)
         .await
         .unwrap();
     assert_eq!(r.past_due, 0);
     // A owes 20 and B (already suspended by hand) its November 100.
-    let r = run_dunning(app, finalized + TimeDelta::days(31), 14)
+    let r = run_dunning(&app.billing, finalized + TimeDelta::days(31), 14)
         .await
         .unwrap();
     assert_eq!(r.past_due, 2);
     assert_eq!(state(app).await.1, "past_due");
-    let r = run_dunning(app, finalized + TimeDelta::days(45), 14)
+    let r = run_dunning(&app.billing, finalized + TimeDelta::days(45), 14)
         .await
         .unwrap();
     assert_eq!(
@@ -281,10 +304,10 @@ async fn dunning(srv: &TestServer, tenant: &str, nov: &InvoiceRow) {
         (t.as_str(), why.as_deref()),
         ("suspended", Some(DUNNING_REASON))
     );
-    record_manual_payment(app, &admin(), pay(&nov.id, "20", "bank-nov"))
+    record_manual_payment(&app.billing, &admin(), pay(&nov.id, "20", "bank-nov"))
         .await
         .unwrap();
-    let r = run_dunning(app, finalized + TimeDelta::days(46), 14)
+    let r = run_dunning(&app.billing, finalized + TimeDelta::days(46), 14)
         .await
         .unwrap();
     assert_eq!(r.reactivated, 1);
@@ -315,7 +338,7 @@ async fn concurrent_overpayments_keep_every_excess_on_postgres() {
     let (a, _) = tenant_ids(app).await;
     // One live subscription a tenant: its invoices are months apart.
     subscribe(
-        app,
+        &app.billing,
         &ctx,
         &a,
         &plan.id,
@@ -343,7 +366,7 @@ async fn concurrent_overpayments_keep_every_excess_on_postgres() {
     let references: Vec<String> = (0..INVOICES).map(|i| format!("wire-{i}")).collect();
     let payments = invoices.iter().zip(&references).map(|(id, reference)| {
         let ctx = ctx.clone();
-        async move { record_manual_payment(app, &ctx, pay(id, "110.00", reference)).await }
+        async move { record_manual_payment(&app.billing, &ctx, pay(id, "110.00", reference)).await }
     });
     for paid in futures::future::join_all(payments).await {
         assert_eq!(paid.unwrap().to_credit_balance, "10.00");

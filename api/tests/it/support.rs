@@ -119,7 +119,7 @@ impl TestServer {
         let shared: SharedClock = Arc::new(clock.clone());
         let (app, owner_url) = match backend {
             Backend::Sqlite => (
-                dotmac_api::server::embedded_app(config, dir.path(), shared)
+                dotmac_api::wiring::embedded_app(config, dir.path(), shared)
                     .await
                     .unwrap(),
                 None,
@@ -128,7 +128,7 @@ impl TestServer {
                 let (owner, app_url) = fresh_postgres().await;
                 config.database_url = app_url;
                 (
-                    dotmac_api::server::production_app(config, shared)
+                    dotmac_api::wiring::production_app(config, shared)
                         .await
                         .unwrap(),
                     Some(owner),
@@ -140,7 +140,7 @@ impl TestServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let serve_app = app.clone();
         tokio::spawn(async move {
-            dotmac_api::server::serve(serve_app, listener)
+            dotmac_api::wiring::serve(serve_app, listener)
                 .await
                 .unwrap();
         });
@@ -239,5 +239,40 @@ impl Client {
             .expect("token")
             .to_owned();
         self.with_token(&token)
+    }
+}
+
+/// Whether `app` runs on Postgres (serve mode) rather than SQLite (dev).
+fn on_postgres(app: &App) -> bool {
+    app.store.backend() == sea_orm::DbBackend::Postgres
+}
+
+/// Creates the ClickHouse usage tables of a serve-mode server (the embedded
+/// store of dev mode has its tables from the migrations).
+pub async fn usage_tables(app: &App) {
+    if on_postgres(app) {
+        app.config.usage_store().migrate().await.unwrap();
+    }
+}
+
+/// Commits a rollup part as an aggregator flush commits it, in the store
+/// `app` reads usage from: ClickHouse (with its batch row) under serve, the
+/// embedded store under dev.
+pub async fn commit_part(
+    app: &App,
+    part: dotmac_aggregator::rows::RollupPartRow,
+    batch: dotmac_aggregator::rows::BatchRow,
+) {
+    if on_postgres(app) {
+        let usage = app.config.usage_store();
+        usage.migrate().await.unwrap();
+        usage.write_flush(&[], &[part], &[batch]).await.unwrap();
+    } else {
+        dotmac_api::pipeline::embedded::EmbeddedPipeline::insert_parts(
+            app.store.connection(),
+            &[part],
+        )
+        .await
+        .unwrap();
     }
 }

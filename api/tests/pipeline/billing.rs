@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use chrono::{Datelike, TimeDelta};
-use dotmac_api::domain::billing::{close_period, CloseRequest};
-use dotmac_api::domain::reconcile::reconcile;
+use dotmac_api::service::billing::close::{close_period, CloseRequest};
+use dotmac_api::service::billing::reconcile::reconcile;
 use dotmac_api::store::entity::invoice;
 use dotmac_schema::Scope;
 use rust_decimal::Decimal;
@@ -73,9 +73,13 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
         now,
         grace: TimeDelta::days(3),
     };
-    let report = close_period(app, &close(month_start, after(period_end)), &|_, _| {})
-        .await
-        .unwrap();
+    let report = close_period(
+        &app.billing,
+        &close(month_start, after(period_end)),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.finalized, 1, "{report:?}");
     let tx = app.store.begin_system().await.unwrap();
     let inv = invoice::Entity::find()
@@ -96,7 +100,9 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
     );
     assert_eq!(inv.status, "finalized");
 
-    let clean = reconcile(app, &Scope::All, month_start).await.unwrap();
+    let clean = reconcile(&app.billing, &Scope::All, month_start)
+        .await
+        .unwrap();
     assert_eq!(clean.discrepancies(), 0, "{clean:?}");
     assert_eq!(clean.rows.len(), 2);
     assert!(clean
@@ -114,7 +120,9 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
     p.produce(&[(Some(acme.clone()), late.to_string().into_bytes())])
         .await;
     p.wait_for_records(321, Duration::from_secs(60)).await;
-    let stale = reconcile(app, &Scope::All, month_start).await.unwrap();
+    let stale = reconcile(&app.billing, &Scope::All, month_start)
+        .await
+        .unwrap();
     assert_eq!(stale.discrepancies(), 2, "{stale:?}");
     assert!(stale.rows.iter().all(|r| r
         .causes
@@ -123,7 +131,7 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
 
     // The next period's invoice carries the adjustment; then all is clean.
     close_period(
-        app,
+        &app.billing,
         &close(
             period_end,
             after(
@@ -160,7 +168,9 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
         (gb_after - gb_before).round_dp(2) + Decimal::new(1, 2),
         "{lines:?}"
     );
-    let healed = reconcile(app, &Scope::All, month_start).await.unwrap();
+    let healed = reconcile(&app.billing, &Scope::All, month_start)
+        .await
+        .unwrap();
     assert_eq!(healed.discrepancies(), 0, "{healed:?}");
 
     agg.stop().await;

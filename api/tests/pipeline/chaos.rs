@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use dotmac_ingest::testkit::{kill9, OwnBroker, OwnClickHouse};
+use dotmac_aggregator::testkit::{kill9, OwnBroker, OwnClickHouse};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

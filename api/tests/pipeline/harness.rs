@@ -6,16 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dotmac_aggregator::store::{BatchTotals, UsageStore};
+use dotmac_aggregator::{self as aggregator, AggregatorStats};
 use dotmac_api::config::Config;
-use dotmac_api::usage::StoreCatalog;
-use dotmac_ingest::aggregator::{self, AggregatorStats};
-use dotmac_ingest::store::{BatchTotals, UsageStore};
+use dotmac_api::pipeline::catalog::StoreCatalog;
 use dotmac_schema::usage::{RollupKey, RollupState};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::Message;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -41,7 +38,6 @@ pub struct Pipeline {
 pub struct RunningAggregator {
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<Result<(), aggregator::AggregatorError>>,
-    pub stats: Arc<AggregatorStats>,
 }
 
 impl RunningAggregator {
@@ -132,23 +128,21 @@ impl Pipeline {
         // Late and early events are judged by the test's clock.
         settings.clock = self.server.app.clock.clone();
         let catalog = Arc::new(StoreCatalog::new(self.server.app.store.clone()));
-        let hook =
-            dotmac_api::usage::publish_usage_updates(self.server.app.bus.clone(), catalog.clone());
+        let hook = dotmac_api::pipeline::announce::publish_usage_updates(
+            self.server.app.bus.clone(),
+            catalog.clone(),
+        );
         let stats = Arc::new(AggregatorStats::default());
         let (stop, stopped) = watch::channel(false);
         let handle = tokio::spawn(aggregator::run(
             settings,
             self.usage.clone(),
             catalog,
-            stats.clone(),
+            stats,
             stopped,
             Some(hook),
         ));
-        RunningAggregator {
-            stop,
-            handle,
-            stats,
-        }
+        RunningAggregator { stop, handle }
     }
 
     /// Produces records as they are (any key, any bytes), acknowledged.
@@ -195,39 +189,6 @@ impl Pipeline {
 
     pub async fn rollups(&self, meter: &str) -> BTreeMap<RollupKey, RollupState> {
         self.usage.rollups(None, meter, 0, i64::MAX).await.unwrap()
-    }
-
-    /// Reads `n` records of the dead-letter topic: (key, payload, reason).
-    pub fn dead_letters(&self, n: usize) -> Vec<(Option<String>, Vec<u8>, String)> {
-        let consumer: BaseConsumer =
-            dotmac_ingest::kafka::client_config(&self.config.kafka_brokers)
-                .set("group.id", unique("dlq-reader"))
-                .set("auto.offset.reset", "earliest")
-                .set("session.timeout.ms", "6000")
-                .set("max.poll.interval.ms", "7000")
-                .create()
-                .unwrap();
-        consumer
-            .subscribe(&[&self.config.pipeline.dead_letter_topic])
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut out = Vec::new();
-        while out.len() < n && Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                let reason = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "dotmac-reason"))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                out.push((
-                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    m.payload().unwrap_or_default().to_vec(),
-                    reason,
-                ));
-            }
-        }
-        out
     }
 
     pub async fn cleanup(self) {

@@ -1,15 +1,13 @@
-//! Usage pipeline tests against the real broker (tansu) and real ClickHouse
-//! (DESIGN.md §9), started by `deploy/local/pipeline-services.sh`.
+//! The usage pipeline through the `dotmac` API against the real broker
+//! (tansu) and real ClickHouse, started by `deploy/local/pipeline-services.sh`:
+//! the HTTP intake, billing from committed usage, and the chaos test of
+//! `dotmac aggregate`. The aggregator's own tests are in `aggregator/tests`.
 
 #[allow(dead_code)]
 #[path = "../it/support.rs"]
 mod support;
 
-mod bad_input;
 mod billing;
 mod chaos;
-mod exactness;
 mod harness;
 mod intake;
-mod third_party;
-mod totals;

@@ -1,0 +1,692 @@
+//! The aggregator (`dotmac aggregate`): a consumer-group member on the
+//! events topic that folds each partition's records into batches and writes
+//! them to ClickHouse exactly once.
+//!
+//! Exactly-once, end to end (DESIGN.md §6): a flush writes raw rows and
+//! rollup parts under a fresh write id, then commits them with one batch row
+//! per partition naming its offset range. Only then are the batch's dedupe
+//! keys entered and the Kafka offsets committed. After a crash, rebalance
+//! or restart, a partition's new owner reads its last committed offset and
+//! dedupe keys back from ClickHouse and skips every record at or below that
+//! offset, so replays count nothing twice and lose nothing; half-written
+//! flushes are invisible because they have no batch row. While ClickHouse is
+//! down, records stay pending up to `max_pending_records`, consumption pauses
+//! there (memory is bounded by configuration, not by the backlog), and the
+//! flush is retried with exponential backoff.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use dotmac_schema::SharedClock;
+use futures::future::join_all;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::catalog::{Catalog, CatalogSource};
+use crate::clickhouse::ClickHouseError;
+use crate::dedupe_set::DedupeSet;
+use crate::fold::{PartitionBatch, Record, TimeLimits};
+use crate::rows::BatchRow;
+use crate::store::UsageStore;
+use dotmac_ingest::kafka::{client_config, Topics};
+
+/// How the aggregator runs.
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Topics,
+    /// Pending records are flushed at least this often.
+    pub flush_interval: Duration,
+    /// Records held unflushed, at most; consumption pauses at this bound.
+    pub max_pending_records: usize,
+    pub dedupe_horizon: TimeDelta,
+    /// How often tenants and meters are reloaded.
+    pub catalog_refresh: Duration,
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
+    /// Longest wait for one ClickHouse write before it counts as failed.
+    pub write_timeout: Duration,
+    /// What decides which events are too late or too far ahead (the wall
+    /// clock, except in tests that set a date).
+    pub clock: SharedClock,
+}
+
+impl AggregatorConfig {
+    pub fn new(brokers: &str) -> AggregatorConfig {
+        AggregatorConfig {
+            brokers: brokers.to_owned(),
+            group_id: "dotmac-aggregator".into(),
+            topics: Topics::default(),
+            flush_interval: Duration::from_millis(200),
+            max_pending_records: 100_000,
+            dedupe_horizon: TimeDelta::days(32),
+            catalog_refresh: Duration::from_secs(5),
+            session_timeout_ms: 6000,
+            max_poll_interval_ms: 30_000,
+            write_timeout: Duration::from_secs(10),
+            clock: dotmac_schema::clock::system(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] ClickHouseError),
+    #[error("{0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("dead-letter topic: {0}")]
+    DeadLetter(String),
+    #[error("clickhouse at {0} does not answer its ping")]
+    ClickHouseDown(String),
+    #[error("clickhouse write timed out after {0:?}")]
+    WriteTimeout(Duration),
+    #[error("the aggregator thread failed: {0}")]
+    Thread(String),
+}
+
+/// Counters for logs, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct AggregatorStats {
+    pub consumed: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Records skipped because a committed batch already covers them.
+    pub replay_skipped: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_failures: AtomicU64,
+    pub pending: AtomicU64,
+    pub paused: AtomicBool,
+    pub dedupe_keys: AtomicU64,
+    pub dedupe_bytes: AtomicU64,
+}
+
+/// What one successful flush committed, for live updates and latency.
+#[derive(Debug, Clone)]
+pub struct FlushSummary {
+    pub committed_at: DateTime<Utc>,
+    /// (tenant, meter) pairs whose rollups changed.
+    pub touched: BTreeSet<(String, String)>,
+    /// Broker timestamps (µs) of the accepted events.
+    pub received_at_us: Vec<i64>,
+}
+
+pub type FlushHook = Arc<dyn Fn(&FlushSummary) + Send + Sync>;
+
+/// Runs until `shutdown` turns true, then drains: flushes what is pending,
+/// commits, and leaves the group.
+pub async fn run(
+    config: AggregatorConfig,
+    store: UsageStore,
+    catalog: Arc<dyn CatalogSource>,
+    stats: Arc<AggregatorStats>,
+    shutdown: watch::Receiver<bool>,
+    on_flush: Option<FlushHook>,
+) -> Result<(), AggregatorError> {
+    let handle = Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut aggregator =
+            Aggregator::new(config, store, catalog, stats, shutdown, on_flush, handle)?;
+        aggregator.run_loop()
+    })
+    .await
+    .map_err(|e| AggregatorError::Thread(e.to_string()))?
+}
+
+/// A consumed message, owned until its flush.
+fn owned_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        received_at_us: message
+            .timestamp()
+            .to_millis()
+            .unwrap_or(0)
+            .saturating_mul(1000),
+    }
+}
+
+struct RebalanceContext {
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            revoked.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+#[derive(Default)]
+struct PartitionState {
+    /// Read back from ClickHouse when the partition is first flushed.
+    recovered: bool,
+    committed_last: Option<i64>,
+    dedupe: DedupeSet,
+    pending: Vec<Record>,
+    /// Last flush's batch, emptied and reused: its tables keep their
+    /// memory (bounded by `max_pending_records`) instead of being
+    /// allocated, and faulted in, again on every flush.
+    spare: Option<PartitionBatch>,
+}
+
+struct Aggregator {
+    config: AggregatorConfig,
+    store: UsageStore,
+    catalog_source: Arc<dyn CatalogSource>,
+    catalog: Option<(Catalog, Instant)>,
+    stats: Arc<AggregatorStats>,
+    shutdown: watch::Receiver<bool>,
+    on_flush: Option<FlushHook>,
+    handle: Handle,
+    consumer: BaseConsumer<RebalanceContext>,
+    dead_letters: FutureProducer,
+    revoked: Arc<Mutex<Vec<i32>>>,
+    partitions: HashMap<i32, PartitionState>,
+    pending_total: usize,
+    last_flush: Instant,
+    backoff: Option<Duration>,
+    last_prune: Instant,
+    /// Next offset per partition after the last successful flush.
+    flushed_offsets: HashMap<i32, i64>,
+}
+
+impl Aggregator {
+    fn new(
+        config: AggregatorConfig,
+        store: UsageStore,
+        catalog_source: Arc<dyn CatalogSource>,
+        stats: Arc<AggregatorStats>,
+        shutdown: watch::Receiver<bool>,
+        on_flush: Option<FlushHook>,
+        handle: Handle,
+    ) -> Result<Aggregator, AggregatorError> {
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let consumer: BaseConsumer<RebalanceContext> = client_config(&config.brokers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                config.max_poll_interval_ms.to_string(),
+            )
+            // The prefetch queue is part of the memory bound.
+            .set("queued.max.messages.kbytes", "16384")
+            .create_with_context(RebalanceContext {
+                revoked: revoked.clone(),
+            })?;
+        consumer.subscribe(&[&config.topics.events])?;
+        let dead_letters: FutureProducer = client_config(&config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "10000")
+            .create()?;
+        Ok(Aggregator {
+            config,
+            store,
+            catalog_source,
+            catalog: None,
+            stats,
+            shutdown,
+            on_flush,
+            handle,
+            consumer,
+            dead_letters,
+            revoked,
+            partitions: HashMap::new(),
+            pending_total: 0,
+            last_flush: Instant::now(),
+            backoff: None,
+            last_prune: Instant::now(),
+            flushed_offsets: HashMap::new(),
+        })
+    }
+
+    fn run_loop(&mut self) -> Result<(), AggregatorError> {
+        tracing::info!(topic = %self.config.topics.events, group = %self.config.group_id, "aggregator started");
+        while !*self.shutdown.borrow() {
+            self.apply_revocations();
+            let wait = if self.pending_total == 0 { 100 } else { 5 };
+            // Take everything already fetched before deciding to flush.
+            let mut taken = 0;
+            while taken < 50_000 {
+                let timeout = if taken == 0 {
+                    Duration::from_millis(wait)
+                } else {
+                    Duration::ZERO
+                };
+                match self.consumer.poll(timeout) {
+                    Some(Ok(message)) => {
+                        let record = owned_record(&message);
+                        drop(message);
+                        self.take(record);
+                        taken += 1;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+                if self.pending_total >= self.config.max_pending_records {
+                    break;
+                }
+            }
+            self.apply_revocations();
+            if self.flush_due() {
+                self.flush_and_account();
+            }
+        }
+        self.drain()
+    }
+
+    fn take(&mut self, record: Record) {
+        self.partitions
+            .entry(record.partition)
+            .or_default()
+            .pending
+            .push(record);
+        self.pending_total += 1;
+        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .pending
+            .store(self.pending_total as u64, Ordering::Relaxed);
+        if self.pending_total >= self.config.max_pending_records {
+            self.pause(true);
+        }
+    }
+
+    fn pause(&mut self, pause: bool) {
+        if self.stats.paused.load(Ordering::Relaxed) == pause {
+            return;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) => {
+                self.stats.paused.store(pause, Ordering::Relaxed);
+                tracing::info!(
+                    pending = self.pending_total,
+                    paused = pause,
+                    "consumption paused/resumed"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "pausing or resuming the consumer"),
+        }
+    }
+
+    /// Partitions taken away in a rebalance: their pending records are
+    /// dropped (uncommitted, so their next owner reads them again) along
+    /// with their dedupe state (the next owner reads it back).
+    fn apply_revocations(&mut self) {
+        let revoked: Vec<i32> =
+            std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in revoked {
+            self.flushed_offsets.remove(&p);
+            if let Some(state) = self.partitions.remove(&p) {
+                self.pending_total -= state.pending.len();
+                tracing::info!(
+                    partition = p,
+                    dropped = state.pending.len(),
+                    "partition revoked"
+                );
+            }
+        }
+        self.stats
+            .pending
+            .store(self.pending_total as u64, Ordering::Relaxed);
+        if self.pending_total < self.config.max_pending_records {
+            // librdkafka resumes newly assigned partitions itself; resume
+            // only matters for the ones paused by us.
+            if self.stats.paused.load(Ordering::Relaxed) && self.backoff.is_none() {
+                self.pause(false);
+            }
+        }
+    }
+
+    fn flush_due(&self) -> bool {
+        if self.pending_total == 0 {
+            return false;
+        }
+        let since = self.last_flush.elapsed();
+        match self.backoff {
+            Some(backoff) => since >= backoff,
+            None => {
+                since >= self.config.flush_interval
+                    || self.pending_total >= self.config.max_pending_records
+            }
+        }
+    }
+
+    fn flush_and_account(&mut self) {
+        self.last_flush = Instant::now();
+        match self.flush() {
+            Ok(()) => {
+                self.backoff = None;
+                if self.stats.paused.load(Ordering::Relaxed) {
+                    self.pause(false);
+                }
+            }
+            Err(e) => {
+                self.stats.flush_failures.fetch_add(1, Ordering::Relaxed);
+                let next = self.backoff.map_or(Duration::from_millis(100), |b| {
+                    (b * 2).min(Duration::from_secs(5))
+                });
+                tracing::warn!(error = %e, retry_in = ?next, pending = self.pending_total, "flush failed; records stay pending");
+                self.backoff = Some(next);
+            }
+        }
+    }
+
+    fn refresh_catalog(&mut self) -> Result<(), AggregatorError> {
+        let stale = self
+            .catalog
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= self.config.catalog_refresh);
+        if !stale {
+            return Ok(());
+        }
+        match self.handle.block_on(self.catalog_source.load()) {
+            Ok(c) => {
+                self.catalog = Some((c, Instant::now()));
+                Ok(())
+            }
+            // A stale catalog beats stopping; no catalog at all cannot fold.
+            Err(e) if self.catalog.is_some() => {
+                tracing::warn!(error = %e, "keeping the previous catalog");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn recover(&mut self, limits: &TimeLimits) -> Result<(), AggregatorError> {
+        let horizon = limits.horizon_start().timestamp();
+        let waiting: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| !s.recovered && !s.pending.is_empty())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in waiting {
+            let last = self.handle.block_on(self.store.last_committed_offset(p))?;
+            let keys = self
+                .handle
+                .block_on(self.store.committed_keys(p, horizon))?;
+            let state = self.partitions.entry(p).or_default();
+            state.committed_last = last;
+            state.dedupe = DedupeSet::default();
+            for (k, t) in keys {
+                state.dedupe.insert(k, t);
+            }
+            state.recovered = true;
+            tracing::info!(partition = p, committed_last = ?last, dedupe_keys = state.dedupe.len(), "partition recovered from clickhouse");
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AggregatorError> {
+        // After a failure, a cheap ping first: folding and serializing a
+        // whole flush only to have it refused would cost memory and CPU for
+        // every retry of an outage.
+        if self.backoff.is_some() && !self.handle.block_on(self.store.clickhouse().ping()) {
+            return Err(AggregatorError::ClickHouseDown(
+                self.store.clickhouse().url().to_owned(),
+            ));
+        }
+        let limits = TimeLimits::new(self.config.clock.now(), self.config.dedupe_horizon);
+        self.refresh_catalog()?;
+        self.recover(&limits)?;
+        let Some((catalog, _)) = &self.catalog else {
+            return Ok(());
+        };
+
+        let write_id = uuid::Uuid::now_v7().simple().to_string();
+        let mut batches = Vec::new();
+        let mut skipped = 0u64;
+        let mut commits: Vec<(i32, i64)> = Vec::new();
+        for (p, state) in self.partitions.iter_mut() {
+            let Some(last_pending) = state.pending.last().map(|r| r.offset) else {
+                continue;
+            };
+            commits.push((*p, last_pending + 1));
+            let mut batch = match state.spare.take() {
+                Some(mut spare) => {
+                    spare.reset(*p);
+                    spare.raw.reserve(state.pending.len());
+                    spare
+                }
+                None => PartitionBatch::with_capacity(*p, state.pending.len()),
+            };
+            for record in &state.pending {
+                if state.committed_last.is_some_and(|c| record.offset <= c) {
+                    skipped += 1;
+                    continue;
+                }
+                batch.add(record, catalog, &state.dedupe, &limits);
+            }
+            if batch.events > 0 {
+                batches.push(batch);
+            }
+        }
+
+        self.send_dead_letters(&batches)?;
+        let written_at = Utc::now();
+        let mut raw = Vec::new();
+        let mut parts = Vec::new();
+        let mut batch_rows = Vec::new();
+        let mut summary = FlushSummary {
+            committed_at: written_at,
+            touched: BTreeSet::new(),
+            received_at_us: Vec::new(),
+        };
+        let shared_write_id: std::sync::Arc<str> = std::sync::Arc::from(write_id.as_str());
+        for b in &mut batches {
+            // Moved, not copied: a failed write refolds the pending records.
+            for mut row in std::mem::take(&mut b.raw) {
+                row.write_id = shared_write_id.clone();
+                summary.received_at_us.push(row.received_at_us);
+                raw.push(row);
+            }
+            parts.extend(b.part_rows(&write_id));
+            summary.touched.extend(
+                b.rollups
+                    .keys()
+                    .map(|k| (k.tenant.clone(), k.meter.clone())),
+            );
+            batch_rows.push(BatchRow {
+                partition: b.partition,
+                first_offset: b.first_offset,
+                last_offset: b.last_offset,
+                write_id: write_id.clone(),
+                written_at_us: written_at.timestamp_micros(),
+                events: b.events,
+                accepted: b.accepted,
+                duplicates: b.duplicates,
+                dead_lettered: b.dead_lettered(),
+            });
+        }
+        let write = self.store.write_flush(&raw, &parts, &batch_rows);
+        let timeout = self.config.write_timeout;
+        self.handle
+            .block_on(async { tokio::time::timeout(timeout, write).await })
+            .map_err(|_| AggregatorError::WriteTimeout(timeout))??;
+
+        // Durable: now the keys count as seen and the offsets may advance.
+        summary.committed_at = self.config.clock.now();
+        for b in &batches {
+            let state = self.partitions.entry(b.partition).or_default();
+            for (k, t) in &b.new_keys {
+                state.dedupe.insert(*k, *t);
+            }
+            state.committed_last = Some(b.last_offset);
+            self.stats
+                .accepted
+                .fetch_add(u64::from(b.accepted), Ordering::Relaxed);
+            self.stats
+                .duplicates
+                .fetch_add(u64::from(b.duplicates), Ordering::Relaxed);
+            self.stats
+                .dead_lettered
+                .fetch_add(u64::from(b.dead_lettered()), Ordering::Relaxed);
+        }
+        for state in self.partitions.values_mut() {
+            state.pending.clear();
+        }
+        self.pending_total = 0;
+        self.stats.pending.store(0, Ordering::Relaxed);
+        self.stats
+            .replay_skipped
+            .fetch_add(skipped, Ordering::Relaxed);
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.flushed_offsets.extend(commits.iter().copied());
+        self.commit(&commits, CommitMode::Async);
+        self.prune_dedupe(&limits);
+        if let Some(hook) = &self.on_flush {
+            if !batches.is_empty() {
+                hook(&summary);
+            }
+        }
+        for b in batches {
+            if let Some(state) = self.partitions.get_mut(&b.partition) {
+                state.spare = Some(b);
+            }
+        }
+        Ok(())
+    }
+
+    fn send_dead_letters(&self, batches: &[PartitionBatch]) -> Result<(), AggregatorError> {
+        let topic = &self.config.topics.dead_letter;
+        let sends = batches.iter().flat_map(|b| b.dead.iter()).map(|d| {
+            let partition = d.partition.to_string();
+            let offset = d.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "dotmac-reason",
+                    value: Some(d.reason.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dotmac-source-partition",
+                    value: Some(partition.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dotmac-source-offset",
+                    value: Some(offset.as_bytes()),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+            if let Some(k) = &d.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(p) = &d.payload {
+                record = record.payload(p.as_slice());
+            }
+            self.dead_letters
+                .send(record, Timeout::After(Duration::from_secs(10)))
+        });
+        let results = self.handle.block_on(join_all(sends));
+        for r in results {
+            if let Err((e, _)) = r {
+                return Err(AggregatorError::DeadLetter(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, offsets: &[(i32, i64)], mode: CommitMode) {
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in offsets {
+            if let Err(e) =
+                tpl.add_partition_offset(&self.config.topics.events, *p, Offset::Offset(*next))
+            {
+                tracing::warn!(error = %e, "building the offset commit");
+            }
+        }
+        // Losing a commit costs only a re-read: the batch rows are the truth.
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            tracing::debug!(error = %e, "offset commit failed; the next owner skips by batch rows");
+        }
+    }
+
+    fn prune_dedupe(&mut self, limits: &TimeLimits) {
+        let mut keys = 0usize;
+        let mut bytes = 0usize;
+        let prune = self.last_prune.elapsed() >= Duration::from_secs(60);
+        for state in self.partitions.values_mut() {
+            if prune {
+                state
+                    .dedupe
+                    .prune_before(limits.horizon_start().timestamp());
+            }
+            keys += state.dedupe.len();
+            bytes += state.dedupe.approx_bytes();
+        }
+        if prune {
+            self.last_prune = Instant::now();
+        }
+        self.stats.dedupe_keys.store(keys as u64, Ordering::Relaxed);
+        self.stats
+            .dedupe_bytes
+            .store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Graceful shutdown: flush what is pending (retrying for a while),
+    /// commit synchronously, leave the group.
+    fn drain(&mut self) -> Result<(), AggregatorError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut result = Ok(());
+        while self.pending_total > 0 {
+            match self.flush() {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "drain flush failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    // Unflushed records are uncommitted: the next owner reads them.
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Only offsets of flushed records: committing the consumer's position
+        // would skip records whose flush failed.
+        let flushed: Vec<(i32, i64)> = self.flushed_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+        self.commit(&flushed, CommitMode::Sync);
+        self.consumer.unsubscribe();
+        tracing::info!("aggregator stopped");
+        result
+    }
+}

@@ -1,0 +1,399 @@
+//! The usage tables in ClickHouse: migration, the ordered flush write that
+//! makes a batch count exactly once, the recovery reads an aggregator does
+//! when it takes a partition over, and committed rollup parts for readers.
+
+use std::collections::BTreeMap;
+
+use dotmac_schema::usage::{merge_into, RollupError, RollupKey, RollupState};
+
+use crate::clickhouse::{quote, ClickHouse, ClickHouseError};
+use crate::rows::{BatchRow, PartError, RawRow, RollupPartRow};
+use dotmac_ingest::dedupe::DedupeKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
+    #[error(transparent)]
+    Part(#[from] PartError),
+    #[error("merging stored parts: {0}")]
+    Merge(#[from] RollupError),
+}
+
+/// The DDL, applied statement by statement (each is idempotent).
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_usage",
+    include_str!("../../migrations/clickhouse/0001_usage.sql"),
+)];
+
+/// Rows per INSERT request of raw rows and rollup parts.
+pub const WRITE_CHUNK_ROWS: usize = 50_000;
+
+/// Rows count only when their write has a batch row: the commit record.
+pub(crate) const COMMITTED: &str = "write_id IN (SELECT write_id FROM usage_batches)";
+
+/// Totals over every committed batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct BatchTotals {
+    pub batches: u64,
+    pub events: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+}
+
+/// The usage tables of one ClickHouse database.
+#[derive(Debug, Clone)]
+pub struct UsageStore {
+    ch: ClickHouse,
+}
+
+impl UsageStore {
+    pub fn new(ch: ClickHouse) -> UsageStore {
+        UsageStore { ch }
+    }
+
+    pub fn clickhouse(&self) -> &ClickHouse {
+        &self.ch
+    }
+
+    /// Creates the database and every table that is missing.
+    pub async fn migrate(&self) -> Result<(), ClickHouseError> {
+        self.ch.create_database().await?;
+        for (_, sql) in MIGRATIONS {
+            for statement in statements(sql) {
+                self.ch.execute(&statement).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one flush: raw events, then rollup parts, then the batch rows
+    /// that commit them. A failure anywhere before the last insert leaves
+    /// rows that no reader counts; the replay writes them again under a new
+    /// write id.
+    pub async fn write_flush(
+        &self,
+        raw: &[RawRow],
+        parts: &[RollupPartRow],
+        batches: &[BatchRow],
+    ) -> Result<(), ClickHouseError> {
+        // Raw rows and parts need no atomicity (the batch rows commit them),
+        // so they go in bounded requests: the request body, not the flush,
+        // sets the memory a write costs.
+        for chunk in raw.chunks(WRITE_CHUNK_ROWS) {
+            self.ch.insert("usage_raw", chunk).await?;
+        }
+        for chunk in parts.chunks(WRITE_CHUNK_ROWS) {
+            self.ch.insert("usage_rollup_parts", chunk).await?;
+        }
+        // Stamped as late as possible: written_at_us - an event's broker
+        // timestamp is its event-to-queryable latency, less this last insert.
+        let now = chrono::Utc::now().timestamp_micros();
+        let stamped: Vec<BatchRow> = batches
+            .iter()
+            .map(|b| BatchRow {
+                written_at_us: now,
+                ..b.clone()
+            })
+            .collect();
+        self.ch.insert("usage_batches", &stamped).await
+    }
+
+    /// The last offset of `partition` that a committed batch covers.
+    pub async fn last_committed_offset(
+        &self,
+        partition: i32,
+    ) -> Result<Option<i64>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            last_offset: i64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT last_offset FROM usage_batches WHERE partition = {partition} ORDER BY last_offset DESC LIMIT 1"
+            ))
+            .await?;
+        Ok(rows.first().map(|r| r.last_offset))
+    }
+
+    /// The committed dedupe keys of `partition` for events at or after
+    /// `since_secs`, with their event times in seconds.
+    pub async fn committed_keys(
+        &self,
+        partition: i32,
+        since_secs: i64,
+    ) -> Result<Vec<(DedupeKey, i64)>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            k: String,
+            t: i64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT dedupe_key AS k, intDiv(event_time_us, 1000000) AS t FROM usage_raw \
+                 WHERE partition = {partition} AND event_time_us >= {since_us} \
+                 AND write_id IN (SELECT write_id FROM usage_batches WHERE partition = {partition})",
+                since_us = since_secs.saturating_mul(1_000_000)
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let mut key = [0u8; 16];
+                hex::decode_to_slice(&r.k, &mut key)
+                    .map_err(|e| ClickHouseError::Decode(format!("dedupe_key {:?}: {e}", r.k)))?;
+                Ok((DedupeKey(key), r.t))
+            })
+            .collect()
+    }
+
+    /// Committed rollup parts of one meter for the given tenants (all
+    /// tenants when `None`) with windows in `[from_secs, to_secs)`.
+    pub async fn committed_parts(
+        &self,
+        tenants: Option<&[String]>,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> Result<Vec<RollupPartRow>, ClickHouseError> {
+        let tenant_filter = match tenants {
+            None => String::new(),
+            Some([]) => return Ok(Vec::new()),
+            Some(ts) => format!(
+                " AND tenant IN ({})",
+                ts.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        self.ch
+            .select(&format!(
+                "SELECT * FROM usage_rollup_parts WHERE meter = {meter}{tenant_filter} \
+                 AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED}",
+                meter = quote(meter)
+            ))
+            .await
+    }
+
+    /// Committed rollups of one meter, every part of a window merged by the
+    /// merge law of `dotmac_schema` (the same law the fold uses).
+    pub async fn rollups(
+        &self,
+        tenants: Option<&[String]>,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> Result<BTreeMap<RollupKey, RollupState>, ReadError> {
+        merge_parts(
+            self.committed_parts(tenants, meter, from_secs, to_secs)
+                .await?,
+        )
+    }
+
+    /// Each tenant's committed total of one meter over windows in
+    /// `[from_secs, to_secs)`: every part of every window and group merged
+    /// by the merge law. ClickHouse groups the parts per tenant (one row
+    /// each, not one per part), and the merge happens here on exact
+    /// decimals: the period close's read.
+    pub async fn tenant_totals(
+        &self,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> Result<BTreeMap<String, RollupState>, ReadError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            tenant: String,
+            aggregations: Vec<String>,
+            values: Vec<String>,
+            count: u64,
+            uniques: Vec<Vec<String>>,
+            latest_times: Vec<i64>,
+            latest_ids: Vec<String>,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT tenant, groupUniqArray(aggregation) AS aggregations, groupArray(value) AS values, \
+                 sum(count) AS count, groupArray(uniques) AS uniques, groupArray(latest_time_us) AS latest_times, \
+                 groupArray(latest_id) AS latest_ids \
+                 FROM usage_rollup_parts WHERE meter = {meter} \
+                 AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED} \
+                 GROUP BY tenant",
+                meter = quote(meter)
+            ))
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let [aggregation] = row.aggregations.as_slice() else {
+                return Err(ReadError::Part(PartError(format!(
+                    "meter {meter} of tenant {} has parts of several aggregations: {:?}",
+                    row.tenant, row.aggregations
+                ))));
+            };
+            let mut total: Option<RollupState> = None;
+            if aggregation == "COUNT" {
+                total = Some(RollupState::Count(row.count));
+            } else {
+                for (i, value) in row.values.into_iter().enumerate() {
+                    let part = RollupPartRow {
+                        tenant: String::new(),
+                        meter: String::new(),
+                        window_start: 0,
+                        group_key: String::new(),
+                        partition: 0,
+                        write_id: String::new(),
+                        aggregation: aggregation.clone(),
+                        value,
+                        count: 0,
+                        uniques: row.uniques.get(i).cloned().unwrap_or_default(),
+                        latest_time_us: row.latest_times.get(i).copied().unwrap_or_default(),
+                        latest_id: row.latest_ids.get(i).cloned().unwrap_or_default(),
+                    };
+                    let state = part.state()?;
+                    match &mut total {
+                        Some(t) => t.merge(state)?,
+                        None => total = Some(state),
+                    }
+                }
+            }
+            if let Some(t) = total {
+                out.insert(row.tenant, t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Event-to-queryable latency of committed events whose id starts with
+    /// `id_prefix`: (count, p50, p99, max) in milliseconds.
+    pub async fn latency_ms(
+        &self,
+        id_prefix: &str,
+    ) -> Result<(u64, f64, f64, f64), ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            n: u64,
+            p50: f64,
+            p99: f64,
+            max: f64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT count() AS n, quantileExact(0.5)(l) / 1000 AS p50, quantileExact(0.99)(l) / 1000 AS p99, max(l) / 1000 AS max \
+                 FROM (SELECT written_at_us - received_at_us AS l FROM usage_raw \
+                 ANY INNER JOIN (SELECT write_id, written_at_us FROM usage_batches) USING write_id \
+                 WHERE startsWith(event_id, {}))",
+                quote(id_prefix)
+            ))
+            .await?;
+        Ok(rows
+            .first()
+            .map_or((0, 0.0, 0.0, 0.0), |r| (r.n, r.p50, r.p99, r.max)))
+    }
+
+    /// Sums over every committed batch.
+    pub async fn totals(&self) -> Result<BatchTotals, ClickHouseError> {
+        let rows: Vec<BatchTotals> = self
+            .ch
+            .select(
+                "SELECT count() AS batches, toUInt64(sum(events)) AS events, toUInt64(sum(accepted)) AS accepted, \
+                 toUInt64(sum(duplicates)) AS duplicates, toUInt64(sum(dead_lettered)) AS dead_lettered FROM usage_batches",
+            )
+            .await?;
+        Ok(rows.into_iter().next().unwrap_or_default())
+    }
+
+    /// Committed raw events of one type with event times in
+    /// `[from_us, to_us)`: (tenant, dedupe key, payload), for
+    /// reconciliation to recompute rollups from what was accepted.
+    pub async fn committed_raw(
+        &self,
+        event_type: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<(String, String, String)>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            tenant: String,
+            dedupe_key: String,
+            payload: String,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT tenant, dedupe_key, payload FROM usage_raw WHERE event_type = {t} \
+                 AND event_time_us >= {from_us} AND event_time_us < {to_us} AND {COMMITTED}",
+                t = quote(event_type)
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.tenant, r.dedupe_key, r.payload))
+            .collect())
+    }
+
+    /// Committed raw events, counted: reconciliation compares this with the
+    /// batch totals, and invoices recompute from these rows.
+    pub async fn committed_raw_count(&self) -> Result<u64, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            n: u64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT count() AS n FROM usage_raw WHERE {COMMITTED}"
+            ))
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.n))
+    }
+}
+
+/// Committed parts merged per key by the merge law of `dotmac_schema` (the
+/// same law the fold uses); shared with the embedded mode's store.
+pub fn merge_parts(
+    parts: impl IntoIterator<Item = RollupPartRow>,
+) -> Result<BTreeMap<RollupKey, RollupState>, ReadError> {
+    let mut merged = BTreeMap::new();
+    for part in parts {
+        merge_into(&mut merged, part.key()?, part.state()?)?;
+    }
+    Ok(merged)
+}
+
+/// Splits a SQL file into statements: `;`-terminated, `--` comments dropped.
+pub fn statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ddl_splits_into_its_tables() {
+        let all: Vec<String> = MIGRATIONS.iter().flat_map(|(_, s)| statements(s)).collect();
+        assert_eq!(all.len(), 3);
+        assert!(all
+            .iter()
+            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+    }
+
+    #[test]
+    fn quoting_escapes_what_could_end_a_literal() {
+        assert_eq!(quote("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(crate::clickhouse::ident("usage_raw").unwrap(), "usage_raw");
+        assert!(crate::clickhouse::ident("x; DROP").is_err());
+    }
+}

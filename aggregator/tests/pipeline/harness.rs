@@ -1,0 +1,257 @@
+//! A pipeline per test, with no API around it: a fresh ClickHouse
+//! database, its own topics and consumer group on the shared broker, a
+//! fixed catalog of tenants and meters, an aggregator that can be started
+//! and stopped, and a clock the test sets.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dotmac_aggregator::catalog::{Catalog, StaticCatalog};
+use dotmac_aggregator::store::{BatchTotals, UsageStore};
+use dotmac_aggregator::{AggregatorConfig, AggregatorError, AggregatorStats};
+use dotmac_ingest::kafka::{client_config, create_topics, Topics};
+use dotmac_schema::usage::{Aggregation, Meter, RollupKey, RollupState, Window};
+use dotmac_schema::{ManualClock, TenantId};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::Message;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+/// Where the test clock stands: a fixed instant, whatever today is.
+pub const TEST_NOW: &str = "2026-11-16T12:00:00Z";
+
+pub fn brokers() -> String {
+    std::env::var("DOTMAC_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn clickhouse_url() -> String {
+    std::env::var("DOTMAC_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        &random[..8]
+    )
+}
+
+/// The tenants every pipeline knows, by slug: two that meter, one that
+/// does not (suspended tenants' usage is dead-lettered).
+const TENANTS: [(&str, &str); 3] = [
+    ("acme-fiber", "active"),
+    ("comet-wireless", "active"),
+    ("bolt-broadband", "suspended"),
+];
+
+pub struct Pipeline {
+    pub config: AggregatorConfig,
+    pub usage: UsageStore,
+    pub clock: ManualClock,
+    /// slug → id.
+    tenants: BTreeMap<String, String>,
+    states: BTreeMap<String, String>,
+    meters: Mutex<Vec<Meter>>,
+}
+
+pub struct RunningAggregator {
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<(), AggregatorError>>,
+    pub stats: Arc<AggregatorStats>,
+}
+
+impl RunningAggregator {
+    /// Graceful stop: drains, commits, leaves the group.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+impl Pipeline {
+    pub async fn start() -> Pipeline {
+        // DOTMAC_LOG=info shows the aggregator's log in failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("DOTMAC_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let name = unique("dotmac_t");
+        let clock = ManualClock::new(TEST_NOW.parse().unwrap());
+        let mut config = AggregatorConfig::new(&brokers());
+        config.group_id = format!("{name}.aggregator");
+        config.topics = Topics {
+            events: format!("{name}.usage.events"),
+            dead_letter: format!("{name}.usage.dead-letter"),
+            partitions: 3,
+        };
+        config.flush_interval = Duration::from_millis(100);
+        // Late and early events are judged by the test's clock.
+        config.clock = Arc::new(clock.clone());
+        let usage = UsageStore::new(dotmac_aggregator::clickhouse::ClickHouse::new(
+            &clickhouse_url(),
+            &name,
+        ));
+        usage.migrate().await.expect("clickhouse migration");
+        create_topics(&config.brokers, &config.topics)
+            .await
+            .expect("topics");
+        let mut tenants = BTreeMap::new();
+        let mut states = BTreeMap::new();
+        for (slug, state) in TENANTS {
+            let id = TenantId::new().to_string();
+            states.insert(id.clone(), state.to_owned());
+            tenants.insert(slug.to_owned(), id);
+        }
+        Pipeline {
+            config,
+            usage,
+            clock,
+            tenants,
+            states,
+            meters: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn tenant(&self, slug: &str) -> String {
+        self.tenants[slug].clone()
+    }
+
+    /// Adds a meter to the catalog of aggregators spawned from now on.
+    pub fn meter(
+        &self,
+        slug: &str,
+        event_type: &str,
+        aggregation: Aggregation,
+        value_path: Option<&str>,
+        group_by: &[&str],
+        window: Window,
+    ) {
+        let meter = Meter {
+            slug: slug.into(),
+            event_type: event_type.into(),
+            aggregation,
+            value_path: value_path.map(str::to_owned),
+            group_by: group_by.iter().map(|g| (*g).to_owned()).collect(),
+            window,
+        };
+        meter.validate().expect("a valid meter");
+        self.meters.lock().unwrap().push(meter);
+    }
+
+    pub fn spawn_aggregator(&self) -> RunningAggregator {
+        let catalog = Catalog::new(self.states.clone(), self.meters.lock().unwrap().clone());
+        let stats = Arc::new(AggregatorStats::default());
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(dotmac_aggregator::run(
+            self.config.clone(),
+            self.usage.clone(),
+            Arc::new(StaticCatalog(catalog)),
+            stats.clone(),
+            stopped,
+            None,
+        ));
+        RunningAggregator {
+            stop,
+            handle,
+            stats,
+        }
+    }
+
+    /// Produces records as they are (any key, any bytes), acknowledged.
+    pub async fn produce(&self, records: &[(Option<String>, Vec<u8>)]) {
+        let producer: FutureProducer = client_config(&self.config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let topic = &self.config.topics.events;
+        for chunk in records.chunks(5000) {
+            let sends = chunk.iter().map(|(key, payload)| {
+                let mut r: FutureRecord<'_, str, [u8]> =
+                    FutureRecord::to(topic).payload(payload.as_slice());
+                if let Some(k) = key {
+                    r = r.key(k.as_str());
+                }
+                producer.send(r, Timeout::After(Duration::from_secs(30)))
+            });
+            for result in futures::future::join_all(sends).await {
+                result.map_err(|(e, _)| e).expect("broker acknowledged");
+            }
+        }
+    }
+
+    /// Waits until committed batches account for `records` records.
+    pub async fn wait_for_records(&self, records: u64, timeout: Duration) -> BatchTotals {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let totals = self.usage.totals().await.unwrap_or_default();
+            if totals.events >= records {
+                return totals;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {records} records committed after {timeout:?}: {totals:?}",
+                totals.events
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn rollups(&self, meter: &str) -> BTreeMap<RollupKey, RollupState> {
+        self.usage.rollups(None, meter, 0, i64::MAX).await.unwrap()
+    }
+
+    /// Reads `n` records of the dead-letter topic: (key, payload, reason).
+    pub fn dead_letters(&self, n: usize) -> Vec<(Option<String>, Vec<u8>, String)> {
+        let consumer: BaseConsumer = client_config(&self.config.brokers)
+            .set("group.id", unique("dlq-reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("max.poll.interval.ms", "7000")
+            .create()
+            .unwrap();
+        consumer
+            .subscribe(&[&self.config.topics.dead_letter])
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let reason = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "dotmac-reason"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    m.payload().unwrap_or_default().to_vec(),
+                    reason,
+                ));
+            }
+        }
+        out
+    }
+
+    pub async fn cleanup(self) {
+        self.usage.clickhouse().drop_database().await.ok();
+    }
+}
+
+/// A CloudEvents usage event as JSON.
+pub fn event(id: &str, event_type: &str, time: &str, data: Value) -> Value {
+    json!({ "specversion": "1.0", "id": id, "source": "//isp/test", "type": event_type, "time": time, "data": data })
+}

@@ -1,0 +1,11 @@
+//! The aggregator against the real broker (tansu) and real ClickHouse,
+//! started by `deploy/local/pipeline-services.sh`: exactness for every
+//! aggregation, bad input to the dead-letter topic, a third-party producer,
+//! and the close's ClickHouse totals read. (The HTTP intake, billing from
+//! the pipeline and the chaos test of `dotmac aggregate` are the API's.)
+
+mod bad_input;
+mod exactness;
+mod harness;
+mod third_party;
+mod totals;

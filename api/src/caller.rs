@@ -1,0 +1,57 @@
+//! The caller of one request (who is asking, in which scope, under which
+//! request id), resolved once by the transport, and the principal that
+//! scheduled jobs act as.
+
+use std::net::IpAddr;
+
+use dotmac_schema::{Principal, Role};
+
+use crate::error::{ApiError, ApiResult};
+
+/// The caller of one request, resolved once from its credential.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    pub principal: Option<Principal>,
+    /// When the caller's access token expires; long-lived subscriptions end then.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl RequestCtx {
+    /// The platform itself running `job` (a schedule, a CLI command, the
+    /// demo seed): platform-wide, audited as `system:<job>` under the
+    /// request id `job`.
+    pub fn system(job: &'static str) -> RequestCtx {
+        RequestCtx {
+            principal: Some(Principal::system(job)),
+            request_id: Some(job.to_owned()),
+            ..RequestCtx::default()
+        }
+    }
+
+    /// The authenticated principal, or UNAUTHENTICATED.
+    pub fn principal(&self) -> ApiResult<&Principal> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthenticated("sign in first".into()))
+    }
+
+    /// A principal allowed to mutate; read-only roles get FORBIDDEN.
+    pub fn writer(&self) -> ApiResult<&Principal> {
+        let p = self.principal()?;
+        if !p.can_write() {
+            return Err(ApiError::Forbidden("this role is read-only".into()));
+        }
+        Ok(p)
+    }
+
+    /// A writer whose role is one of `roles`.
+    pub fn writer_with(&self, roles: &[Role]) -> ApiResult<&Principal> {
+        let p = self.writer()?;
+        match p.role() {
+            Some(r) if roles.contains(&r) => Ok(p),
+            _ => Err(ApiError::Forbidden("this role may not do that".into())),
+        }
+    }
+}

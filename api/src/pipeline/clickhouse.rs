@@ -1,0 +1,63 @@
+//! The production [`UsageReader`]: committed rollups and raw events in
+//! ClickHouse, as the aggregator wrote them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use dotmac_aggregator::store::UsageStore;
+use dotmac_schema::usage::{RollupKey, RollupState};
+use rust_decimal::Decimal;
+
+use super::{RawEvent, UsageReader};
+use crate::error::{ApiError, ApiResult};
+
+pub struct ClickHouseReader(pub UsageStore);
+
+fn failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("clickhouse: {e}"))
+}
+
+#[async_trait::async_trait]
+impl UsageReader for ClickHouseReader {
+    async fn rollups(
+        &self,
+        tenants: Option<&[String]>,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> ApiResult<BTreeMap<RollupKey, RollupState>> {
+        self.0
+            .rollups(tenants, meter, from_secs, to_secs)
+            .await
+            .map_err(failed)
+    }
+
+    async fn meter_totals(
+        &self,
+        meters: &[String],
+        from_secs: i64,
+        to_secs: i64,
+    ) -> ApiResult<HashMap<(String, String), Decimal>> {
+        // ClickHouse sums every tenant's parts itself.
+        Ok(self
+            .0
+            .meter_totals(meters, from_secs, to_secs)
+            .await
+            .map_err(failed)?
+            .by_tenant_meter
+            .into_iter()
+            .map(|(key, state)| (key, state.value().normalize()))
+            .collect())
+    }
+
+    async fn committed_raw(
+        &self,
+        event_type: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> ApiResult<Vec<RawEvent>> {
+        self.0
+            .committed_raw(event_type, from_us, to_us)
+            .await
+            .map_err(failed)
+    }
+}

@@ -1,0 +1,67 @@
+//! Reseller use cases: platform admins onboard resellers; resellers read their own.
+
+use dotmac_schema::{ResellerId, Role};
+
+use super::Directory;
+use crate::caller::RequestCtx;
+use crate::error::{ApiError, ApiResult};
+use crate::service::{email, required_text};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::resellers::{self, ResellerRow};
+
+/// Commission tiers of DESIGN.md §8.
+pub const TIERS: [&str; 4] = ["bronze", "silver", "gold", "platinum"];
+
+pub struct NewReseller {
+    pub name: String,
+    pub tier: Option<String>,
+    pub contact_email: Option<String>,
+}
+
+pub async fn create(
+    directory: &Directory,
+    ctx: &RequestCtx,
+    input: NewReseller,
+) -> ApiResult<ResellerRow> {
+    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
+    let name = required_text("input.name", &input.name, 200)?;
+    let tier = input.tier.unwrap_or_else(|| "bronze".into()).to_lowercase();
+    if !TIERS.contains(&tier.as_str()) {
+        return Err(ApiError::validation(
+            "input.tier",
+            format!("must be one of {}", TIERS.join(", ")),
+        ));
+    }
+    let contact_email = input
+        .contact_email
+        .as_deref()
+        .map(|e| email("input.contactEmail", e))
+        .transpose()?;
+    let tx = directory.store.begin(&p.scope).await?;
+    let row = resellers::insert(
+        &tx,
+        ResellerRow {
+            id: ResellerId::new().to_string(),
+            name,
+            tier,
+            contact_email,
+            created_at: directory.clock.now(),
+        },
+    )
+    .await?;
+    audit::record(
+        &tx,
+        directory.clock.now(),
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "reseller.create",
+            reseller_id: Some(row.id.clone()),
+            object_id: Some(row.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}

@@ -1,0 +1,221 @@
+//! Sessions: sign-in with lockout, rotating refresh tokens, logout.
+
+use chrono::Duration;
+use dotmac_schema::{Scope, UserId};
+
+use super::Identity;
+use crate::auth::{self, hash_password, hash_secret, random_token, verify_password};
+use crate::caller::RequestCtx;
+use crate::error::{ApiError, ApiResult};
+use crate::limiter::Rate;
+use crate::service::parse_id;
+use crate::store::audit::{self, AuditEntry};
+use crate::store::tokens::{self, RefreshRow};
+use crate::store::users::{self, UserRow};
+use crate::store::Tx;
+
+/// Tokens handed to a signed-in user.
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub user: UserRow,
+}
+
+/// One message for every failed sign-in, so that it says nothing about which
+/// part was wrong.
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthenticated("invalid email or password".into())
+}
+
+pub async fn login(
+    identity: &Identity,
+    ctx: &RequestCtx,
+    email_in: &str,
+    password: &str,
+) -> ApiResult<Session> {
+    let ip = ctx
+        .client_ip
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let per_minute = identity.login_per_minute;
+    identity
+        .limiter
+        .check(
+            &format!("login:{ip}"),
+            Rate {
+                per_minute,
+                burst: per_minute,
+            },
+        )
+        .await?;
+    let email_in = email_in.trim().to_lowercase();
+    let now = identity.clock.now();
+    // Step 1, short transaction: count the attempt before the password is
+    // checked, so parallel guesses cannot all slip under the lockout.
+    let tx = identity.store.begin_system().await?;
+    let Some(found) = users::find_by_email_system(&tx, &email_in).await? else {
+        tx.commit().await?;
+        // Spend the same time as a real check so timing does not reveal accounts.
+        let _ = hash_password(password.to_owned()).await;
+        return Err(bad_credentials());
+    };
+    let user = users::reserve_attempt(&tx, &found.id, now).await?;
+    if user.locked_until.is_some_and(|u| u > now) {
+        // The same answer as a wrong password: no account oracle.
+        tx.commit().await?;
+        return Err(bad_credentials());
+    }
+    if user.failed_logins > identity.settings.lockout_failures {
+        let until = now + Duration::minutes(identity.settings.lockout_minutes);
+        users::lock(&tx, &user.id, until).await?;
+        audit::record(
+            &tx,
+            identity.clock.now(),
+            None,
+            ctx.request_id.as_deref(),
+            AuditEntry::about_user("auth.locked", &user),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(bad_credentials());
+    }
+    tx.commit().await?;
+    // Step 2, outside any transaction: the deliberately slow hash check
+    // must not hold a pooled connection.
+    let ok = verify_password(password.to_owned(), user.password_hash.clone()).await?;
+    // Step 3: record the outcome.
+    let tx = identity.store.begin_system().await?;
+    if !ok {
+        audit::record(
+            &tx,
+            identity.clock.now(),
+            None,
+            ctx.request_id.as_deref(),
+            AuditEntry::about_user("auth.login_failed", &user),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(bad_credentials());
+    }
+    users::record_success(&tx, &user.id).await?;
+    let principal = auth::user_principal(&user)?;
+    let session = open_session(identity, &tx, user, None).await?;
+    audit::record(
+        &tx,
+        identity.clock.now(),
+        Some(&principal),
+        ctx.request_id.as_deref(),
+        AuditEntry::about_user("auth.login", &session.user),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// Issues an access token and a refresh token (in `family`, or a new one).
+pub(super) async fn open_session(
+    identity: &Identity,
+    tx: &Tx,
+    user: UserRow,
+    family: Option<String>,
+) -> ApiResult<Session> {
+    let refresh = random_token();
+    let now = identity.clock.now();
+    tokens::insert_refresh(
+        tx,
+        RefreshRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.id.clone(),
+            family_id: family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            token_hash: hash_secret(&refresh),
+            expires_at: now + Duration::days(identity.settings.refresh_token_days),
+            revoked_at: None,
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(Session {
+        access_token: identity.keys.issue(&user)?,
+        refresh_token: refresh,
+        expires_in: identity.keys.access_ttl.num_seconds(),
+        user,
+    })
+}
+
+/// Rotates a refresh token. Presenting one that was already rotated means it
+/// leaked: the whole family is revoked.
+pub async fn refresh(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiResult<Session> {
+    let invalid = || ApiError::Unauthenticated("invalid or expired refresh token".into());
+    let tx = identity.store.begin_system().await?;
+    let row = tokens::find_refresh(&tx, &hash_secret(token))
+        .await?
+        .ok_or_else(invalid)?;
+    let now = identity.clock.now();
+    // A token already rotated (or rotated by a concurrent request right now)
+    // has leaked: end the whole family.
+    let reused = row.revoked_at.is_some() || {
+        row.expires_at > now && !tokens::revoke_if_live(&tx, &row, now).await?
+    };
+    if reused {
+        tokens::revoke_family(&tx, &row.family_id, now).await?;
+        audit::record(
+            &tx,
+            identity.clock.now(),
+            None,
+            ctx.request_id.as_deref(),
+            AuditEntry {
+                action: "auth.refresh_reuse",
+                object_id: Some(row.user_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(invalid());
+    }
+    if row.expires_at <= now {
+        return Err(invalid());
+    }
+    let user_id: UserId = parse_id("refreshToken", &row.user_id)?;
+    let user = users::get(&tx, &Scope::All, &user_id).await?;
+    let session = open_session(identity, &tx, user, Some(row.family_id.clone())).await?;
+    audit::record(
+        &tx,
+        identity.clock.now(),
+        Some(&auth::user_principal(&session.user)?),
+        ctx.request_id.as_deref(),
+        AuditEntry::about_user("auth.refresh", &session.user),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// Revokes the refresh token's family. Needs the caller signed in as its owner.
+pub async fn logout(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiResult<bool> {
+    let p = ctx.principal()?;
+    let tx = identity.store.begin_system().await?;
+    let Some(row) = tokens::find_refresh(&tx, &hash_secret(token)).await? else {
+        return Ok(false);
+    };
+    if Some(row.user_id.as_str()) != p.user_id().map(UserId::as_str) {
+        return Ok(false);
+    }
+    tokens::revoke_family(&tx, &row.family_id, identity.clock.now()).await?;
+    audit::record(
+        &tx,
+        identity.clock.now(),
+        Some(p),
+        ctx.request_id.as_deref(),
+        AuditEntry {
+            action: "auth.logout",
+            object_id: Some(row.user_id.clone()),
+            tenant_id: super::scope_tenant(&p.scope),
+            reseller_id: super::scope_reseller(&p.scope),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
