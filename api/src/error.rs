@@ -1,7 +1,13 @@
-//! The API's error type and its stable codes. Errors become GraphQL/HTTP
-//! responses in exactly one place ([`crate::graphql::errors`]), never leaking
-//! internals.
+//! The API's error type, its stable codes and what each code is over HTTP.
+//! Errors become responses in exactly one place per transport: the
+//! [`IntoResponse`] below for every HTTP route (a JSON body `{"error":
+//! {"code", "message", "field"}}` with the code's status), and
+//! `crate::graphql::errors` for GraphQL (a `code` extension). Internals are
+//! logged, never shown.
 
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use dotmac_schema::{IdError, SlugError, TransitionError};
 
 /// Every way a request can fail, by what the caller should do about it.
@@ -23,6 +29,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// A request body in a format the route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("internal error")]
     Internal(#[source] InternalError),
 }
@@ -77,7 +86,43 @@ impl ApiError {
             ApiError::NotFound { .. } => "NOT_FOUND",
             ApiError::Conflict { .. } => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status of the code: the same for every route.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the caller is told: the message, except that internal errors
+    /// are logged here and say only "internal error".
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(inner) => {
+                tracing::error!(error = %inner, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Seconds to wait before retrying, for a `retry-after` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -116,5 +161,109 @@ impl From<TransitionError> for ApiError {
 impl ApiError {
     pub fn bad_slug(field: &str, e: SlugError) -> Self {
         Self::validation(field, e.to_string())
+    }
+}
+
+/// The body of an HTTP error answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.public_message(),
+                field: self.field().map(str::to_owned),
+            },
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each kind of error.
+    pub(crate) fn every_error() -> Vec<ApiError> {
+        vec![
+            ApiError::validation("input.name", "must not be empty"),
+            ApiError::Unauthenticated("sign in first".into()),
+            ApiError::Forbidden("this role is read-only".into()),
+            ApiError::not_found("tenant"),
+            ApiError::conflict("input.slug", "is taken"),
+            ApiError::Unavailable("no broker".into()),
+            ApiError::RateLimited {
+                retry_after_secs: 7,
+            },
+            ApiError::UnsupportedMediaType("text/plain".into()),
+            ApiError::internal("the disk is on fire"),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_code_has_one_status_and_a_body_that_agrees() {
+        let mut codes = std::collections::BTreeSet::new();
+        for error in every_error() {
+            let (code, status, field) = (
+                error.code(),
+                error.status(),
+                error.field().map(str::to_owned),
+            );
+            assert!(codes.insert(code), "{code} appears twice");
+            let expected = match code {
+                "VALIDATION" => 400,
+                "UNAUTHENTICATED" => 401,
+                "FORBIDDEN" => 403,
+                "NOT_FOUND" => 404,
+                "CONFLICT" => 409,
+                "UNSUPPORTED_MEDIA_TYPE" => 415,
+                "RATE_LIMITED" => 429,
+                "INTERNAL" => 500,
+                "UNAVAILABLE" => 503,
+                other => panic!("{other} has no status in this table"),
+            };
+            assert_eq!(status.as_u16(), expected, "{code}");
+            let retry = error.retry_after();
+            let response = error.into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(
+                response.headers().get("retry-after").map(|v| v
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()),
+                retry
+            );
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body.error.code, code);
+            assert_eq!(body.error.field, field);
+            if code == "INTERNAL" {
+                assert_eq!(
+                    body.error.message, "internal error",
+                    "internals never shown"
+                );
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The one place errors become GraphQL errors: every error gets a stable
-//! `code` extension (and `field` for input errors); internals are logged and
-//! replaced by "internal error". Also the alias limit.
+//! `code` extension (and `field` for input errors), the same codes the HTTP
+//! routes answer with; internals are logged and replaced by "internal
+//! error". Also the alias limit.
 //!
 //! HTTP requests call [`with_codes`] and [`check_aliases`] around execution;
 //! WebSocket subscriptions get the same through the [`ErrorCodes`] extension.
@@ -44,18 +45,32 @@ pub fn with_codes(mut resp: Response) -> Response {
     resp
 }
 
+/// An error raised outside execution (the caller's credential, the rate
+/// limit) as a GraphQL error with its code.
+pub fn server_error(err: &ApiError) -> ServerError {
+    let mut e = ServerError::new(err.public_message(), None);
+    let ext = e.extensions.get_or_insert_with(Default::default);
+    ext.set("code", err.code());
+    if let Some(f) = err.field() {
+        ext.set("field", Value::String(f.to_owned()));
+    }
+    e
+}
+
 fn annotate(err: &mut ServerError) {
     let classified = err.source::<ApiError>().map(|api| {
-        if let ApiError::Internal(inner) = api {
-            tracing::error!(error = %inner, path = ?err.path, "internal error");
+        if matches!(api, ApiError::Internal(_)) {
+            tracing::error!(path = ?err.path, "in a resolver");
         }
-        (api.code(), api.field().map(str::to_owned))
+        (
+            api.code(),
+            api.field().map(str::to_owned),
+            api.public_message(),
+        )
     });
     let (code, field) = match classified {
-        Some((code, field)) => {
-            if code == "INTERNAL" {
-                err.message = "internal error".into();
-            }
+        Some((code, field, message)) => {
+            err.message = message;
             (code, field)
         }
         // Errors raised by the GraphQL engine itself: parse, validation,
@@ -157,5 +172,45 @@ impl Extension for ErrorCodesExt {
             ));
         }
         Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_error_keeps_its_code_and_field_in_graphql() {
+        let errors = [
+            ApiError::validation("input.name", "must not be empty"),
+            ApiError::Unauthenticated("sign in first".into()),
+            ApiError::Forbidden("read-only".into()),
+            ApiError::not_found("tenant"),
+            ApiError::conflict("input.slug", "is taken"),
+            ApiError::Unavailable("no broker".into()),
+            ApiError::RateLimited {
+                retry_after_secs: 3,
+            },
+            ApiError::UnsupportedMediaType("text/plain".into()),
+            ApiError::internal("secret detail"),
+        ];
+        for api in errors {
+            let (code, field) = (api.code(), api.field().map(str::to_owned));
+            // Raised before execution.
+            let before = server_error(&api);
+            // Raised by a resolver (annotated after execution).
+            let mut during =
+                async_graphql::Error::from(api).into_server_error(async_graphql::Pos::default());
+            during.path = vec![async_graphql::PathSegment::Field("f".into())];
+            annotate(&mut during);
+            for e in [before, during] {
+                let ext = e.extensions.as_ref().unwrap();
+                assert_eq!(ext.get("code"), Some(&Value::from(code)), "{code}");
+                assert_eq!(ext.get("field").cloned(), field.clone().map(Value::String));
+                if code == "INTERNAL" {
+                    assert_eq!(e.message, "internal error");
+                }
+            }
+        }
     }
 }

@@ -1,23 +1,17 @@
 //! `POST /v1/events`: the HTTP intake of usage events (a CloudEvents batch
 //! with a tenant's API key), answered per event after the sink took them.
 
+use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dotmac_ingest::{parse_body_raw, BatchError};
 use dotmac_schema::{ApiKeyScope, PrincipalKind, Scope};
-use serde_json::json;
 
-use crate::app::App;
-use crate::error::ApiError;
-
-fn refuse(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
-}
+use super::credentials::ServiceCaller;
+use super::HttpState;
+use crate::error::{ApiError, ApiResult};
 
 /// One event's outcome in the answer of `POST /v1/events`.
 #[derive(serde::Serialize)]
@@ -44,29 +38,14 @@ struct EventsAnswer<'a> {
 /// acknowledged every accepted one. 200 when all are accepted, 207 when
 /// some are rejected, 422 when none is; 503 when the broker did not
 /// acknowledge (those events are reported `failed`: send them again, the
-/// aggregator dedupes by `(tenant, source, id)`).
-pub async fn post_events(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let principal = match crate::http::principal_from(app, auth).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "an API key with usage:write is required".into(),
-            )
-        }
-        Err(e @ ApiError::Unauthenticated(_)) => {
-            return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
-        }
-        Err(e) => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                e.code(),
-                "internal error".into(),
-            )
-        }
-    };
+/// aggregator dedupes by `(tenant, source, id)`). A request refused as a
+/// whole (credential, scope, media type, body) answers as any error does.
+pub async fn post_events(
+    State(st): State<HttpState>,
+    ServiceCaller(principal): ServiceCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let tenant = match (&principal.kind, &principal.scope) {
         (PrincipalKind::ApiKey { scopes, .. }, Scope::Tenant(t))
             if scopes.contains(&ApiKeyScope::UsageWrite) =>
@@ -74,35 +53,26 @@ pub async fn post_events(app: &App, headers: &HeaderMap, body: &[u8]) -> Respons
             t.to_string()
         }
         _ => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
+            return Err(ApiError::Forbidden(
                 "usage is sent with a tenant's API key that has the usage:write scope".into(),
-            )
+            ))
         }
-    };
-    let Some(intake) = app.intake.as_ref() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "usage intake is not configured on this server (kafka_brokers)".into(),
-        );
     };
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let verdicts = match parse_body_raw(content_type, body) {
-        Ok(v) => v,
-        Err(e @ BatchError::UnsupportedMediaType(_)) => {
-            return refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                e.to_string(),
-            )
-        }
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "VALIDATION", format!("body: {e}")),
-    };
+    let verdicts = parse_body_raw(content_type, &body).map_err(|e| match e {
+        BatchError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(e.to_string()),
+        other => ApiError::validation("body", other.to_string()),
+    })?;
+    // The request is checked before the server's state: a malformed batch
+    // is the sender's to fix whether or not the intake is up.
+    let intake = st.app.intake.as_ref().ok_or_else(|| {
+        ApiError::Unavailable(
+            "usage intake is not configured on this server (kafka_brokers)".into(),
+        )
+    })?;
     let accepted: Vec<&[u8]> = verdicts
         .iter()
         .filter_map(|v| v.as_ref().ok().map(|(_, raw)| *raw))
@@ -156,7 +126,7 @@ pub async fn post_events(app: &App, headers: &HeaderMap, body: &[u8]) -> Respons
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    (
+    Ok((
         status,
         Json(EventsAnswer {
             accepted: n_accepted,
@@ -165,5 +135,5 @@ pub async fn post_events(app: &App, headers: &HeaderMap, body: &[u8]) -> Respons
             results,
         }),
     )
-        .into_response()
+        .into_response())
 }

@@ -7,13 +7,13 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::Json;
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
-use crate::error::ApiError;
+use super::HttpState;
+use crate::caller::RequestCtx;
+use crate::error::{ApiError, ApiResult};
 use crate::service::billing::settlement::{record_payment, NewPayment, PaymentMethod};
 
 /// Signatures this far from now (either way) are refused.
@@ -108,87 +108,50 @@ struct Body {
     reference: String,
 }
 
-fn answer(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
-}
-
-pub async fn handle(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let secret = app.config.billing.payment_webhook_secret.clone();
-    if secret.is_empty() {
-        return answer(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "the payment webhook is not configured (billing.payment_webhook_secret)".into(),
-        );
-    }
-    let header = headers
-        .get("dotmac-signature")
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = verify(&secret, header, &body, app.clock.now().timestamp()) {
-        let why = match e {
+/// Why a signature is refused, in words for the sender.
+fn refusal(e: SignatureError) -> ApiError {
+    ApiError::Unauthenticated(
+        match e {
             SignatureError::Missing => "the dotmac-signature header is required",
             SignatureError::Malformed => "dotmac-signature must be t=<unix seconds>,v1=<hex>",
             SignatureError::Stale => "the signature's timestamp is more than 5 minutes away",
             SignatureError::Mismatch => "the signature does not match the body",
-        };
-        return answer(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why.into());
-    }
-    let body: Body = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, "VALIDATION", format!("body: {e}")),
-    };
-    let tx = match app.store.begin_system().await {
-        Ok(tx) => tx,
-        Err(e) => return failure(e),
-    };
-    let invoice =
-        crate::store::billing::get_invoice(&tx, &dotmac_schema::Scope::All, &body.invoice_id).await;
-    let _ = tx.commit().await;
-    match invoice {
-        Ok(inv) if inv.currency != body.currency => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION",
-                format!("currency: the invoice is in {}", inv.currency),
-            )
         }
-        Ok(_) => {}
-        Err(e) => return failure(e),
+        .into(),
+    )
+}
+
+pub async fn handle(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = &st.app;
+    let secret = &app.config.billing.payment_webhook_secret;
+    if secret.is_empty() {
+        // Not configured: as if the route did not exist.
+        return Err(ApiError::not_found("payment webhook"));
     }
+    let header = headers
+        .get("dotmac-signature")
+        .and_then(|v| v.to_str().ok());
+    verify(secret, header, &body, app.clock.now().timestamp()).map_err(refusal)?;
+    let body: Body =
+        serde_json::from_slice(&body).map_err(|e| ApiError::validation("body", e.to_string()))?;
     let input = NewPayment {
         invoice_id: &body.invoice_id,
         amount: &body.amount,
+        currency: Some(&body.currency),
         reference: &body.reference,
         method: PaymentMethod::Webhook,
         received_at: app.clock.now(),
     };
-    match record_payment(&app.billing, None, Some("payment-webhook"), input).await {
-        Ok(p) => Json(serde_json::json!({
-            "paymentId": p.id,
-            "toInvoice": p.to_invoice,
-            "toCreditBalance": p.to_credit_balance,
-        }))
-        .into_response(),
-        Err(e) => failure(e),
-    }
-}
-
-fn failure(e: ApiError) -> Response {
-    let status = match &e {
-        ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ApiError::Conflict { .. } => StatusCode::CONFLICT,
-        ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let message = match &e {
-        ApiError::Internal(_) => "internal error".to_owned(),
-        other => other.to_string(),
-    };
-    answer(status, e.code(), message)
+    let p = record_payment(&app.billing, &RequestCtx::system("payment-webhook"), input).await?;
+    Ok(Json(serde_json::json!({
+        "paymentId": p.id,
+        "toInvoice": p.to_invoice,
+        "toCreditBalance": p.to_credit_balance,
+    })))
 }
 
 #[cfg(test)]

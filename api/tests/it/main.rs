@@ -6,6 +6,7 @@ mod api;
 mod billing;
 mod e2e;
 mod embedded_usage;
+mod errors;
 mod isolation;
 mod rls;
 mod settlement;

@@ -39,6 +39,7 @@ fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<
     NewPayment {
         invoice_id: invoice,
         amount,
+        currency: None,
         reference,
         method: PaymentMethod::Manual,
         received_at: crate::support::TEST_NOW.parse().unwrap(),

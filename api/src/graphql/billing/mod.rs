@@ -230,6 +230,7 @@ impl BillingMutation {
             settlement::NewPayment {
                 invoice_id: &input.invoice_id,
                 amount: &input.amount,
+                currency: None,
                 reference: &input.reference,
                 method: settlement::PaymentMethod::Manual,
                 received_at: app.clock.now(),

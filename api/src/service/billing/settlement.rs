@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use dotmac_billing::settlement::{credit_line, CreditLine, Credited};
 use dotmac_billing::{Applied, Settlement, SettlementError};
 use dotmac_schema::money::{Currency, Rounding};
-use dotmac_schema::{Principal, Role, Scope};
+use dotmac_schema::Role;
 use rust_decimal::Decimal;
 
 use super::Billing;
@@ -203,6 +203,9 @@ pub struct NewPayment<'a> {
     pub invoice_id: &'a str,
     /// Decimal text in the invoice's currency.
     pub amount: &'a str,
+    /// The currency the sender says it paid in, when it says: it must be
+    /// the invoice's.
+    pub currency: Option<&'a str>,
     /// The payment's id at its source; unique.
     pub reference: &'a str,
     pub method: PaymentMethod,
@@ -215,8 +218,8 @@ pub async fn record_manual_payment(
     ctx: &RequestCtx,
     input: NewPayment<'_>,
 ) -> ApiResult<PaymentRow> {
-    let p = ctx.writer_with(&[Role::PlatformAdmin])?;
-    record_payment(billing, Some(p), ctx.request_id.as_deref(), input).await
+    ctx.writer_with(&[Role::PlatformAdmin])?;
+    record_payment(billing, ctx, input).await
 }
 
 /// Records a payment against an invoice. A reference already recorded for
@@ -224,21 +227,22 @@ pub async fn record_manual_payment(
 /// for anything else it is a conflict.
 pub async fn record_payment(
     billing: &Billing,
-    principal: Option<&Principal>,
-    request_id: Option<&str>,
+    ctx: &RequestCtx,
     input: NewPayment<'_>,
 ) -> ApiResult<PaymentRow> {
     let NewPayment {
         invoice_id,
         amount,
+        currency: sent_currency,
         reference,
         method,
         received_at,
     } = input;
+    let principal = ctx.principal()?;
     let amount = money(amount, "input.amount")?;
     let reference = crate::service::required_text("input.reference", reference, 200)?;
     let id: dotmac_schema::InvoiceId = parse_id("input.invoiceId", invoice_id)?;
-    let scope = principal.map_or(Scope::All, |p| p.scope.clone());
+    let scope = principal.scope.clone();
     let tx = billing.store.begin(&scope).await?;
     if let Some(existing) = rows::payment_by_reference(&tx, &reference).await? {
         if existing.invoice_id == id.as_str() && dec(&existing.amount)? == amount {
@@ -254,6 +258,12 @@ pub async fn record_payment(
         return Err(ApiError::conflict(
             "input.invoiceId",
             format!("a {} invoice cannot be paid", invoice.status),
+        ));
+    }
+    if let Some(sent) = sent_currency.filter(|c| *c != invoice.currency) {
+        return Err(ApiError::validation(
+            "currency",
+            format!("the invoice is in {}, not {sent}", invoice.currency),
         ));
     }
     let cur = currency(&invoice)?;
@@ -289,8 +299,8 @@ pub async fn record_payment(
     audit::record(
         &tx,
         billing.clock.now(),
-        principal,
-        request_id,
+        Some(principal),
+        ctx.request_id.as_deref(),
         AuditEntry {
             action: "payment.record",
             tenant_id: Some(tenant_id),
