@@ -132,7 +132,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
         &ctx,
         resellers::NewReseller {
             name: "Demo Reseller".into(),
-            tier: Some("gold".into()),
+            tier: Some(dotmac_schema::ResellerTier::Gold),
             contact_email: Some("partners@demo.dotmac.dev".into()),
         },
     )

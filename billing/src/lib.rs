@@ -28,5 +28,4 @@ pub use period::{Calendar, Period};
 pub use proration::prorate;
 pub use rating::{rate, Rating, TierCharge};
 pub use settlement::{credit_line, Applied, CreditLine, Credited, Settlement, SettlementError};
-pub use subscription::{SubscriptionEvent, SubscriptionState};
 pub use tax::{TaxRate, Taxed};

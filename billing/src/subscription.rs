@@ -1,7 +1,7 @@
-//! Subscription lifecycle (DESIGN.md §7): trial → active ↔ past_due,
-//! active ↔ paused, and cancelled (now, with a credit for unused time, or
-//! at the period's end). Only the listed transitions are legal; plan
-//! changes prorate the recurring fee by elapsed time (see `proration`).
+//! Subscription changes that bill something: a plan change inside a period
+//! credits the old fee's unused time and charges the new fee's rest,
+//! prorated by elapsed time (see `proration`). The subscription's states
+//! and their legal transitions are `dotmac_schema::lifecycle`'s.
 
 use chrono::{DateTime, Utc};
 use dotmac_schema::money::{Currency, Rounding};
@@ -10,85 +10,6 @@ use rust_decimal::Decimal;
 use crate::invoice::{LineDraft, LineKind};
 use crate::period::Period;
 use crate::proration::prorate;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionState {
-    Trial,
-    Active,
-    PastDue,
-    Paused,
-    Cancelled,
-}
-
-/// What happens to a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubscriptionEvent {
-    /// The trial ran out (or was ended early).
-    TrialEnded,
-    /// An invoice passed its due date unpaid.
-    InvoiceOverdue,
-    /// Every overdue invoice is paid.
-    OverduePaid,
-    Pause,
-    Resume,
-    Cancel,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("state: a {from:?} subscription cannot take {event:?}")]
-pub struct IllegalTransition {
-    pub from: SubscriptionState,
-    pub event: SubscriptionEvent,
-}
-
-impl SubscriptionState {
-    /// The state after `event`, or why it is not allowed.
-    pub fn on(self, event: SubscriptionEvent) -> Result<SubscriptionState, IllegalTransition> {
-        use SubscriptionEvent as E;
-        use SubscriptionState as S;
-        let next = match (self, event) {
-            (S::Trial, E::TrialEnded) => S::Active,
-            (S::Active, E::InvoiceOverdue) | (S::PastDue, E::InvoiceOverdue) => S::PastDue,
-            (S::PastDue, E::OverduePaid) => S::Active,
-            (S::Active, E::Pause) => S::Paused,
-            (S::Paused, E::Resume) => S::Active,
-            (S::Trial | S::Active | S::PastDue | S::Paused, E::Cancel) => S::Cancelled,
-            (from, event) => return Err(IllegalTransition { from, event }),
-        };
-        Ok(next)
-    }
-
-    /// The stored name (as serialized): `trial`, `active`, `past_due`,
-    /// `paused`, `cancelled`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionState::Trial => "trial",
-            SubscriptionState::Active => "active",
-            SubscriptionState::PastDue => "past_due",
-            SubscriptionState::Paused => "paused",
-            SubscriptionState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SubscriptionState> {
-        [
-            SubscriptionState::Trial,
-            SubscriptionState::Active,
-            SubscriptionState::PastDue,
-            SubscriptionState::Paused,
-            SubscriptionState::Cancelled,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
-    }
-
-    /// Whether the recurring fee accrues in this state (not in a trial,
-    /// a pause or after cancellation).
-    pub fn accrues(self) -> bool {
-        matches!(self, SubscriptionState::Active | SubscriptionState::PastDue)
-    }
-}
 
 /// The lines a plan change at `at` adds to the period's invoice: a credit
 /// for the old fee's unused time and a charge for the new fee's rest. The
@@ -137,10 +58,10 @@ pub fn cancellation_credit(
 mod tests {
     use super::*;
     use chrono::{NaiveDate, TimeDelta};
+    use dotmac_schema::lifecycle::SubscriptionEvent as E;
+    use dotmac_schema::lifecycle::SubscriptionState as S;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;
-    use SubscriptionEvent as E;
-    use SubscriptionState as S;
 
     const EVENTS: [E; 6] = [
         E::TrialEnded,

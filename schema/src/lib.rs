@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod clock;
 pub mod ids;
+pub mod lifecycle;
 pub mod money;
 pub mod price;
 pub mod slug;
@@ -19,7 +20,8 @@ pub use ids::{
     ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId,
     SubscriptionId, TaxRateId, TenantId, UserId,
 };
-pub use money::{Currency, Money, MoneyError, Rounding};
+pub use lifecycle::{InvoiceStatus, PaymentMethod, SubscriptionEvent, SubscriptionState};
+pub use money::{Currency, MoneyError, Rounding};
 pub use slug::{slug_from_name, validate_slug, SlugError};
 pub use tenant::{TenantAction, TenantState, TransitionError};
-pub use tier::ResourceTier;
+pub use tier::{ResellerTier, ResourceTier};

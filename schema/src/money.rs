@@ -1,6 +1,7 @@
-//! Money (DESIGN.md §7): an exact decimal amount in an ISO-4217 currency,
+//! Money (DESIGN.md §7): amounts are exact decimals (never floats) in the
+//! ISO-4217 currency of what they belong to: a plan's prices in the plan's
+//! currency, every amount of an invoice in the invoice's. Amounts are
 //! rounded to the currency's minor unit only where an invoice line is made.
-//! Never a float.
 
 use std::fmt;
 use std::str::FromStr;
@@ -85,8 +86,6 @@ pub struct Currency {
 pub enum MoneyError {
     #[error("currency: {0:?} is not a supported ISO-4217 code")]
     UnknownCurrency(String),
-    #[error("currency: {0} and {1} cannot be combined")]
-    CurrencyMismatch(Currency, Currency),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -186,59 +185,6 @@ impl Rounding {
     }
 }
 
-/// An exact amount of a currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Money {
-    pub amount: Decimal,
-    pub currency: Currency,
-}
-
-impl Money {
-    pub fn new(amount: Decimal, currency: Currency) -> Money {
-        Money { amount, currency }
-    }
-
-    pub fn zero(currency: Currency) -> Money {
-        Money::new(Decimal::ZERO, currency)
-    }
-
-    /// Rounded to the currency's minor unit.
-    pub fn rounded(self, rounding: Rounding) -> Money {
-        Money::new(rounding.round(self.amount, self.currency), self.currency)
-    }
-
-    /// Whether the amount is already a whole number of minor units.
-    pub fn is_rounded(&self) -> bool {
-        self.amount.normalize().scale() <= self.currency.minor_units()
-    }
-
-    pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
-        self.same_currency(other)?;
-        Ok(Money::new(self.amount + other.amount, self.currency))
-    }
-
-    pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
-        self.same_currency(other)?;
-        Ok(Money::new(self.amount - other.amount, self.currency))
-    }
-
-    fn same_currency(&self, other: Money) -> Result<(), MoneyError> {
-        if self.currency == other.currency {
-            Ok(())
-        } else {
-            Err(MoneyError::CurrencyMismatch(self.currency, other.currency))
-        }
-    }
-}
-
-impl fmt::Display for Money {
-    /// `12.30 USD`, always with the currency's minor unit places.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let places = self.currency.minor_units() as usize;
-        write!(f, "{:.*} {}", places, self.amount, self.currency)
-    }
-}
-
 /// Checks a configured price: not negative, at most 12 decimal places.
 pub fn validate_price(field: &'static str, amount: Decimal) -> Result<(), MoneyError> {
     if amount.is_sign_negative() && !amount.is_zero() {
@@ -283,9 +229,6 @@ mod tests {
         assert_eq!(Rounding::default().round(dec!(99.5), jpy), dec!(100));
         let bhd = Currency::from_code("BHD").unwrap();
         assert_eq!(Rounding::default().round(dec!(1.0005), bhd), dec!(1.001));
-        assert_eq!(Money::new(dec!(1.5), usd).to_string(), "1.50 USD");
-        assert_eq!(Money::new(dec!(1.5), bhd).to_string(), "1.500 BHD");
-        assert_eq!(Money::new(dec!(1500), jpy).to_string(), "1500 JPY");
     }
 
     #[test]
@@ -294,9 +237,6 @@ mod tests {
         let e = validate_price("unitPrice", dec!(0.0000000000001)).unwrap_err();
         assert_eq!(e.to_string(), "unitPrice: at most 12 decimal places");
         assert!(validate_price("unitPrice", dec!(-1)).is_err());
-        let usd = Money::zero(Currency::USD);
-        let eur = Money::zero(Currency::from_code("EUR").unwrap());
-        assert!(usd.checked_add(eur).is_err());
     }
 
     proptest! {
@@ -310,11 +250,11 @@ mod tests {
             mode in proptest::sample::select(vec![Rounding::HalfAwayFromZero, Rounding::HalfEven, Rounding::TowardZero]),
         ) {
             let amount = Decimal::new(units, scale);
-            let rounded = Money::new(amount, currency).rounded(mode);
-            prop_assert!(rounded.is_rounded());
+            let rounded = mode.round(amount, currency);
+            prop_assert!(rounded.normalize().scale() <= currency.minor_units());
             let unit = Decimal::new(1, currency.minor_units());
-            prop_assert!((rounded.amount - amount).abs() < unit);
-            prop_assert_eq!(rounded.rounded(mode), rounded);
+            prop_assert!((rounded - amount).abs() < unit);
+            prop_assert_eq!(mode.round(rounded, currency), rounded);
         }
     }
 }

@@ -6,15 +6,28 @@ use std::fmt;
 /// Where a tenant is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(
+    feature = "sea-orm",
+    derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum),
+    sea_orm(rs_type = "String", db_type = "Text")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantState {
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "pending"))]
     Pending,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "provisioning"))]
     Provisioning,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "active"))]
     Active,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "suspended"))]
     Suspended,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "maintenance"))]
     Maintenance,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "failed"))]
     Failed,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "cancelled"))]
     Cancelled,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "deprovisioned"))]
     Deprovisioned,
 }
 

@@ -1,15 +1,24 @@
-//! Resource tiers: the namespace quota a tenant instance gets (DESIGN.md §8).
+//! Tiers: the namespace quota a tenant instance gets (DESIGN.md §8), and
+//! the tier a reseller partners at.
 
 /// Size of a tenant's instance.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(
+    feature = "sea-orm",
+    derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum),
+    sea_orm(rs_type = "String", db_type = "Text")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceTier {
     #[default]
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "micro"))]
     Micro,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "small"))]
     Small,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "large"))]
     Large,
 }
 
@@ -71,5 +80,47 @@ mod tests {
             assert_eq!(ResourceTier::parse(t.as_str()), Some(t));
         }
         assert_eq!(ResourceTier::Small.quota().memory, "2Gi");
+    }
+}
+
+/// A reseller's partner tier (its commission rate follows from it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(
+    feature = "sea-orm",
+    derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum),
+    sea_orm(rs_type = "String", db_type = "Text")
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ResellerTier {
+    #[default]
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "bronze"))]
+    Bronze,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "silver"))]
+    Silver,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "gold"))]
+    Gold,
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "platinum"))]
+    Platinum,
+}
+
+impl ResellerTier {
+    pub const ALL: [ResellerTier; 4] = [
+        ResellerTier::Bronze,
+        ResellerTier::Silver,
+        ResellerTier::Gold,
+        ResellerTier::Platinum,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResellerTier::Bronze => "bronze",
+            ResellerTier::Silver => "silver",
+            ResellerTier::Gold => "gold",
+            ResellerTier::Platinum => "platinum",
+        }
     }
 }

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Subscription, ID};
+use async_graphql::{Context, InputObject, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
-use dotmac_schema::{ResellerId, ResourceTier, TenantAction, TenantId, TenantState};
+use dotmac_schema::{ResellerId, ResellerTier, ResourceTier, TenantAction, TenantId, TenantState};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -266,7 +266,7 @@ impl DirectoryMutation {
             rc,
             NewReseller {
                 name: input.name,
-                tier: input.tier.map(|t| t.as_str().to_owned()),
+                tier: input.tier,
                 contact_email: input.contact_email,
             },
         )
@@ -366,14 +366,14 @@ impl Tenant {
         &self.row.slug
     }
     async fn state(&self) -> TenantState {
-        TenantState::parse(&self.row.state).unwrap_or(TenantState::Failed)
+        self.row.state
     }
     /// Why the tenant is in its state (suspension or cancellation reason).
     async fn state_reason(&self) -> Option<&str> {
         self.row.state_reason.as_deref()
     }
     async fn tier(&self) -> ResourceTier {
-        ResourceTier::parse(&self.row.tier).unwrap_or_default()
+        self.row.tier
     }
     async fn contact_name(&self) -> Option<&str> {
         self.row.contact_name.as_deref()
@@ -434,9 +434,8 @@ impl Reseller {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// bronze, silver, gold or platinum.
-    async fn tier(&self) -> &str {
-        &self.0.tier
+    async fn tier(&self) -> ResellerTier {
+        self.0.tier
     }
     async fn contact_email(&self) -> Option<&str> {
         self.0.contact_email.as_deref()
@@ -510,23 +509,4 @@ pub struct CreateResellerInput {
     pub name: String,
     pub tier: Option<ResellerTier>,
     pub contact_email: Option<String>,
-}
-
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-pub enum ResellerTier {
-    Bronze,
-    Silver,
-    Gold,
-    Platinum,
-}
-
-impl ResellerTier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResellerTier::Bronze => "bronze",
-            ResellerTier::Silver => "silver",
-            ResellerTier::Gold => "gold",
-            ResellerTier::Platinum => "platinum",
-        }
-    }
 }

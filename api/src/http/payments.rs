@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use super::HttpState;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
-use crate::service::billing::settlement::{record_payment, NewPayment, PaymentMethod};
+use crate::service::billing::settlement::{record_payment, NewPayment};
+use dotmac_schema::PaymentMethod;
 
 /// Signatures this far from now (either way) are refused.
 pub const TOLERANCE_SECS: i64 = 300;

@@ -18,7 +18,7 @@ use super::entity::{
 };
 use super::{fetch_page, owned_by_tenant_in, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
-use dotmac_schema::Scope;
+use dotmac_schema::{InvoiceStatus, Scope, SubscriptionState};
 use rust_decimal::Decimal;
 use sea_orm::QuerySelect;
 
@@ -199,9 +199,12 @@ pub async fn save_subscription(tx: &Tx, row: SubscriptionRow) -> ApiResult<Subsc
 /// Trials that ended by `now` become active; returns how many.
 pub async fn activate_ended_trials(tx: &Tx, now: DateTime<Utc>) -> ApiResult<u64> {
     let res = subscription::Entity::update_many()
-        .col_expr(subscription::Column::State, Expr::value("active"))
+        .col_expr(
+            subscription::Column::State,
+            Expr::value(SubscriptionState::Active),
+        )
         .col_expr(subscription::Column::UpdatedAt, Expr::value(now))
-        .filter(subscription::Column::State.eq("trial"))
+        .filter(subscription::Column::State.eq(SubscriptionState::Trial))
         .filter(subscription::Column::TrialEndsAt.lte(now))
         .exec(tx)
         .await?;
@@ -213,8 +216,8 @@ pub async fn activate_ended_trials(tx: &Tx, now: DateTime<Utc>) -> ApiResult<u64
 pub async fn move_subscription_state(
     tx: &Tx,
     id: &str,
-    from: &str,
-    to: &str,
+    from: SubscriptionState,
+    to: SubscriptionState,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     subscription::Entity::update_many()
@@ -230,7 +233,7 @@ pub async fn move_subscription_state(
 /// Every subscription not cancelled (in the transaction's scope).
 pub async fn live_subscriptions(tx: &Tx) -> ApiResult<Vec<SubscriptionRow>> {
     Ok(subscription::Entity::find()
-        .filter(subscription::Column::State.ne("cancelled"))
+        .filter(subscription::Column::State.ne(SubscriptionState::Cancelled))
         .order_by_asc(subscription::Column::Id)
         .all(tx)
         .await?)
@@ -259,7 +262,7 @@ pub async fn invoice_for(
 pub async fn finalized_invoices(tx: &Tx, subscription_id: &str) -> ApiResult<Vec<InvoiceRow>> {
     Ok(invoice::Entity::find()
         .filter(invoice::Column::SubscriptionId.eq(subscription_id))
-        .filter(invoice::Column::Status.ne("draft"))
+        .filter(invoice::Column::Status.ne(InvoiceStatus::Draft))
         .order_by_asc(invoice::Column::FinalizedAt)
         .all(tx)
         .await?)
@@ -308,7 +311,7 @@ pub async fn update_draft(tx: &Tx, row: &InvoiceRow, now: DateTime<Utc>) -> ApiR
         .col_expr(invoice::Column::Lines, Expr::value(row.lines.clone()))
         .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
         .filter(invoice::Column::Id.eq(row.id.as_str()))
-        .filter(invoice::Column::Status.eq("draft"))
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Draft))
         .exec(tx)
         .await?;
     Ok(res.rows_affected == 1)
@@ -335,7 +338,7 @@ async fn apply_credit_balance(tx: &Tx, invoice_id: &str) -> ApiResult<()> {
     row.credit_applied = (dec(&row.credit_applied)? + used).to_string();
     row.amount_due = (due - used).to_string();
     if (due - used).is_zero() {
-        row.status = "paid".into();
+        row.status = InvoiceStatus::Paid;
     }
     invoice::ActiveModel::from(row)
         .reset_all()
@@ -497,7 +500,9 @@ pub async fn insert_payment(tx: &Tx, row: PaymentRow) -> ApiResult<PaymentRow> {
 /// Finalized invoices still owing something (for dunning), system scope.
 pub async fn open_invoices(tx: &Tx) -> ApiResult<Vec<InvoiceRow>> {
     Ok(invoice::Entity::find()
-        .filter(invoice::Column::Status.is_in(["finalized", "uncollectible"]))
+        .filter(
+            invoice::Column::Status.is_in([InvoiceStatus::Finalized, InvoiceStatus::Uncollectible]),
+        )
         .all(tx)
         .await?)
 }
@@ -591,7 +596,7 @@ pub async fn drafts_starting(
     }
     Ok(invoice::Entity::find()
         .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
-        .filter(invoice::Column::Status.eq("draft"))
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Draft))
         .all(tx)
         .await?)
 }
@@ -613,7 +618,7 @@ pub async fn settled_keys_starting(
             invoice::Column::PeriodStart,
         ])
         .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
-        .filter(invoice::Column::Status.ne("draft"))
+        .filter(invoice::Column::Status.ne(InvoiceStatus::Draft))
         .into_tuple()
         .all(tx)
         .await?)
@@ -630,7 +635,7 @@ pub async fn settled_invoices_starting(
     }
     Ok(invoice::Entity::find()
         .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
-        .filter(invoice::Column::Status.ne("draft"))
+        .filter(invoice::Column::Status.ne(InvoiceStatus::Draft))
         .order_by_asc(invoice::Column::FinalizedAt)
         .all(tx)
         .await?)
@@ -647,7 +652,7 @@ pub async fn discounted_periods(
         invoice::Column::PeriodStart,
         invoice::Column::Discount,
     ];
-    let settled = invoice::Column::Status.ne("draft");
+    let settled = invoice::Column::Status.ne(InvoiceStatus::Draft);
     let mut out = Vec::new();
     for (sub, start, discount) in columns_of(tx, subscription_ids, columns, settled).await? {
         if !dec(&discount)?.is_zero() {
@@ -666,7 +671,7 @@ pub async fn draft_ids_for(tx: &Tx, pairs: &[(String, String)]) -> ApiResult<Vec
         invoice::Column::SubscriptionId,
         invoice::Column::PeriodStart,
     ];
-    let drafts = invoice::Column::Status.eq("draft");
+    let drafts = invoice::Column::Status.eq(InvoiceStatus::Draft);
     Ok(columns_of(tx, &subscriptions, columns, drafts)
         .await?
         .into_iter()
@@ -833,7 +838,7 @@ pub async fn finalize_many(
             invoice::Column::Currency,
         ])
         .filter(invoice::Column::Id.is_in(ids.iter().cloned()))
-        .filter(invoice::Column::Status.eq("draft"))
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Draft))
         .order_by_asc(invoice::Column::Id);
     if tx.get_database_backend() == DbBackend::Postgres {
         q = q.lock_exclusive();
@@ -868,7 +873,10 @@ pub async fn finalize_many(
     }
     case.push_str(" END");
     let updated = invoice::Entity::update_many()
-        .col_expr(invoice::Column::Status, Expr::value("finalized"))
+        .col_expr(
+            invoice::Column::Status,
+            Expr::value(InvoiceStatus::Finalized),
+        )
         .col_expr(invoice::Column::Number, Expr::cust(case))
         .col_expr(invoice::Column::FinalizedAt, Expr::value(now))
         .col_expr(
@@ -877,7 +885,7 @@ pub async fn finalize_many(
         )
         .col_expr(invoice::Column::UpdatedAt, Expr::value(now))
         .filter(invoice::Column::Id.is_in(out.iter().map(|r| r.id.clone())))
-        .filter(invoice::Column::Status.eq("draft"))
+        .filter(invoice::Column::Status.eq(InvoiceStatus::Draft))
         .exec(tx)
         .await?;
     if updated.rows_affected != out.len() as u64 {
@@ -922,7 +930,7 @@ pub fn invoice_number(issuer: &str, n: i64) -> String {
 /// Makes a new row finalized with `number` as of `now` (due after
 /// `net_days`), for an insert that finalizes in one write.
 pub fn mark_finalized(row: &mut InvoiceRow, number: String, now: DateTime<Utc>, net_days: i64) {
-    row.status = "finalized".into();
+    row.status = InvoiceStatus::Finalized;
     row.number = Some(number);
     row.finalized_at = Some(now);
     row.due_at = Some(now + TimeDelta::days(net_days));

@@ -1,5 +1,6 @@
-//! sea-orm entities, one per table of the foundation migration. Timestamps are
-//! UTC; enums are stored as their snake_case text.
+//! sea-orm entities, one per table of the migrations. Timestamps are UTC;
+//! lifecycle states and tiers are the schema's enums, stored as their
+//! snake_case text.
 
 pub mod reseller {
     use sea_orm::entity::prelude::*;
@@ -10,7 +11,7 @@ pub mod reseller {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub name: String,
-        pub tier: String,
+        pub tier: dotmac_schema::ResellerTier,
         pub contact_email: Option<String>,
         pub created_at: ChronoDateTimeUtc,
     }
@@ -31,9 +32,9 @@ pub mod tenant {
         pub id: String,
         pub name: String,
         pub slug: String,
-        pub state: String,
+        pub state: dotmac_schema::TenantState,
         pub state_reason: Option<String>,
-        pub tier: String,
+        pub tier: dotmac_schema::ResourceTier,
         pub contact_name: Option<String>,
         pub contact_email: Option<String>,
         pub reseller_id: Option<String>,
@@ -240,8 +241,7 @@ pub mod subscription {
         pub id: String,
         pub tenant_id: String,
         pub plan_id: String,
-        /// `SubscriptionState` in snake_case.
-        pub state: String,
+        pub state: dotmac_schema::SubscriptionState,
         /// The first period's start, `YYYY-MM-DD`.
         pub anchor_date: String,
         pub trial_ends_at: Option<ChronoDateTimeUtc>,
@@ -274,8 +274,7 @@ pub mod invoice {
         /// `YYYY-MM-DD` (00:00 UTC).
         pub period_start: String,
         pub period_end: String,
-        /// draft, finalized, paid, void, uncollectible.
-        pub status: String,
+        pub status: dotmac_schema::InvoiceStatus,
         pub currency: String,
         pub issuer: String,
         /// Assigned at finalization, gapless per issuer.
@@ -362,8 +361,7 @@ pub mod payment {
         pub invoice_id: String,
         pub amount: String,
         pub currency: String,
-        /// `manual` or `webhook`.
-        pub method: String,
+        pub method: dotmac_schema::PaymentMethod,
         /// Unique: a redelivered webhook records nothing twice.
         pub reference: String,
         pub to_invoice: String,

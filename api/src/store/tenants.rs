@@ -93,7 +93,7 @@ fn list_query(
 ) -> sea_orm::Select<tenant::Entity> {
     let mut cond = tenant_rows_in(scope);
     if let Some(state) = filter.state {
-        cond = cond.add(tenant::Column::State.eq(state.as_str()));
+        cond = cond.add(tenant::Column::State.eq(state));
     }
     if let Some(r) = &filter.reseller_id {
         cond = cond.add(tenant::Column::ResellerId.eq(r.as_str()));
@@ -162,11 +162,11 @@ pub async fn compare_and_set_state(
     at: chrono::DateTime<chrono::Utc>,
 ) -> ApiResult<bool> {
     let done = tenant::Entity::update_many()
-        .col_expr(tenant::Column::State, Expr::value(to.as_str()))
+        .col_expr(tenant::Column::State, Expr::value(to))
         .col_expr(tenant::Column::StateReason, Expr::value(reason))
         .col_expr(tenant::Column::UpdatedAt, Expr::value(at))
         .filter(tenant::Column::Id.eq(id.as_str()))
-        .filter(tenant::Column::State.eq(from.as_str()))
+        .filter(tenant::Column::State.eq(from))
         .filter(tenant_rows_in(scope))
         .exec(tx)
         .await?;

@@ -258,7 +258,7 @@ async fn close_scenario(backend: Backend) {
     assert!(invoices(app)
         .await
         .iter()
-        .all(|i| i.status == "draft" && i.number.is_none()));
+        .all(|i| i.status == dotmac_schema::InvoiceStatus::Draft && i.number.is_none()));
 
     // After it: finalized, numbered 1 and 2, with hand-computed totals.
     let report = close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
@@ -656,7 +656,7 @@ async fn terms_scenario(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(sub.state, "trial");
+    assert_eq!(sub.state, dotmac_schema::SubscriptionState::Trial);
     let ends = sub.trial_ends_at.unwrap();
     let activate = dotmac_api::service::billing::subscriptions::activate_ended_trials;
     assert_eq!(
@@ -730,7 +730,7 @@ async fn resume_scenario(backend: Backend) {
     assert!(run(in_grace, 1).await.unwrap_err().is_panic());
     let rows = invoices(&app).await;
     assert_eq!(rows.len(), 1, "one chunk of one draft committed");
-    assert_eq!(rows[0].status, "draft");
+    assert_eq!(rows[0].status, dotmac_schema::InvoiceStatus::Draft);
     // After it: the draft is finalized, the second invoice written and
     // finalized in its own chunk, then the close dies.
     let after = close_at("2026-11-28T00:00:00Z");
@@ -815,7 +815,7 @@ async fn pause_scenario(backend: Backend) {
     let paused = set_paused(&app.billing, &ctx, &sub_c.id, true)
         .await
         .unwrap();
-    assert_eq!(paused.state, "paused");
+    assert_eq!(paused.state, dotmac_schema::SubscriptionState::Paused);
     assert!(
         set_paused(&app.billing, &ctx, &sub_c.id, true)
             .await
@@ -825,7 +825,7 @@ async fn pause_scenario(backend: Backend) {
     let resumed = set_paused(&app.billing, &ctx, &sub_c.id, false)
         .await
         .unwrap();
-    assert_eq!(resumed.state, "active");
+    assert_eq!(resumed.state, dotmac_schema::SubscriptionState::Active);
     assert!(
         set_paused(&app.billing, &ctx, &sub_c.id, false)
             .await
@@ -1092,7 +1092,9 @@ async fn concurrent_closes_across_the_grace_boundary() {
     let mut numbers: Vec<_> = rows.iter().filter_map(|r| r.number.clone()).collect();
     numbers.sort();
     assert_eq!(numbers, ["DM-000001", "DM-000002", "DM-000003"]);
-    assert!(rows.iter().all(|r| r.status == "finalized"));
+    assert!(rows
+        .iter()
+        .all(|r| r.status == dotmac_schema::InvoiceStatus::Finalized));
 }
 
 /// A trial that ends inside a period bills only the usage after it; the
@@ -1165,7 +1167,7 @@ async fn trial_adjustment_scenario(backend: Backend) {
     };
     // (300 - 100 free) * 0.05: the trial's 500 GB are not billed.
     assert_eq!(october.len(), 1);
-    assert_eq!(october[0].status, "finalized");
+    assert_eq!(october[0].status, dotmac_schema::InvoiceStatus::Finalized);
     assert_eq!(usage(&october[0]), dec!(10.00));
 
     // November: no adjustment for the trial's usage.

@@ -9,7 +9,7 @@ use dotmac_api::error::ApiError;
 use dotmac_api::service::billing::dunning::{run_dunning, DUNNING_REASON};
 use dotmac_api::service::billing::plans::create_plan;
 use dotmac_api::service::billing::settlement::{
-    create_credit_note, record_manual_payment, set_status, NewPayment, PaymentMethod,
+    create_credit_note, record_manual_payment, set_status, NewPayment,
 };
 use dotmac_api::service::billing::subscriptions::subscribe;
 use dotmac_api::store::billing::InvoiceRow;
@@ -41,7 +41,7 @@ fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<
         amount,
         currency: None,
         reference,
-        method: PaymentMethod::Manual,
+        method: dotmac_schema::PaymentMethod::Manual,
         received_at: crate::support::TEST_NOW.parse().unwrap(),
     }
 }
@@ -183,16 +183,35 @@ async fn settlement_scenario(backend: Backend) {
     // Void only what nobody paid or credited; uncollectible, then paid.
     let b_oct = invoice_of(app, &b, "2026-10-01").await;
     assert!(matches!(
-        set_status(&app.billing, &ctx, &paid.id, "void", "typo").await,
+        set_status(
+            &app.billing,
+            &ctx,
+            &paid.id,
+            dotmac_schema::InvoiceStatus::Void,
+            "typo"
+        )
+        .await,
         Err(ApiError::Conflict { .. })
     ));
-    let written = set_status(&app.billing, &ctx, &b_oct.id, "uncollectible", "gone quiet")
-        .await
-        .unwrap();
-    assert_eq!(written.status, "uncollectible");
-    assert!(set_status(&app.billing, &ctx, &b_oct.id, "void", "x")
-        .await
-        .is_err());
+    let written = set_status(
+        &app.billing,
+        &ctx,
+        &b_oct.id,
+        dotmac_schema::InvoiceStatus::Uncollectible,
+        "gone quiet",
+    )
+    .await
+    .unwrap();
+    assert_eq!(written.status, dotmac_schema::InvoiceStatus::Uncollectible);
+    assert!(set_status(
+        &app.billing,
+        &ctx,
+        &b_oct.id,
+        dotmac_schema::InvoiceStatus::Void,
+        "x"
+    )
+    .await
+    .is_err());
 
     webhook(&srv, &b_oct).await;
     dunning(&srv, &a, &nov).await;
@@ -292,7 +311,10 @@ async fn dunning(srv: &TestServer, tenant: &str, nov: &InvoiceRow) {
         .await
         .unwrap();
     assert_eq!(r.past_due, 2);
-    assert_eq!(state(app).await.1, "past_due");
+    assert_eq!(
+        state(app).await.1,
+        dotmac_schema::SubscriptionState::PastDue
+    );
     let r = run_dunning(&app.billing, finalized + TimeDelta::days(45), 14)
         .await
         .unwrap();

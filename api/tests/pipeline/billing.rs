@@ -98,7 +98,7 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
         expected.round_dp(2),
         "gb {gb}"
     );
-    assert_eq!(inv.status, "finalized");
+    assert_eq!(inv.status, dotmac_schema::InvoiceStatus::Finalized);
 
     let clean = reconcile(&app.billing, &Scope::All, month_start)
         .await

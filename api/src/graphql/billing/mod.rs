@@ -8,7 +8,7 @@ pub mod views;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, Subscription, ID};
-use dotmac_schema::{InvoiceId, PlanId, SubscriptionId};
+use dotmac_schema::{InvoiceId, InvoiceStatus, PaymentMethod, PlanId, SubscriptionId};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -232,7 +232,7 @@ impl BillingMutation {
                 amount: &input.amount,
                 currency: None,
                 reference: &input.reference,
-                method: settlement::PaymentMethod::Manual,
+                method: PaymentMethod::Manual,
                 received_at: app.clock.now(),
             },
         )
@@ -245,7 +245,7 @@ impl BillingMutation {
     async fn void_invoice(&self, gctx: &Context<'_>, id: ID, reason: String) -> Result<Invoice> {
         let (app, rc) = ctx(gctx);
         Ok(Invoice(
-            settlement::set_status(&app.billing, rc, &id, "void", &reason).await?,
+            settlement::set_status(&app.billing, rc, &id, InvoiceStatus::Void, &reason).await?,
         ))
     }
 
@@ -259,7 +259,8 @@ impl BillingMutation {
     ) -> Result<Invoice> {
         let (app, rc) = ctx(gctx);
         Ok(Invoice(
-            settlement::set_status(&app.billing, rc, &id, "uncollectible", &reason).await?,
+            settlement::set_status(&app.billing, rc, &id, InvoiceStatus::Uncollectible, &reason)
+                .await?,
         ))
     }
 

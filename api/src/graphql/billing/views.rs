@@ -7,7 +7,7 @@ use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use dotmac_billing::{InvoiceLine, LineKind};
 use dotmac_schema::price::{ChargeModel, Interval, Price, Tier};
-use dotmac_schema::Scope;
+use dotmac_schema::{InvoiceStatus, PaymentMethod, Scope, SubscriptionState};
 use rust_decimal::Decimal;
 
 use crate::error::ApiError;
@@ -168,9 +168,8 @@ impl Subscription {
         tx.commit().await?;
         Ok(Plan(row))
     }
-    /// TRIAL, ACTIVE, PAST_DUE, PAUSED or CANCELLED.
-    async fn state(&self) -> String {
-        self.0.state.to_uppercase()
+    async fn state(&self) -> SubscriptionState {
+        self.0.state
     }
     /// Billing periods start on this day of the month (clamped to the month's end).
     async fn anchor_date(&self) -> &str {
@@ -326,9 +325,8 @@ impl Invoice {
     async fn period_end(&self) -> &str {
         &self.0.period_end
     }
-    /// DRAFT, FINALIZED, PAID, VOID or UNCOLLECTIBLE.
-    async fn status(&self) -> String {
-        self.0.status.to_uppercase()
+    async fn status(&self) -> InvoiceStatus {
+        self.0.status
     }
     /// Gapless per issuer; set at finalization.
     async fn number(&self) -> Option<&str> {
@@ -513,9 +511,8 @@ impl Payment {
     async fn currency(&self) -> &str {
         &self.0.currency
     }
-    /// MANUAL or WEBHOOK.
-    async fn method(&self) -> String {
-        self.0.method.to_uppercase()
+    async fn method(&self) -> PaymentMethod {
+        self.0.method
     }
     async fn reference(&self) -> &str {
         &self.0.reference
@@ -542,7 +539,7 @@ pub struct ReconciliationRow {
     pub period_end: String,
     /// What invoices charged for the period (null: no invoice yet).
     pub invoiced: Option<String>,
-    pub invoice_status: Option<String>,
+    pub invoice_status: Option<InvoiceStatus>,
     /// Committed rollups.
     pub rollups: String,
     /// The raw deduplicated events refolded by the meter.
@@ -574,7 +571,7 @@ impl Reconciliation {
                     period_start: row.period.start.to_string(),
                     period_end: row.period.end.to_string(),
                     invoiced: row.invoiced.map(text),
-                    invoice_status: row.invoice_status.map(|s| s.to_uppercase()),
+                    invoice_status: row.invoice_status,
                     rollups: text(row.rollups),
                     raw: text(row.raw),
                     causes: row.causes,

@@ -1,7 +1,7 @@
 //! Invoice documents: a finalized invoice with its tenant's name and lines,
 //! for the HTML and PDF renderings.
 
-use dotmac_schema::{InvoiceId, TenantId};
+use dotmac_schema::{InvoiceId, InvoiceStatus, TenantId};
 
 use super::Billing;
 use crate::error::{ApiError, ApiResult};
@@ -23,7 +23,7 @@ pub async fn invoice_document(
             "resellers see invoice summaries; the document is the tenant's".into(),
         ));
     }
-    if row.status == "draft" {
+    if row.status == InvoiceStatus::Draft {
         return Err(ApiError::conflict(
             "id",
             "the invoice is a draft until finalized",

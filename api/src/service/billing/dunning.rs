@@ -4,7 +4,7 @@
 //! suspended is reactivated.
 
 use chrono::{DateTime, Utc};
-use dotmac_schema::{Scope, TenantAction, TenantId};
+use dotmac_schema::{Scope, SubscriptionState, TenantAction, TenantId, TenantState};
 use rust_decimal::Decimal;
 
 use super::Billing;
@@ -69,10 +69,13 @@ pub async fn run_dunning(
         tx.commit().await?;
         match standing {
             Standing::InGoodStanding => {
-                if sub.state == "past_due" {
-                    set_subscription_state(billing, &sub.id, "past_due", "active").await?;
+                if sub.state == SubscriptionState::PastDue {
+                    let (from, to) = (SubscriptionState::PastDue, SubscriptionState::Active);
+                    set_subscription_state(billing, &sub.id, from, to).await?;
                 }
-                if t.state == "suspended" && t.state_reason.as_deref() == Some(DUNNING_REASON) {
+                if t.state == TenantState::Suspended
+                    && t.state_reason.as_deref() == Some(DUNNING_REASON)
+                {
                     tenants::transition(
                         &billing.directory,
                         &ctx,
@@ -85,11 +88,12 @@ pub async fn run_dunning(
                 }
             }
             Standing::PastDue { .. } | Standing::Suspend => {
-                if sub.state == "active" {
-                    set_subscription_state(billing, &sub.id, "active", "past_due").await?;
+                if sub.state == SubscriptionState::Active {
+                    let (from, to) = (SubscriptionState::Active, SubscriptionState::PastDue);
+                    set_subscription_state(billing, &sub.id, from, to).await?;
                     report.past_due += 1;
                 }
-                if standing == Standing::Suspend && t.state == "active" {
+                if standing == Standing::Suspend && t.state == TenantState::Active {
                     tenants::transition(
                         &billing.directory,
                         &ctx,
@@ -109,8 +113,8 @@ pub async fn run_dunning(
 async fn set_subscription_state(
     billing: &Billing,
     id: &str,
-    from: &str,
-    to: &str,
+    from: SubscriptionState,
+    to: SubscriptionState,
 ) -> ApiResult<()> {
     let tx = billing.store.begin_system().await?;
     rows::move_subscription_state(&tx, id, from, to, billing.clock.now()).await?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dotmac_billing::period::Calendar;
 use dotmac_billing::{billed_quantities, Period};
 use dotmac_schema::usage::{fold, Meter, RollupState, UsageEvent};
-use dotmac_schema::Scope;
+use dotmac_schema::{InvoiceStatus, Scope};
 use rust_decimal::Decimal;
 use sea_orm::EntityTrait;
 
@@ -28,7 +28,7 @@ pub struct ReconRow {
     pub period: Period,
     /// None when no invoice exists for the period.
     pub invoiced: Option<Decimal>,
-    pub invoice_status: Option<String>,
+    pub invoice_status: Option<InvoiceStatus>,
     pub rollups: Decimal,
     pub raw: Decimal,
     /// Why the figures differ; empty when they agree.
@@ -178,7 +178,7 @@ pub async fn reconcile(
                 (Some(inv), Some(q)) if q != rollups => {
                     let why = if partial {
                         "usage outside the billed span (trial or cancellation) is not invoiced"
-                    } else if inv.status == "draft" {
+                    } else if inv.status == InvoiceStatus::Draft {
                         "the invoice is a draft: the next close re-rates it"
                     } else if rollups > q {
                         "late usage after finalization: the next invoice's close adds an adjustment"
@@ -194,7 +194,7 @@ pub async fn reconcile(
                 meter: m,
                 period,
                 invoiced,
-                invoice_status: invoice.as_ref().map(|i| i.status.clone()),
+                invoice_status: invoice.as_ref().map(|i| i.status),
                 rollups,
                 raw,
                 causes,

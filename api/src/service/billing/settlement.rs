@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use dotmac_billing::settlement::{credit_line, CreditLine, Credited};
 use dotmac_billing::{Applied, Settlement, SettlementError};
 use dotmac_schema::money::{Currency, Rounding};
-use dotmac_schema::Role;
+use dotmac_schema::{InvoiceStatus, PaymentMethod, Role};
 use rust_decimal::Decimal;
 
 use super::Billing;
@@ -22,9 +22,6 @@ use crate::store::billing::{self as rows, dec, CreditNoteRow, InvoiceRow, Paymen
 
 /// Issuer of credit-note numbers (gapless, like invoices').
 pub const CREDIT_NOTE_ISSUER: &str = "DM-CN";
-
-/// States in which an invoice can be credited or paid.
-const SETTLEABLE: [&str; 3] = ["finalized", "uncollectible", "paid"];
 
 /// One credited line as stored on a credit note.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -73,7 +70,7 @@ async fn apply(
     row.credited = s.credited.to_string();
     row.amount_due = s.balance().to_string();
     if s.is_paid() {
-        row.status = "paid".into();
+        row.status = InvoiceStatus::Paid;
     }
     row.updated_at = billing.clock.now();
     rows::add_credit_balance(tx, &row.tenant_id, &row.currency, applied.to_credit_balance).await?;
@@ -94,7 +91,7 @@ pub async fn create_credit_note(
     let id: dotmac_schema::InvoiceId = parse_id("input.invoiceId", invoice_id)?;
     let tx = billing.store.begin(&p.scope).await?;
     let mut invoice = rows::lock_invoice(&tx, &p.scope, id.as_str()).await?;
-    if !SETTLEABLE.contains(&invoice.status.as_str()) {
+    if !invoice.status.settleable() {
         return Err(ApiError::conflict(
             "input.invoiceId",
             format!("a {} invoice cannot be credited", invoice.status),
@@ -190,13 +187,6 @@ pub async fn create_credit_note(
     Ok(note)
 }
 
-/// How a payment arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentMethod {
-    Manual,
-    Webhook,
-}
-
 /// A payment as received.
 #[derive(Debug, Clone, Copy)]
 pub struct NewPayment<'a> {
@@ -254,7 +244,7 @@ pub async fn record_payment(
         ));
     }
     let mut invoice = rows::lock_invoice(&tx, &scope, id.as_str()).await?;
-    if !SETTLEABLE.contains(&invoice.status.as_str()) {
+    if !invoice.status.settleable() {
         return Err(ApiError::conflict(
             "input.invoiceId",
             format!("a {} invoice cannot be paid", invoice.status),
@@ -283,11 +273,7 @@ pub async fn record_payment(
         invoice_id: invoice.id.clone(),
         amount: amount.to_string(),
         currency: invoice.currency.clone(),
-        method: match method {
-            PaymentMethod::Manual => "manual",
-            PaymentMethod::Webhook => "webhook",
-        }
-        .into(),
+        method,
         reference,
         to_invoice: applied.to_invoice.to_string(),
         to_credit_balance: applied.to_credit_balance.to_string(),
@@ -305,7 +291,7 @@ pub async fn record_payment(
             action: "payment.record",
             tenant_id: Some(tenant_id),
             object_id: Some(payment.id.clone()),
-            after: Some(format!("{}:{}", payment.amount, payment.method)),
+            after: Some(format!("{}:{}", payment.amount, payment.method.as_str())),
             ..Default::default()
         },
     )
@@ -319,7 +305,7 @@ pub async fn set_status(
     billing: &Billing,
     ctx: &RequestCtx,
     invoice_id: &str,
-    to: &str,
+    to: InvoiceStatus,
     reason: &str,
 ) -> ApiResult<InvoiceRow> {
     let p = ctx.writer_with(&[Role::PlatformAdmin])?;
@@ -328,17 +314,13 @@ pub async fn set_status(
     let tx = billing.store.begin(&p.scope).await?;
     let mut invoice = rows::lock_invoice(&tx, &p.scope, id.as_str()).await?;
     let untouched = dec(&invoice.paid)?.is_zero() && dec(&invoice.credited)?.is_zero();
-    let allowed = match to {
-        "void" => invoice.status == "finalized" && untouched,
-        _ => invoice.status == "finalized",
-    };
-    if !allowed {
+    if !invoice.status.may_become(to, untouched) {
         return Err(ApiError::conflict(
             "id",
             format!(
                 "a {} invoice cannot become {to}{}",
                 invoice.status,
-                if to == "void" && !untouched {
+                if to == InvoiceStatus::Void && !untouched {
                     " after payments or credit notes"
                 } else {
                     ""
@@ -346,10 +328,10 @@ pub async fn set_status(
             ),
         ));
     }
-    let before = invoice.status.clone();
-    invoice.status = to.into();
+    let before = invoice.status;
+    invoice.status = to;
     invoice.status_reason = Some(reason);
-    if to == "void" {
+    if to == InvoiceStatus::Void {
         invoice.amount_due = "0".into();
     }
     invoice.updated_at = billing.clock.now();
@@ -360,15 +342,15 @@ pub async fn set_status(
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
-            action: if to == "void" {
+            action: if to == InvoiceStatus::Void {
                 "invoice.void"
             } else {
                 "invoice.uncollectible"
             },
             tenant_id: Some(invoice.tenant_id.clone()),
             object_id: Some(invoice.id.clone()),
-            before: Some(before),
-            after: Some(to.to_owned()),
+            before: Some(before.to_string()),
+            after: Some(to.to_string()),
             ..Default::default()
         },
     )

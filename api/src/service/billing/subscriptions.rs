@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use rust_decimal::Decimal;
 
-use dotmac_schema::{PlanId, Role, SubscriptionId, TenantId};
+use dotmac_schema::{PlanId, Role, SubscriptionEvent, SubscriptionId, SubscriptionState, TenantId};
 
 use super::Billing;
 use crate::caller::RequestCtx;
@@ -40,11 +40,10 @@ pub async fn subscribe(
         tenant_id: tenant.to_string(),
         plan_id: plan_row.id.clone(),
         state: if trial_ends_at.is_some() {
-            "trial"
+            SubscriptionState::Trial
         } else {
-            "active"
-        }
-        .into(),
+            SubscriptionState::Active
+        },
         anchor_date: anchor.unwrap_or(now.date_naive()).to_string(),
         trial_ends_at,
         cancel_at_period_end: false,
@@ -122,12 +121,6 @@ impl SubscriptionTerms {
     }
 }
 
-/// A subscription row's state.
-fn stored_state(sub: &SubscriptionRow) -> ApiResult<dotmac_billing::SubscriptionState> {
-    dotmac_billing::SubscriptionState::parse(&sub.state)
-        .ok_or_else(|| ApiError::internal(format!("unknown subscription state {:?}", sub.state)))
-}
-
 fn json<T: serde::Serialize>(v: &Option<T>) -> ApiResult<Option<String>> {
     v.as_ref()
         .map(|v| serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string())))
@@ -147,7 +140,7 @@ pub async fn change_plan(
     let pid: PlanId = parse_id("planId", plan_id)?;
     let (tx, mut sub) = open_subscription(billing, ctx, "subscriptionId", subscription_id).await?;
     let now = billing.clock.now();
-    if sub.state == "cancelled" {
+    if sub.state == SubscriptionState::Cancelled {
         return Err(ApiError::conflict(
             "subscriptionId",
             "the subscription is cancelled",
@@ -206,17 +199,17 @@ pub async fn cancel_subscription(
 ) -> ApiResult<SubscriptionRow> {
     let (tx, mut sub) = open_subscription(billing, ctx, "id", subscription_id).await?;
     let now = billing.clock.now();
-    let state = stored_state(&sub)?;
+    let state = sub.state;
     if at_period_end {
-        if state == dotmac_billing::SubscriptionState::Cancelled {
+        if state == SubscriptionState::Cancelled {
             return Err(ApiError::conflict("id", "the subscription is cancelled"));
         }
         sub.cancel_at_period_end = true;
     } else {
         let next = state
-            .on(dotmac_billing::SubscriptionEvent::Cancel)
+            .on(SubscriptionEvent::Cancel)
             .map_err(|e| ApiError::conflict("id", e.to_string()))?;
-        sub.state = next.as_str().to_owned();
+        sub.state = next;
         sub.cancelled_at = Some(now);
     }
     sub.updated_at = now;
@@ -245,10 +238,9 @@ pub async fn set_paused(
     subscription_id: &str,
     pause: bool,
 ) -> ApiResult<SubscriptionRow> {
-    use dotmac_billing::SubscriptionEvent;
     let (tx, mut sub) = open_subscription(billing, ctx, "id", subscription_id).await?;
     let now = billing.clock.now();
-    let state = stored_state(&sub)?;
+    let state = sub.state;
     let event = if pause {
         SubscriptionEvent::Pause
     } else {
@@ -272,15 +264,15 @@ pub async fn set_paused(
     } else {
         rows::end_pause(&tx, &sub.id, now).await?;
     }
-    let before = sub.state.clone();
-    sub.state = next.as_str().to_owned();
+    let before = sub.state.as_str().to_owned();
+    sub.state = next;
     sub.updated_at = now;
     let action = if pause {
         "subscription.pause"
     } else {
         "subscription.resume"
     };
-    let after = sub.state.clone();
+    let after = sub.state.as_str().to_owned();
     save_audited(billing, tx, ctx, sub, action, Some(before), after).await
 }
 

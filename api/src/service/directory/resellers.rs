@@ -1,20 +1,18 @@
 //! Reseller use cases: platform admins onboard resellers; resellers read their own.
 
-use dotmac_schema::{ResellerId, Role};
+use dotmac_schema::{ResellerId, ResellerTier, Role};
 
 use super::Directory;
 use crate::caller::RequestCtx;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::service::{email, required_text};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::resellers::{self, ResellerRow};
 
-/// Commission tiers of DESIGN.md §8.
-pub const TIERS: [&str; 4] = ["bronze", "silver", "gold", "platinum"];
-
 pub struct NewReseller {
     pub name: String,
-    pub tier: Option<String>,
+    /// Bronze when not given.
+    pub tier: Option<ResellerTier>,
     pub contact_email: Option<String>,
 }
 
@@ -25,13 +23,7 @@ pub async fn create(
 ) -> ApiResult<ResellerRow> {
     let p = ctx.writer_with(&[Role::PlatformAdmin])?;
     let name = required_text("input.name", &input.name, 200)?;
-    let tier = input.tier.unwrap_or_else(|| "bronze".into()).to_lowercase();
-    if !TIERS.contains(&tier.as_str()) {
-        return Err(ApiError::validation(
-            "input.tier",
-            format!("must be one of {}", TIERS.join(", ")),
-        ));
-    }
+    let tier = input.tier.unwrap_or_default();
     let contact_email = input
         .contact_email
         .as_deref()

@@ -113,9 +113,9 @@ pub async fn create(
         id: TenantId::new().to_string(),
         name,
         slug,
-        state: TenantState::Pending.as_str().to_owned(),
+        state: TenantState::Pending,
         state_reason: None,
-        tier: input.tier.unwrap_or_default().as_str().to_owned(),
+        tier: input.tier.unwrap_or_default(),
         contact_name,
         contact_email,
         reseller_id: reseller_id.map(|r| r.to_string()),
@@ -135,7 +135,7 @@ pub async fn create(
             reseller_id: row.reseller_id.clone(),
             object_id: Some(row.id.clone()),
             before: None,
-            after: Some(row.state.clone()),
+            after: Some(row.state.as_str().to_owned()),
         },
     )
     .await?;
@@ -175,7 +175,7 @@ pub async fn update(
             changes.slug = Set(s.to_owned());
         }
         if let Some(t) = patch.tier {
-            changes.tier = Set(t.as_str().to_owned());
+            changes.tier = Set(t);
         }
     }
     if let Some(n) = patch.contact_name.as_deref() {
@@ -196,7 +196,7 @@ pub async fn update(
             "name={}|slug={}|tier={}|contact={}<{}>|tax={}",
             t.name,
             t.slug,
-            t.tier,
+            t.tier.as_str(),
             t.contact_name.as_deref().unwrap_or(""),
             t.contact_email.as_deref().unwrap_or(""),
             t.tax_jurisdiction.as_deref().unwrap_or("")
@@ -238,8 +238,7 @@ pub async fn transition(
     let why = reason(why, needs_reason)?;
     let tx = directory.store.begin(&p.scope).await?;
     let before = tenants::get(&tx, &p.scope, &id).await?;
-    let from = TenantState::parse(&before.state)
-        .ok_or_else(|| ApiError::internal(format!("unknown tenant state {:?}", before.state)))?;
+    let from = before.state;
     let to = from.apply(action)?;
     if !tenants::compare_and_set_state(
         &tx,
@@ -300,9 +299,7 @@ async fn publish(
     reason: Option<String>,
     actor: String,
 ) {
-    let Some(to) = TenantState::parse(&row.state) else {
-        return;
-    };
+    let to = row.state;
     let event = TenantEvent {
         tenant_id: row.id.clone(),
         reseller_id: row.reseller_id.clone(),

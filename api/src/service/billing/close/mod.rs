@@ -20,7 +20,7 @@ mod read_model;
 mod writer;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use dotmac_schema::Role;
+use dotmac_schema::{Role, SubscriptionState};
 
 use super::periods::parse_month;
 use super::subscriptions::activate_ended_trials;
@@ -164,8 +164,8 @@ pub async fn close_as(billing: &Billing, ctx: &RequestCtx, month: &str) -> ApiRe
 async fn end_at_period_end(billing: &Billing, id: &str, at: DateTime<Utc>) -> ApiResult<()> {
     let tx = billing.store.begin_system().await?;
     let mut sub = rows::get_subscription(&tx, &dotmac_schema::Scope::All, id).await?;
-    if sub.state != "cancelled" {
-        sub.state = "cancelled".into();
+    if sub.state != SubscriptionState::Cancelled {
+        sub.state = SubscriptionState::Cancelled;
         sub.cancelled_at = Some(at);
         sub.updated_at = billing.clock.now();
         rows::save_subscription(&tx, sub).await?;

@@ -10,7 +10,7 @@ use dotmac_billing::{
     UsageTotals,
 };
 use dotmac_schema::money::Rounding;
-use dotmac_schema::InvoiceId;
+use dotmac_schema::{InvoiceId, InvoiceStatus};
 use rust_decimal::Decimal;
 
 use super::book::Due;
@@ -154,7 +154,7 @@ pub(super) fn new_draft(
         subscription_id: d.sub.id.clone(),
         period_start: d.period.start.to_string(),
         period_end: d.period.end.to_string(),
-        status: "draft".into(),
+        status: InvoiceStatus::Draft,
         currency: String::new(),
         issuer: PLATFORM_ISSUER.into(),
         number: None,
