@@ -7,6 +7,7 @@
 
 pub mod close;
 pub mod dunning;
+pub mod finalize;
 pub mod invoice;
 pub mod jurisdiction;
 pub mod period;
@@ -20,6 +21,7 @@ pub use close::{
     adjustment_lines, billed_quantities, period_lines, recurring_lines, usage_lines, without_gaps,
     UsageTotals,
 };
+pub use finalize::{due_at, invoice_number, prepaid_credit_used, NET_DAYS};
 pub use invoice::{
     build_invoice, Coupon, CouponDuration, Discount, Invoice, InvoiceLine, LineDraft, LineKind,
 };

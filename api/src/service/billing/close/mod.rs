@@ -32,9 +32,6 @@ use book::Book;
 use read_model::{Known, Usage};
 use writer::rate_and_write;
 
-/// Days from finalization to the due date (net 30).
-pub const NET_DAYS: i64 = 30;
-
 /// One close run's parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct CloseRequest {

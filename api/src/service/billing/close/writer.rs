@@ -9,7 +9,7 @@ use super::announce::announce;
 use super::book::Due;
 use super::rating::{rate, Pending, Write};
 use super::read_model::{Known, Usage};
-use super::{CloseReport, CloseRequest, NET_DAYS};
+use super::{CloseReport, CloseRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::service::billing::Billing;
 use crate::store::billing::{self as rows, FinalizedInvoice, InvoiceRow, PLATFORM_ISSUER};
@@ -161,9 +161,9 @@ pub(super) async fn write_chunk(
     if direct && !ripe_inserts.is_empty() {
         let first = rows::reserve_numbers(&tx, PLATFORM_ISSUER, ripe_inserts.len()).await?;
         for (i, &at) in ripe_inserts.iter().enumerate() {
-            let number = rows::invoice_number(PLATFORM_ISSUER, first + i as i64);
+            let number = dotmac_billing::invoice_number(PLATFORM_ISSUER, first + i as i64);
             let row = &mut inserts[at];
-            rows::mark_finalized(row, number, req.now, NET_DAYS);
+            rows::mark_finalized(row, number, req.now);
             written.finalized.push(rows::announced(row));
         }
     }
@@ -213,7 +213,7 @@ pub(super) async fn write_chunk(
     rows::apply_prepaid_credit(&tx, &written.finalized).await?;
     written
         .finalized
-        .extend(rows::finalize_many(&tx, &ripe, PLATFORM_ISSUER, req.now, NET_DAYS).await?);
+        .extend(rows::finalize_many(&tx, &ripe, PLATFORM_ISSUER, req.now).await?);
     tx.commit().await?;
     Ok(Some(written))
 }
