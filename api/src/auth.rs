@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult, InternalError};
-use crate::store::users::UserRow;
+use crate::store::user_rows::UserRow;
 
 pub const MIN_PASSWORD_LEN: usize = 12;
 /// Every API key starts with this, so leaked keys are easy to scan for.

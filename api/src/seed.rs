@@ -12,7 +12,7 @@ use crate::service::billing::{plans, subscriptions, taxes};
 use crate::service::directory::{resellers, tenants};
 use crate::service::identity::users as user_cases;
 use crate::service::metering::meters::{self, NewMeter};
-use crate::store::users;
+use crate::store::user_rows;
 use sea_orm::EntityTrait;
 use std::collections::HashMap;
 
@@ -101,7 +101,7 @@ fn admin_ctx(admin_id: &str) -> ApiResult<RequestCtx> {
 /// Seeds the demo once. Returns whether it did anything.
 pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
     let tx = app.store.begin_system().await?;
-    let seeded = users::find_by_email_system(&tx, ADMIN_EMAIL)
+    let seeded = user_rows::find_by_email_system(&tx, ADMIN_EMAIL)
         .await?
         .is_some();
     tx.commit().await?;
@@ -189,7 +189,7 @@ pub async fn seed_demo(app: &App, password: &str) -> ApiResult<bool> {
 pub async fn seed_demo_meters(app: &App) -> ApiResult<()> {
     use dotmac_schema::usage::{Aggregation, Window};
     let tx = app.store.begin_system().await?;
-    let admin = users::find_by_email_system(&tx, ADMIN_EMAIL).await?;
+    let admin = user_rows::find_by_email_system(&tx, ADMIN_EMAIL).await?;
     tx.commit().await?;
     let Some(admin) = admin else {
         return Ok(());
@@ -306,8 +306,8 @@ pub async fn seed_demo_billing(app: &App, usage: &EmbeddedPipeline) -> ApiResult
     use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price, Tier};
     use rust_decimal::Decimal;
     let tx = app.store.begin_system().await?;
-    let admin = users::find_by_email_system(&tx, ADMIN_EMAIL).await?;
-    let existing = crate::store::billing::all_plans(&tx).await?;
+    let admin = user_rows::find_by_email_system(&tx, ADMIN_EMAIL).await?;
+    let existing = crate::store::billing_rows::all_plans(&tx).await?;
     let tenant_rows = crate::store::entity::tenant::Entity::find()
         .all(&tx)
         .await?;

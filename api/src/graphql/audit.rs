@@ -8,8 +8,8 @@ use dotmac_schema::{AuditId, TenantId};
 
 use super::{connection, ctx, page_request, Result};
 use crate::service::parse_id;
-use crate::store::audit::{self, AuditRow};
-use crate::store::tenants;
+use crate::store::audit_log::{self, AuditRow};
+use crate::store::tenant_rows;
 
 #[derive(Default)]
 pub struct AuditQuery;
@@ -31,14 +31,14 @@ impl AuditQuery {
         let tx = app.store.begin(&p.scope).await?;
         if let Some(t) = &filter.tenant_id {
             let t: TenantId = parse_id("filter.tenantId", t)?;
-            tenants::get(&tx, &p.scope, &t).await?;
+            tenant_rows::get(&tx, &p.scope, &t).await?;
         }
-        let filter = audit::AuditFilter {
+        let filter = audit_log::AuditFilter {
             tenant_id: filter.tenant_id.map(|t| t.0),
             action: filter.action,
             actor: filter.actor,
         };
-        let rows = audit::list(&tx, &p.scope, &filter, page).await?;
+        let rows = audit_log::list(&tx, &p.scope, &filter, page).await?;
         tx.commit().await?;
         Ok(connection(
             rows,

@@ -19,8 +19,8 @@ use crate::error::ApiResult;
 use crate::service::directory::resellers::{self, NewReseller};
 use crate::service::directory::tenants::{self, NewTenant, TenantPatch};
 use crate::service::parse_id;
-use crate::store::resellers::{self as reseller_rows, ResellerRow};
-use crate::store::tenants::{self as tenant_rows, TenantRow};
+use crate::store::reseller_rows::{self as reseller_rows, ResellerRow};
+use crate::store::tenant_rows::{self as tenant_rows, TenantRow};
 
 #[derive(Default)]
 pub struct DirectoryQuery;

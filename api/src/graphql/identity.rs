@@ -11,10 +11,10 @@ use crate::service::identity::api_keys;
 use crate::service::identity::sessions::{self, Session};
 use crate::service::identity::users::{self, NewInvitation};
 use crate::service::parse_id;
-use crate::store::api_keys::{self as api_key_rows, ApiKeyRow};
-use crate::store::tenants as tenant_rows;
-use crate::store::tokens::InvitationRow;
-use crate::store::users::{self as user_rows, UserRow};
+use crate::store::api_key_rows::{self as api_key_rows, ApiKeyRow};
+use crate::store::tenant_rows;
+use crate::store::token_rows::InvitationRow;
+use crate::store::user_rows::{self as user_rows, UserRow};
 
 #[derive(Default)]
 pub struct IdentityQuery;

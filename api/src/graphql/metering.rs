@@ -13,7 +13,7 @@ use crate::bus::BusEvent;
 use crate::service::metering::meters::{self, NewMeter};
 use crate::service::metering::usage;
 use crate::service::parse_id;
-use crate::store::meters as meter_rows;
+use crate::store::meter_rows;
 
 #[derive(Default)]
 pub struct MeteringQuery;
@@ -164,7 +164,7 @@ impl MeteringSubscription {
 }
 
 /// What the platform meters: events of one type, aggregated per window.
-pub struct Meter(pub crate::store::meters::MeterRow);
+pub struct Meter(pub crate::store::meter_rows::MeterRow);
 
 #[Object]
 impl Meter {
@@ -182,17 +182,17 @@ impl Meter {
         &self.0.event_type
     }
     async fn aggregation(&self) -> async_graphql::Result<dotmac_schema::usage::Aggregation> {
-        Ok(crate::store::meters::definition(&self.0)?.aggregation)
+        Ok(crate::store::meter_rows::definition(&self.0)?.aggregation)
     }
     /// Dot-separated path into the event's `data` (null for COUNT).
     async fn value_path(&self) -> Option<&str> {
         self.0.value_path.as_deref()
     }
     async fn group_by(&self) -> async_graphql::Result<Vec<String>> {
-        Ok(crate::store::meters::definition(&self.0)?.group_by)
+        Ok(crate::store::meter_rows::definition(&self.0)?.group_by)
     }
     async fn window(&self) -> async_graphql::Result<dotmac_schema::usage::Window> {
-        Ok(crate::store::meters::definition(&self.0)?.window)
+        Ok(crate::store::meter_rows::definition(&self.0)?.window)
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -152,7 +152,7 @@ pub(crate) async fn tenant_in_scope(
     };
     let id: TenantId = crate::service::parse_id("tenantId", t)?;
     let tx = app.store.begin(scope).await?;
-    crate::store::tenants::get(&tx, scope, &id).await?;
+    crate::store::tenant_rows::get(&tx, scope, &id).await?;
     tx.commit().await?;
     Ok(Some(id.to_string()))
 }

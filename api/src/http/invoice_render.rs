@@ -4,7 +4,7 @@
 
 use dotmac_billing::{InvoiceLine, LineKind};
 
-use crate::store::billing::InvoiceRow;
+use crate::store::billing_rows::InvoiceRow;
 
 /// One text line of the document, with whether it is a heading.
 fn text_lines(row: &InvoiceRow, tenant_name: &str, lines: &[InvoiceLine]) -> Vec<(bool, String)> {

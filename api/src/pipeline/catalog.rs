@@ -59,7 +59,7 @@ impl StoreCatalog {
             .map_err(|e| err(&e))?;
         let meters = rows
             .iter()
-            .map(crate::store::meters::definition)
+            .map(crate::store::meter_rows::definition)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err(&e))?;
         Ok(Catalog::new(tenants, meters))

@@ -2,16 +2,16 @@
 //! takes the caller's [`Scope`] and filters by it; on Postgres the same scope
 //! is also set on the transaction so row-level security enforces it twice.
 
-pub mod api_keys;
-pub mod audit;
-pub mod billing;
+pub mod api_key_rows;
+pub mod audit_log;
+pub mod billing_rows;
 pub mod entity;
-pub mod meters;
-pub mod resellers;
-pub mod tax;
-pub mod tenants;
-pub mod tokens;
-pub mod users;
+pub mod meter_rows;
+pub mod reseller_rows;
+pub mod tax_rate_rows;
+pub mod tenant_rows;
+pub mod token_rows;
+pub mod user_rows;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use dotmac_api::caller::RequestCtx;
 use dotmac_api::service::billing::close::{close_period, CloseReport, CloseRequest};
 use dotmac_api::service::billing::plans::create_plan;
 use dotmac_api::service::billing::subscriptions::subscribe;
-use dotmac_api::store::billing::{lines, InvoiceRow};
+use dotmac_api::store::billing_rows::{lines, InvoiceRow};
 use dotmac_api::store::entity::invoice;
 use dotmac_schema::money::Currency;
 use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price, Tier};
@@ -771,7 +771,7 @@ async fn resume_on_embedded_sqlite() {
 /// active subscription is refused.
 async fn pause_scenario(backend: Backend) {
     use dotmac_api::service::billing::subscriptions::set_paused;
-    use dotmac_api::store::billing::{insert_pause, PauseRow};
+    use dotmac_api::store::billing_rows::{insert_pause, PauseRow};
     let srv = billing_server(backend).await;
     let app = &srv.app;
     let ctx = admin();

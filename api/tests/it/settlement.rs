@@ -12,7 +12,7 @@ use dotmac_api::service::billing::settlement::{
     create_credit_note, record_manual_payment, set_status, NewPayment,
 };
 use dotmac_api::service::billing::subscriptions::subscribe;
-use dotmac_api::store::billing::InvoiceRow;
+use dotmac_api::store::billing_rows::InvoiceRow;
 use dotmac_api::store::entity::{invoice, subscription, tenant};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -47,7 +47,7 @@ fn pay<'a>(invoice: &'a str, amount: &'a str, reference: &'a str) -> NewPayment<
 }
 
 /// Creates `srv`'s usage tables and the flat 100 USD plan.
-async fn flat_plan(srv: &TestServer) -> dotmac_api::store::billing::PlanRow {
+async fn flat_plan(srv: &TestServer) -> dotmac_api::store::billing_rows::PlanRow {
     crate::support::usage_tables(&srv.app).await;
     create_plan(
         &srv.app.billing,
@@ -395,7 +395,7 @@ async fn concurrent_overpayments_keep_every_excess_on_postgres() {
         assert_eq!(paid.unwrap().to_credit_balance, "10.00");
     }
     let tx = app.store.begin_system().await.unwrap();
-    let balance = dotmac_api::store::billing::credit_balance(&tx, &a, "USD")
+    let balance = dotmac_api::store::billing_rows::credit_balance(&tx, &a, "USD")
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -153,7 +153,7 @@ async fn events_through_the_pipeline_are_invoiced_and_reconcile() {
         .unwrap()
         .unwrap();
     tx.commit().await.unwrap();
-    let lines = dotmac_api::store::billing::lines(&next).unwrap();
+    let lines = dotmac_api::store::billing_rows::lines(&next).unwrap();
     let adj: Decimal = lines
         .iter()
         .filter(|l| {

@@ -21,7 +21,7 @@ use crate::service::billing::reconcile::reconcile;
 use crate::service::billing::settlement;
 use crate::service::billing::{plans, subscriptions, taxes};
 use crate::service::parse_id;
-use crate::store::billing as billing_rows;
+use crate::store::billing_rows;
 use inputs::{
     CreateCreditNoteInput, CreatePlanInput, CreateTaxRateInput, RecordPaymentInput, SubscribeInput,
 };

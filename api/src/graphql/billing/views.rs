@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 
 use crate::error::ApiError;
 use crate::graphql::ctx;
-use crate::store::billing::{self as rows, InvoiceRow, PlanRow, SubscriptionRow};
-use crate::store::tax::TaxRateRow;
+use crate::store::billing_rows::{self as rows, InvoiceRow, PlanRow, SubscriptionRow};
+use crate::store::tax_rate_rows::TaxRateRow;
 
 /// One version of a plan.
 pub struct Plan(pub PlanRow);

@@ -6,7 +6,7 @@ use dotmac_schema::{InvoiceId, InvoiceStatus, TenantId};
 use super::Billing;
 use crate::error::{ApiError, ApiResult};
 use crate::service::parse_id;
-use crate::store::billing::{self as rows, InvoiceRow};
+use crate::store::billing_rows::{self as rows, InvoiceRow};
 
 /// A finalized invoice with its tenant's name and lines, for a document.
 pub async fn invoice_document(
@@ -30,7 +30,9 @@ pub async fn invoice_document(
         ));
     }
     let tenant: TenantId = parse_id("tenantId", &row.tenant_id)?;
-    let name = crate::store::tenants::get(&tx, scope, &tenant).await?.name;
+    let name = crate::store::tenant_rows::get(&tx, scope, &tenant)
+        .await?
+        .name;
     tx.commit().await?;
     let lines = rows::lines(&row)?;
     Ok((row, name, lines))

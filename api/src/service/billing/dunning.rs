@@ -12,7 +12,7 @@ use crate::caller::RequestCtx;
 use crate::error::ApiResult;
 use crate::service::directory::tenants;
 use crate::service::parse_id;
-use crate::store::billing::{self as rows, dec};
+use crate::store::billing_rows::{self as rows, dec};
 
 /// What one dunning run changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub async fn run_dunning(
         let standing = standing(invoices, now, suspend_after_days);
         let tenant: TenantId = parse_id("tenantId", &sub.tenant_id)?;
         let tx = billing.store.begin_system().await?;
-        let t = crate::store::tenants::get(&tx, &Scope::All, &tenant).await?;
+        let t = crate::store::tenant_rows::get(&tx, &Scope::All, &tenant).await?;
         tx.commit().await?;
         match standing {
             Standing::InGoodStanding => {

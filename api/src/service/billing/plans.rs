@@ -8,8 +8,8 @@ use super::Billing;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::required_text;
-use crate::store::audit::{self, AuditEntry};
-use crate::store::billing::{self as rows, PlanRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::billing_rows::{self as rows, PlanRow};
 
 /// Adds a plan version to the catalogue (platform admins).
 pub async fn create_plan(
@@ -25,7 +25,7 @@ pub async fn create_plan(
     let row = rows::plan_row(PlanId::new().to_string(), name, &plan, billing.clock.now())?;
     let tx = billing.store.begin(&p.scope).await?;
     let row = rows::insert_plan(&tx, row).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(p),

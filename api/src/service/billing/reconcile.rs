@@ -17,7 +17,7 @@ use sea_orm::EntityTrait;
 use super::periods::{period_starting_in, usage_by_tenant};
 use super::Billing;
 use crate::error::{ApiError, ApiResult};
-use crate::store::billing as rows;
+use crate::store::billing_rows as rows;
 use crate::store::entity::meter;
 
 /// One tenant and meter of the month.
@@ -103,7 +103,7 @@ pub async fn reconcile(
         .all(&tx)
         .await?
         .iter()
-        .map(|m| Ok((m.slug.clone(), crate::store::meters::definition(m)?)))
+        .map(|m| Ok((m.slug.clone(), crate::store::meter_rows::definition(m)?)))
         .collect::<ApiResult<_>>()?;
     tx.commit().await?;
     let mut report = ReconReport::default();

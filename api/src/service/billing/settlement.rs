@@ -17,8 +17,8 @@ use super::Billing;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::parse_id;
-use crate::store::audit::{self, AuditEntry};
-use crate::store::billing::{self as rows, dec, CreditNoteRow, InvoiceRow, PaymentRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::billing_rows::{self as rows, dec, CreditNoteRow, InvoiceRow, PaymentRow};
 
 /// Issuer of credit-note numbers (gapless, like invoices').
 pub const CREDIT_NOTE_ISSUER: &str = "DM-CN";
@@ -169,7 +169,7 @@ pub async fn create_credit_note(
     let note = rows::insert_credit_note(&tx, note).await?;
     let tenant_id = invoice.tenant_id.clone();
     rows::save_invoice(&tx, invoice).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(p),
@@ -282,7 +282,7 @@ pub async fn record_payment(
     let payment = rows::insert_payment(&tx, payment).await?;
     let tenant_id = invoice.tenant_id.clone();
     rows::save_invoice(&tx, invoice).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(principal),
@@ -336,7 +336,7 @@ pub async fn set_status(
     }
     invoice.updated_at = billing.clock.now();
     let invoice = rows::save_invoice(&tx, invoice).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(p),

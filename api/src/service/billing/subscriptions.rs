@@ -11,8 +11,8 @@ use super::Billing;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{parse_id, required_text};
-use crate::store::audit::{self, AuditEntry};
-use crate::store::billing::{self as rows, SubscriptionRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::billing_rows::{self as rows, SubscriptionRow};
 
 /// Subscribes a tenant to a plan version (platform admins). Billing periods
 /// start on `anchor` (default: today); the plan's trial runs from now.
@@ -29,7 +29,7 @@ pub async fn subscribe(
     let tenant: TenantId = parse_id("input.tenantId", tenant_id)?;
     let now = billing.clock.now();
     let tx = billing.store.begin(&p.scope).await?;
-    crate::store::tenants::get(&tx, &p.scope, &tenant).await?;
+    crate::store::tenant_rows::get(&tx, &p.scope, &tenant).await?;
     let plan_id: PlanId = parse_id("input.planId", plan_id)?;
     let plan_row = rows::get_plan(&tx, plan_id.as_str()).await?;
     let plan = rows::plan_version(&plan_row)?;
@@ -54,7 +54,7 @@ pub async fn subscribe(
         coupon: json(&terms.coupon)?,
     };
     let row = rows::insert_subscription(&tx, row).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(p),
@@ -303,7 +303,7 @@ async fn save_audited(
     after: String,
 ) -> ApiResult<SubscriptionRow> {
     let sub = rows::save_subscription(&tx, sub).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(ctx.principal()?),

@@ -11,8 +11,8 @@ use super::Billing;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::required_text;
-use crate::store::audit::{self, AuditEntry};
-use crate::store::tax::{self, TaxRateRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::tax_rate_rows::{self, TaxRateRow};
 use crate::store::{Page, PageRequest};
 
 /// A rate to add.
@@ -50,8 +50,8 @@ pub async fn create_tax_rate(
         created_at: billing.clock.now(),
     };
     let tx = billing.store.begin(&p.scope).await?;
-    let row = tax::insert(&tx, row).await?;
-    audit::record(
+    let row = tax_rate_rows::insert(&tx, row).await?;
+    audit_log::record(
         &tx,
         billing.clock.now(),
         Some(p),
@@ -97,7 +97,7 @@ pub async fn list_tax_rates(
         })
         .transpose()?;
     let tx = billing.store.begin(&p.scope).await?;
-    let page = tax::list(&tx, jurisdiction.as_deref(), page).await?;
+    let page = tax_rate_rows::list(&tx, jurisdiction.as_deref(), page).await?;
     tx.commit().await?;
     Ok(page)
 }

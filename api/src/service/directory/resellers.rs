@@ -6,8 +6,8 @@ use super::Directory;
 use crate::caller::RequestCtx;
 use crate::error::ApiResult;
 use crate::service::{email, required_text};
-use crate::store::audit::{self, AuditEntry};
-use crate::store::resellers::{self, ResellerRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::reseller_rows::{self, ResellerRow};
 
 pub struct NewReseller {
     pub name: String,
@@ -30,7 +30,7 @@ pub async fn create(
         .map(|e| email("input.contactEmail", e))
         .transpose()?;
     let tx = directory.store.begin(&p.scope).await?;
-    let row = resellers::insert(
+    let row = reseller_rows::insert(
         &tx,
         ResellerRow {
             id: ResellerId::new().to_string(),
@@ -41,7 +41,7 @@ pub async fn create(
         },
     )
     .await?;
-    audit::record(
+    audit_log::record(
         &tx,
         directory.clock.now(),
         Some(p),

@@ -11,10 +11,10 @@ use crate::bus::{BusEvent, TenantEvent};
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{email, parse_id, reason, required_text};
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit_log::{self, AuditEntry};
 use crate::store::entity::tenant;
-use crate::store::resellers;
-use crate::store::tenants::{self, TenantRow};
+use crate::store::reseller_rows;
+use crate::store::tenant_rows::{self, TenantRow};
 
 #[derive(Debug, Default, Clone)]
 pub struct NewTenant {
@@ -103,7 +103,7 @@ pub async fn create(
         (Scope::Reseller(own), Some(r)) if &r == own => Some(r),
         (Scope::Reseller(_), Some(_)) => return Err(ApiError::not_found("reseller")),
         (_, Some(r)) => {
-            resellers::get(&tx, &p.scope, &r).await?;
+            reseller_rows::get(&tx, &p.scope, &r).await?;
             Some(r)
         }
         (_, None) => None,
@@ -123,8 +123,8 @@ pub async fn create(
         updated_at: now,
         tax_jurisdiction,
     };
-    let row = tenants::insert(&tx, row).await?;
-    audit::record(
+    let row = tenant_rows::insert(&tx, row).await?;
+    audit_log::record(
         &tx,
         directory.clock.now(),
         Some(p),
@@ -189,8 +189,8 @@ pub async fn update(
     }
     changes.updated_at = Set(directory.clock.now());
     let tx = directory.store.begin(&p.scope).await?;
-    let before = tenants::get(&tx, &p.scope, &id).await?;
-    let row = tenants::update_columns(&tx, &p.scope, &id, changes).await?;
+    let before = tenant_rows::get(&tx, &p.scope, &id).await?;
+    let row = tenant_rows::update_columns(&tx, &p.scope, &id, changes).await?;
     let describe = |t: &TenantRow| {
         format!(
             "name={}|slug={}|tier={}|contact={}<{}>|tax={}",
@@ -202,7 +202,7 @@ pub async fn update(
             t.tax_jurisdiction.as_deref().unwrap_or("")
         )
     };
-    audit::record(
+    audit_log::record(
         &tx,
         directory.clock.now(),
         Some(p),
@@ -237,10 +237,10 @@ pub async fn transition(
     );
     let why = reason(why, needs_reason)?;
     let tx = directory.store.begin(&p.scope).await?;
-    let before = tenants::get(&tx, &p.scope, &id).await?;
+    let before = tenant_rows::get(&tx, &p.scope, &id).await?;
     let from = before.state;
     let to = from.apply(action)?;
-    if !tenants::compare_and_set_state(
+    if !tenant_rows::compare_and_set_state(
         &tx,
         &p.scope,
         &id,
@@ -256,8 +256,8 @@ pub async fn transition(
             "the tenant changed state while this request ran; read it again and retry",
         ));
     }
-    let row = tenants::get(&tx, &p.scope, &id).await?;
-    audit::record(
+    let row = tenant_rows::get(&tx, &p.scope, &id).await?;
+    audit_log::record(
         &tx,
         directory.clock.now(),
         Some(p),

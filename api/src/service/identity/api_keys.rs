@@ -8,9 +8,9 @@ use crate::auth::{self, hash_secret, new_api_key};
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{parse_id, required_text};
-use crate::store::api_keys::{self, ApiKeyRow};
-use crate::store::audit::{self, AuditEntry};
-use crate::store::tenants;
+use crate::store::api_key_rows::{self, ApiKeyRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::tenant_rows;
 
 const MANAGERS: &[Role] = &[Role::PlatformAdmin, Role::ResellerAdmin, Role::TenantAdmin];
 
@@ -31,12 +31,12 @@ pub async fn create(
     }
     let name = required_text("name", name.unwrap_or("default"), 100)?;
     let tx = identity.store.begin(&p.scope).await?;
-    let t = tenants::get(&tx, &p.scope, &tenant).await?;
+    let t = tenant_rows::get(&tx, &p.scope, &tenant).await?;
     let (secret, prefix) = new_api_key();
     let mut names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    let row = api_keys::insert(
+    let row = api_key_rows::insert(
         &tx,
         ApiKeyRow {
             id: ApiKeyId::new().to_string(),
@@ -52,7 +52,7 @@ pub async fn create(
         },
     )
     .await?;
-    audit::record(
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(p),
@@ -75,12 +75,12 @@ pub async fn revoke(identity: &Identity, ctx: &RequestCtx, id: &str) -> ApiResul
     let p = ctx.writer_with(MANAGERS)?;
     let id: ApiKeyId = parse_id("id", id)?;
     let tx = identity.store.begin(&p.scope).await?;
-    let row = api_keys::get(&tx, &p.scope, &id).await?;
+    let row = api_key_rows::get(&tx, &p.scope, &id).await?;
     if row.revoked_at.is_some() {
         return Err(ApiError::conflict("id", "the API key is already revoked"));
     }
-    let row = api_keys::revoke(&tx, &row, identity.clock.now()).await?;
-    audit::record(
+    let row = api_key_rows::revoke(&tx, &row, identity.clock.now()).await?;
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(p),
@@ -107,14 +107,14 @@ pub async fn authenticate(identity: &Identity, key: &str) -> ApiResult<Principal
     }
     let prefix = auth::api_key_prefix(key).ok_or_else(invalid)?;
     let tx = identity.store.begin_system().await?;
-    let row = api_keys::find_by_prefix_system(&tx, prefix)
+    let row = api_key_rows::find_by_prefix_system(&tx, prefix)
         .await?
         .ok_or_else(invalid)?;
     // Constant-time enough: both sides are fixed-length hex of a SHA-256.
     if row.revoked_at.is_some() || row.secret_hash != hash_secret(key) {
         return Err(invalid());
     }
-    api_keys::touch(&tx, &row, identity.clock.now()).await?;
+    api_key_rows::touch(&tx, &row, identity.clock.now()).await?;
     tx.commit().await?;
     let scopes = row
         .scopes

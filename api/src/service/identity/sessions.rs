@@ -9,9 +9,9 @@ use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::Rate;
 use crate::service::parse_id;
-use crate::store::audit::{self, AuditEntry};
-use crate::store::tokens::{self, RefreshRow};
-use crate::store::users::{self, UserRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::token_rows::{self, RefreshRow};
+use crate::store::user_rows::{self, UserRow};
 use crate::store::Tx;
 
 /// Tokens handed to a signed-in user.
@@ -53,13 +53,13 @@ pub async fn login(
     // Step 1, short transaction: count the attempt before the password is
     // checked, so parallel guesses cannot all slip under the lockout.
     let tx = identity.store.begin_system().await?;
-    let Some(found) = users::find_by_email_system(&tx, &email_in).await? else {
+    let Some(found) = user_rows::find_by_email_system(&tx, &email_in).await? else {
         tx.commit().await?;
         // Spend the same time as a real check so timing does not reveal accounts.
         let _ = hash_password(password.to_owned()).await;
         return Err(bad_credentials());
     };
-    let user = users::reserve_attempt(&tx, &found.id, now).await?;
+    let user = user_rows::reserve_attempt(&tx, &found.id, now).await?;
     if user.locked_until.is_some_and(|u| u > now) {
         // The same answer as a wrong password: no account oracle.
         tx.commit().await?;
@@ -67,8 +67,8 @@ pub async fn login(
     }
     if user.failed_logins > identity.settings.lockout_failures {
         let until = now + Duration::minutes(identity.settings.lockout_minutes);
-        users::lock(&tx, &user.id, until).await?;
-        audit::record(
+        user_rows::lock(&tx, &user.id, until).await?;
+        audit_log::record(
             &tx,
             identity.clock.now(),
             None,
@@ -86,7 +86,7 @@ pub async fn login(
     // Step 3: record the outcome.
     let tx = identity.store.begin_system().await?;
     if !ok {
-        audit::record(
+        audit_log::record(
             &tx,
             identity.clock.now(),
             None,
@@ -97,10 +97,10 @@ pub async fn login(
         tx.commit().await?;
         return Err(bad_credentials());
     }
-    users::record_success(&tx, &user.id).await?;
+    user_rows::record_success(&tx, &user.id).await?;
     let principal = auth::user_principal(&user)?;
     let session = open_session(identity, &tx, user, None).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(&principal),
@@ -121,7 +121,7 @@ pub(super) async fn open_session(
 ) -> ApiResult<Session> {
     let refresh = random_token();
     let now = identity.clock.now();
-    tokens::insert_refresh(
+    token_rows::insert_refresh(
         tx,
         RefreshRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -147,18 +147,18 @@ pub(super) async fn open_session(
 pub async fn refresh(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiResult<Session> {
     let invalid = || ApiError::Unauthenticated("invalid or expired refresh token".into());
     let tx = identity.store.begin_system().await?;
-    let row = tokens::find_refresh(&tx, &hash_secret(token))
+    let row = token_rows::find_refresh(&tx, &hash_secret(token))
         .await?
         .ok_or_else(invalid)?;
     let now = identity.clock.now();
     // A token already rotated (or rotated by a concurrent request right now)
     // has leaked: end the whole family.
     let reused = row.revoked_at.is_some() || {
-        row.expires_at > now && !tokens::revoke_if_live(&tx, &row, now).await?
+        row.expires_at > now && !token_rows::revoke_if_live(&tx, &row, now).await?
     };
     if reused {
-        tokens::revoke_family(&tx, &row.family_id, now).await?;
-        audit::record(
+        token_rows::revoke_family(&tx, &row.family_id, now).await?;
+        audit_log::record(
             &tx,
             identity.clock.now(),
             None,
@@ -177,9 +177,9 @@ pub async fn refresh(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiR
         return Err(invalid());
     }
     let user_id: UserId = parse_id("refreshToken", &row.user_id)?;
-    let user = users::get(&tx, &Scope::All, &user_id).await?;
+    let user = user_rows::get(&tx, &Scope::All, &user_id).await?;
     let session = open_session(identity, &tx, user, Some(row.family_id.clone())).await?;
-    audit::record(
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(&auth::user_principal(&session.user)?),
@@ -195,14 +195,14 @@ pub async fn refresh(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiR
 pub async fn logout(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiResult<bool> {
     let p = ctx.principal()?;
     let tx = identity.store.begin_system().await?;
-    let Some(row) = tokens::find_refresh(&tx, &hash_secret(token)).await? else {
+    let Some(row) = token_rows::find_refresh(&tx, &hash_secret(token)).await? else {
         return Ok(false);
     };
     if Some(row.user_id.as_str()) != p.user_id().map(UserId::as_str) {
         return Ok(false);
     }
-    tokens::revoke_family(&tx, &row.family_id, identity.clock.now()).await?;
-    audit::record(
+    token_rows::revoke_family(&tx, &row.family_id, identity.clock.now()).await?;
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(p),

@@ -9,10 +9,10 @@ use crate::auth::{self, hash_password, hash_secret, random_token, verify_passwor
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{email, parse_id};
-use crate::store::audit::{self, AuditEntry};
-use crate::store::tokens::{self, InvitationRow};
-use crate::store::users::{self, UserRow};
-use crate::store::{resellers, tenants};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::token_rows::{self, InvitationRow};
+use crate::store::user_rows::{self, UserRow};
+use crate::store::{reseller_rows, tenant_rows};
 
 use super::scope_reseller;
 use super::sessions::{open_session, Session};
@@ -23,7 +23,7 @@ pub async fn me(identity: &Identity, ctx: &RequestCtx) -> ApiResult<UserRow> {
         .user_id()
         .ok_or_else(|| ApiError::Forbidden("API keys have no user".into()))?;
     let tx = identity.store.begin(&p.scope).await?;
-    let user = users::get(&tx, &p.scope, id).await?;
+    let user = user_rows::get(&tx, &p.scope, id).await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -41,7 +41,7 @@ pub async fn change_password(
         .ok_or_else(|| ApiError::Forbidden("API keys have no password".into()))?;
     auth::check_password_strength("newPassword", new)?;
     let tx = identity.store.begin(&p.scope).await?;
-    let user = users::get(&tx, &p.scope, id).await?;
+    let user = user_rows::get(&tx, &p.scope, id).await?;
     tx.commit().await?;
     // Hashing happens outside any transaction (it is slow on purpose).
     if !verify_password(current.to_owned(), user.password_hash.clone()).await? {
@@ -52,8 +52,8 @@ pub async fn change_password(
     }
     let hash = hash_password(new.to_owned()).await?;
     let tx = identity.store.begin(&p.scope).await?;
-    users::set_password(&tx, &user, hash).await?;
-    audit::record(
+    user_rows::set_password(&tx, &user, hash).await?;
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(p),
@@ -65,7 +65,7 @@ pub async fn change_password(
     // Every other session of the user ends: refresh tokens are readable only
     // on the authentication path, hence the system transaction.
     let tx = identity.store.begin_system().await?;
-    tokens::revoke_all_of_user(&tx, &user.id, identity.clock.now()).await?;
+    token_rows::revoke_all_of_user(&tx, &user.id, identity.clock.now()).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -108,7 +108,7 @@ pub async fn invite(
                 ApiError::validation("input.resellerId", "is required for a reseller role")
             })?;
             let r: ResellerId = parse_id("input.resellerId", raw)?;
-            resellers::get(&tx, &p.scope, &r).await?;
+            reseller_rows::get(&tx, &p.scope, &r).await?;
             (None, Some(r.to_string()))
         }
         ScopeKind::Tenant => {
@@ -120,13 +120,13 @@ pub async fn invite(
                 ApiError::validation("input.tenantId", "is required for a tenant role")
             })?;
             let t: TenantId = parse_id("input.tenantId", raw)?;
-            tenants::get(&tx, &p.scope, &t).await?;
+            tenant_rows::get(&tx, &p.scope, &t).await?;
             (Some(t.to_string()), None)
         }
     };
     let token = random_token();
     let now = identity.clock.now();
-    let row = tokens::insert_invitation(
+    let row = token_rows::insert_invitation(
         &tx,
         InvitationRow {
             id: InvitationId::new().to_string(),
@@ -142,7 +142,7 @@ pub async fn invite(
         },
     )
     .await?;
-    audit::record(
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(p),
@@ -174,14 +174,14 @@ pub async fn accept_invitation(
     // Hash before the transaction: it is slow on purpose.
     let password_hash = hash_password(password.to_owned()).await?;
     let tx = identity.store.begin_system().await?;
-    let inv = tokens::find_invitation_system(&tx, &hash_secret(token))
+    let inv = token_rows::find_invitation_system(&tx, &hash_secret(token))
         .await?
         .ok_or_else(invalid)?;
     let now = identity.clock.now();
     if inv.accepted_at.is_some() || inv.expires_at <= now {
         return Err(invalid());
     }
-    let user = users::insert(
+    let user = user_rows::insert(
         &tx,
         UserRow {
             id: UserId::new().to_string(),
@@ -200,9 +200,9 @@ pub async fn accept_invitation(
         },
     )
     .await?;
-    tokens::mark_accepted(&tx, &inv, now).await?;
+    token_rows::mark_accepted(&tx, &inv, now).await?;
     let principal = auth::user_principal(&user)?;
-    audit::record(
+    audit_log::record(
         &tx,
         identity.clock.now(),
         Some(&principal),
@@ -234,7 +234,7 @@ pub async fn create_user_system(
     }
     let password_hash = hash_password(password.to_owned()).await?;
     let tx = identity.store.begin_system().await?;
-    let user = users::insert(
+    let user = user_rows::insert(
         &tx,
         UserRow {
             id: UserId::new().to_string(),
@@ -250,7 +250,7 @@ pub async fn create_user_system(
         },
     )
     .await?;
-    audit::record(
+    audit_log::record(
         &tx,
         identity.clock.now(),
         None,

@@ -10,8 +10,8 @@ use super::Metering;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{parse_id, reason, required_text};
-use crate::store::audit::{self, AuditEntry};
-use crate::store::meters::{self, MeterRow};
+use crate::store::audit_log::{self, AuditEntry};
+use crate::store::meter_rows::{self, MeterRow};
 
 pub struct NewMeter {
     pub slug: String,
@@ -68,8 +68,8 @@ pub async fn create(metering: &Metering, ctx: &RequestCtx, input: NewMeter) -> A
         archived_at: None,
     };
     let tx = metering.store.begin(&p.scope).await?;
-    let row = meters::insert(&tx, row).await?;
-    audit::record(
+    let row = meter_rows::insert(&tx, row).await?;
+    audit_log::record(
         &tx,
         metering.clock.now(),
         Some(p),
@@ -99,9 +99,9 @@ pub async fn rename(
     let id: MeterId = parse_id("id", id)?;
     let name = required_text("input.name", name, 200)?;
     let tx = metering.store.begin(&p.scope).await?;
-    let before = meters::get(&tx, &p.scope, &id).await?;
-    let row = meters::rename(&tx, &before, name, metering.clock.now()).await?;
-    audit::record(
+    let before = meter_rows::get(&tx, &p.scope, &id).await?;
+    let row = meter_rows::rename(&tx, &before, name, metering.clock.now()).await?;
+    audit_log::record(
         &tx,
         metering.clock.now(),
         Some(p),
@@ -130,12 +130,12 @@ pub async fn archive(
     let id: MeterId = parse_id("id", id)?;
     let why = reason(Some(why), true)?;
     let tx = metering.store.begin(&p.scope).await?;
-    let before = meters::get(&tx, &p.scope, &id).await?;
+    let before = meter_rows::get(&tx, &p.scope, &id).await?;
     if before.archived_at.is_some() {
         return Err(ApiError::conflict("id", "the meter is already archived"));
     }
-    let row = meters::archive(&tx, &before, metering.clock.now()).await?;
-    audit::record(
+    let row = meter_rows::archive(&tx, &before, metering.clock.now()).await?;
+    audit_log::record(
         &tx,
         metering.clock.now(),
         Some(p),

@@ -15,7 +15,7 @@ use super::Metering;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::store::entity::{meter, tenant};
-use crate::store::{tenant_rows_in, tenants};
+use crate::store::{tenant_rows, tenant_rows_in};
 
 /// Most points one query answers; a wider query is refused with a reason.
 pub const MAX_POINTS: usize = 10_000;
@@ -58,7 +58,7 @@ async fn tenants_in_scope(
         Some(id) => {
             let id: TenantId = crate::service::parse_id("tenantId", id)?;
             // NOT_FOUND outside the scope, as everywhere.
-            tenants::get(&tx, scope, &id).await?;
+            tenant_rows::get(&tx, scope, &id).await?;
             Some(vec![id.to_string()])
         }
         None if matches!(scope, Scope::All) => None,
@@ -101,7 +101,7 @@ pub async fn query(
         .await?
         .ok_or(ApiError::not_found("meter"))?;
     tx.commit().await?;
-    let definition = crate::store::meters::definition(&row)?;
+    let definition = crate::store::meter_rows::definition(&row)?;
     let granularity = q.granularity.unwrap_or(definition.window);
     if rank(granularity) < rank(definition.window) {
         return Err(ApiError::validation(

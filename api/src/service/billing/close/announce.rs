@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::service::billing::Billing;
-use crate::store::billing::FinalizedInvoice;
+use crate::store::billing_rows::FinalizedInvoice;
 
 /// Publishes `invoiceFinalized` for a committed chunk. The invoices are
 /// final whatever the bus does: a subscriber may miss an event, never see

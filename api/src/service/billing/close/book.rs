@@ -13,7 +13,7 @@ use super::CloseReport;
 use crate::error::{ApiError, ApiResult};
 use crate::service::billing::periods::period_starting_in;
 use crate::service::billing::Billing;
-use crate::store::billing::{self as rows, PauseRow, PlanChangeRow, SubscriptionRow};
+use crate::store::billing_rows::{self as rows, PauseRow, PlanChangeRow, SubscriptionRow};
 
 /// The catalogue and every subscription with its plan changes and pauses.
 pub(super) struct Book {

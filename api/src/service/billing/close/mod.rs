@@ -27,7 +27,7 @@ use super::subscriptions::activate_ended_trials;
 use super::Billing;
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
-use crate::store::billing as rows;
+use crate::store::billing_rows as rows;
 use book::Book;
 use read_model::{Known, Usage};
 use writer::rate_and_write;

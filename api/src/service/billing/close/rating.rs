@@ -18,7 +18,7 @@ use super::read_model::{Known, Usage};
 use super::{CloseReport, CloseRequest};
 use crate::error::ApiResult;
 use crate::service::billing::Billing;
-use crate::store::billing::{self as rows, InvoiceRow, PLATFORM_ISSUER};
+use crate::store::billing_rows::{self as rows, InvoiceRow, PLATFORM_ISSUER};
 
 /// What a close writes for one subscription.
 pub(super) enum Write {

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::billing::periods::{usage_by_tenant, usage_totals};
 use crate::service::billing::taxes::Jurisdictions;
 use crate::service::billing::Billing;
-use crate::store::billing::{self as rows, InvoiceRow};
+use crate::store::billing_rows::{self as rows, InvoiceRow};
 
 /// Every tenant's committed usage of the priced meters, per period: one
 /// read per distinct period (the month's and the one before), whatever the
@@ -156,7 +156,7 @@ impl Known {
             }
             resellers.insert(id, reseller);
         }
-        let rates = crate::store::tax::all(&tx).await?;
+        let rates = crate::store::tax_rate_rows::all(&tx).await?;
         tx.commit().await?;
         Ok(Known {
             drafts,

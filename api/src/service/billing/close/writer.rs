@@ -12,7 +12,7 @@ use super::read_model::{Known, Usage};
 use super::{CloseReport, CloseRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::service::billing::Billing;
-use crate::store::billing::{self as rows, FinalizedInvoice, InvoiceRow, PLATFORM_ISSUER};
+use crate::store::billing_rows::{self as rows, FinalizedInvoice, InvoiceRow, PLATFORM_ISSUER};
 
 /// Rates the due subscriptions and writes what they produce a chunk per
 /// transaction, finalizing what is past its grace in the same transaction

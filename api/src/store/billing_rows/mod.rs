@@ -6,24 +6,24 @@
 //! rules (numbers' format, due dates, credit use) are the billing crate's.
 //! Callers use the items through this module.
 
-mod convert;
-mod credit;
+mod credit_balances;
 mod finalize;
-mod invoice_insert;
-mod invoices;
+mod invoice_bulk_insert;
+mod invoice_rows;
 mod numbering;
-mod plans;
-mod settlement;
-mod subscriptions;
+mod plan_rows;
+mod row_conversions;
+mod settlement_rows;
+mod subscription_rows;
 
-pub use convert::*;
-pub use credit::*;
+pub use credit_balances::*;
 pub use finalize::*;
-pub use invoices::*;
+pub use invoice_rows::*;
 pub use numbering::*;
-pub use plans::*;
-pub use settlement::*;
-pub use subscriptions::*;
+pub use plan_rows::*;
+pub use row_conversions::*;
+pub use settlement_rows::*;
+pub use subscription_rows::*;
 
 use rust_decimal::Decimal;
 

@@ -9,7 +9,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::credit::apply_prepaid_credit;
+use super::credit_balances::apply_prepaid_credit;
 use super::numbering::reserve_numbers;
 use super::{FinalizedInvoice, InvoiceRow};
 use crate::error::{ApiError, ApiResult};

@@ -27,7 +27,7 @@ pub struct AuditEntry<'a> {
 impl<'a> AuditEntry<'a> {
     /// An entry about a user: the object is the user, filed under the user's
     /// tenant or reseller so that their scope sees it.
-    pub fn about_user(action: &'a str, user: &crate::store::users::UserRow) -> Self {
+    pub fn about_user(action: &'a str, user: &crate::store::user_rows::UserRow) -> Self {
         AuditEntry {
             action,
             tenant_id: user.tenant_id.clone(),

@@ -10,7 +10,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use super::invoice_insert::unnest_insert;
+use super::invoice_bulk_insert::unnest_insert;
 use super::{dec, InvoiceRow};
 use crate::error::{ApiError, ApiResult};
 use crate::store::entity::invoice;
