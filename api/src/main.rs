@@ -143,9 +143,15 @@ fn clock_at(now: Option<&str>) -> anyhow::Result<SharedClock> {
     })
 }
 
+/// Logs as `DOTMAC_LOG` says (an env-filter), else at INFO.
 fn init_tracing(format: &str) {
+    init_tracing_with(format, "info")
+}
+
+/// Logs as `DOTMAC_LOG` says, else by `default` (an env-filter).
+fn init_tracing_with(format: &str, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOTMAC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -214,7 +220,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| anyhow::anyhow!("redis at redis_url: {e}"))?;
-            let hook = dotmac_api::pipeline::announce::publish_usage_updates(bus, catalog.clone());
+            let hook =
+                dotmac_api::pipeline::usage_updates::publish_usage_updates(bus, catalog.clone());
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 wiring::shutdown_signal().await;
@@ -394,7 +401,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev { listen, data_dir } => {
-            init_tracing(&config.log_format);
+            // A newcomer reads the banner below, not every migration and
+            // library message: warnings, and the platform's own news.
+            init_tracing_with(&config.log_format, "warn,dotmac_api=info");
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 bail!("--listen: {listen:?} is not an address such as 127.0.0.1:8000");
             }

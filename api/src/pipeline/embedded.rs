@@ -21,8 +21,8 @@ use dotmac_schema::SharedClock;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
-use super::announce::publish_usage_updates;
 use super::catalog::StoreCatalog;
+use super::usage_updates::publish_usage_updates;
 use super::{totals_by_tenant, RawEvent, UsageReader, UsageSink};
 use crate::bus::EventBus;
 use crate::error::{ApiError, ApiResult};

@@ -12,11 +12,11 @@
 //! Also here: the catalog the aggregator folds by, read from the relational
 //! store, and the live updates a flush announces.
 
-pub mod announce;
 pub mod catalog;
 pub mod clickhouse;
 pub mod embedded;
 pub mod kafka;
+pub mod usage_updates;
 
 use std::collections::{BTreeMap, HashMap};
 

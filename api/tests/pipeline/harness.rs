@@ -128,7 +128,7 @@ impl Pipeline {
         // Late and early events are judged by the test's clock.
         settings.clock = self.server.app.clock.clone();
         let catalog = Arc::new(StoreCatalog::new(self.server.app.store.clone()));
-        let hook = dotmac_api::pipeline::announce::publish_usage_updates(
+        let hook = dotmac_api::pipeline::usage_updates::publish_usage_updates(
             self.server.app.bus.clone(),
             catalog.clone(),
         );

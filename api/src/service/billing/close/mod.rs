@@ -13,8 +13,8 @@
 //! grace is inserted and finalized in the same transaction, and each chunk
 //! goes to Postgres while the next is rated.
 
-mod announce;
 mod book;
+mod finalized_events;
 mod rating;
 mod read_model;
 mod writer;

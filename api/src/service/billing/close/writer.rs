@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use super::announce::announce;
 use super::book::Due;
+use super::finalized_events::announce;
 use super::rating::{rate, Pending, Write};
 use super::read_model::{Known, Usage};
 use super::{CloseReport, CloseRequest};
