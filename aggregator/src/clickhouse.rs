@@ -1,7 +1,7 @@
 //! A small ClickHouse HTTP client: statements, JSONEachRow inserts and
 //! JSONEachRow selects. Written on plain HTTP rather than the `clickhouse`
-//! crate because the SQL must also run on Debian's ClickHouse 18.16
-//! (DESIGN.md §6), whose RowBinary parser has the chunk-boundary bug
+//! crate because the SQL must also run on Debian's ClickHouse 18.16,
+//! whose RowBinary parser has the chunk-boundary bug
 //! (ClickHouse issue 37420) that current versions of the crate no longer work
 //! around; JSON rows are parsed correctly by every server version.
 

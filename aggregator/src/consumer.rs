@@ -2,7 +2,7 @@
 //! events topic that folds each partition's records into batches and writes
 //! them to ClickHouse exactly once.
 //!
-//! Exactly-once, end to end (DESIGN.md §6): a flush writes raw rows and
+//! Exactly-once, end to end: a flush writes raw rows and
 //! rollup parts under a fresh write id, then commits them with one batch row
 //! per partition naming its offset range. Only then are the batch's dedupe
 //! keys entered and the Kafka offsets committed. After a crash, rebalance

@@ -10,7 +10,7 @@ use dotmac_ingest::dedupe::{DedupeKey, KeyHasher};
 /// The committed dedupe state of one Kafka partition: every key whose event
 /// is durably counted, with its event time (unix seconds) so keys older than
 /// the horizon can be dropped. Keys enter only after their batch's write
-/// succeeded (never claimed before the write: DESIGN.md §6).
+/// succeeded (never claimed before the write).
 #[derive(Default)]
 pub struct DedupeSet {
     keys: HashMap<DedupeKey, i64, BuildHasherDefault<KeyHasher>>,

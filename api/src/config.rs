@@ -17,7 +17,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration. Env names: `DOTMAC_<KEY>`, nested with `__`
-/// (`DOTMAC_AUTH__JWT_SECRET`), plus the flat service addresses of DESIGN.md §4.
+/// (`DOTMAC_AUTH__JWT_SECRET`), plus the flat service addresses (`DOTMAC_DATABASE_URL`, …).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -49,7 +49,7 @@ pub struct Config {
     pub billing: BillingConfig,
 }
 
-/// Billing (DESIGN.md §7).
+/// Billing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillingConfig {
@@ -65,7 +65,7 @@ pub struct BillingConfig {
     pub schedule_minutes: u64,
 }
 
-/// The usage pipeline (DESIGN.md §6).
+/// The usage pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {

@@ -284,7 +284,7 @@ pub fn spawn_usage_generator(app: App) {
     });
 }
 
-/// The demo's billing (idempotent): the plans of DESIGN.md §8 (USD per
+/// The demo's billing (idempotent): the demo plans (USD per
 /// month, with the demo meters priced), `acme-fiber` on small and
 /// `bolt-broadband` on micro since the start of last month, and last
 /// month's usage of acme-fiber, so `closeBillingPeriod` on last month

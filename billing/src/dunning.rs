@@ -5,8 +5,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-/// Days from finalization to the due date (DESIGN.md §8).
-pub const NET_DAYS: i64 = 30;
+use crate::finalize;
 
 /// One finalized invoice as dunning sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +16,7 @@ pub struct OpenInvoice {
 
 impl OpenInvoice {
     pub fn due_at(&self) -> DateTime<Utc> {
-        self.finalized_at + TimeDelta::days(NET_DAYS)
+        finalize::due_at(self.finalized_at)
     }
 }
 

@@ -1,4 +1,4 @@
-//! What finalizing an invoice decides (DESIGN.md §7): its number, printed
+//! What finalizing an invoice decides: its number, printed
 //! from the issuer's gapless sequence; its due date, net 30; and how much of
 //! the tenant's prepaid credit it uses. The store draws the numbers and
 //! writes the rows; the rules are here.

@@ -1,4 +1,4 @@
-//! Billing as pure logic over exact decimals (DESIGN.md §7): calendar
+//! Billing as pure logic over exact decimals: calendar
 //! billing periods with an anchor day, the subscription lifecycle, rating
 //! of a period's usage under a price, proration by elapsed time, per-line
 //! taxes, coupons, the invoice arithmetic with credits, credit notes and

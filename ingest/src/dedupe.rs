@@ -1,4 +1,4 @@
-//! The dedupe key: `(tenant, source, id)` counts once (DESIGN.md §6). Kept as
+//! The dedupe key: `(tenant, source, id)` counts once. Kept as
 //! 16 bytes of SHA-256 over length-prefixed fields, so the dedupe state costs
 //! a fixed 16 bytes per event id whatever the ids' lengths, and no two
 //! distinct triples can be made to collide by moving characters between

@@ -1,4 +1,4 @@
-//! The usage intake contract (DESIGN.md §6) that ISP deployments and the
+//! The usage intake contract that ISP deployments and the
 //! platform share: CloudEvents batch parsing and per-event verdicts, the
 //! dedupe key, the topics and Kafka client settings, and the producer an ISP
 //! deployment can embed. The aggregator that consumes what it produces is

@@ -1,4 +1,4 @@
--- Usage pipeline tables (DESIGN.md §6). Written for current ClickHouse and
+-- Usage pipeline tables. Written for current ClickHouse and
 -- for Debian's 18.16: plain MergeTree, Int64 times (unix seconds for
 -- windows, microseconds for event times), no TTL, no DateTime64, no Map.
 --

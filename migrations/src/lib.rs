@@ -1,8 +1,8 @@
 //! Relational schema of the platform for Postgres and SQLite, applied by
 //! `dotmac migrate` (and automatically by `dotmac dev`).
 //!
-//! Postgres additionally gets row-level security on every tenant-owned table
-//! (DESIGN.md §5): the app sets `dotmac.scope`, `dotmac.tenant_id` and
+//! Postgres additionally gets row-level security on every tenant-owned table:
+//! the app sets `dotmac.scope`, `dotmac.tenant_id` and
 //! `dotmac.reseller_id` per transaction and connects as the non-superuser role
 //! [`APP_ROLE`], so a query that forgets its scope filter still sees nothing.
 

@@ -1,5 +1,5 @@
 //! Who is asking and what they may see: roles, principals and the scope every
-//! store call is made in (DESIGN.md §5).
+//! store call is made in.
 
 use crate::ids::{ApiKeyId, ResellerId, TenantId, UserId};
 

@@ -4,7 +4,7 @@
 //! settled, and how a payment arrived. Credit notes have no lifecycle: one
 //! is final when issued.
 
-/// Where a subscription is in its life (DESIGN.md §7).
+/// Where a subscription is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[cfg_attr(

@@ -1,4 +1,4 @@
-//! Money (DESIGN.md §7): amounts are exact decimals (never floats) in the
+//! Money: amounts are exact decimals (never floats) in the
 //! ISO-4217 currency of what they belong to: a plan's prices in the plan's
 //! currency, every amount of an invoice in the invoice's. Amounts are
 //! rounded to the currency's minor unit only where an invoice line is made.

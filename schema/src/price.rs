@@ -1,4 +1,4 @@
-//! Plans and their prices (DESIGN.md §7): charge models (flat, per-unit,
+//! Plans and their prices: charge models (flat, per-unit,
 //! graduated and volume tiers, package, percentage) with included allowances
 //! and minimum commitments, and plan versions. Only the definitions and
 //! their checks live here; rating them is `dotmac_billing::rating`.
@@ -86,7 +86,7 @@ pub struct PlanVersion {
     pub prices: Vec<Price>,
 }
 
-/// Default trial length (DESIGN.md §7).
+/// Default trial length.
 pub const DEFAULT_TRIAL_DAYS: u32 = 14;
 
 fn invalid(field: String, reason: &str) -> PriceError {

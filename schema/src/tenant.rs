@@ -1,4 +1,4 @@
-//! Tenant lifecycle: the states of DESIGN.md §8 and the only legal transitions
+//! Tenant lifecycle: its states and the only legal transitions
 //! between them. Every state change in the platform goes through [`TenantState::apply`].
 
 use std::fmt;
@@ -74,7 +74,7 @@ impl TenantState {
         TenantState::Deprovisioned,
     ];
 
-    /// The listed transitions (DESIGN.md §8); everything else is illegal.
+    /// The listed transitions; everything else is illegal.
     pub const TRANSITIONS: [(TenantState, TenantAction, TenantState); 12] = {
         use TenantAction as A;
         use TenantState as S;
@@ -168,7 +168,7 @@ mod tests {
         proptest::sample::select(TenantAction::ALL.to_vec())
     }
 
-    /// The transitions DESIGN.md §8 lists, written out independently of the table.
+    /// The legal transitions, written out independently of the table.
     fn listed(from: TenantState, to: TenantState) -> bool {
         use TenantState::*;
         matches!(

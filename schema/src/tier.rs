@@ -1,4 +1,4 @@
-//! Tiers: the namespace quota a tenant instance gets (DESIGN.md §8), and
+//! Tiers: the namespace quota a tenant instance gets, and
 //! the tier a reseller partners at.
 
 /// Size of a tenant's instance.

@@ -8,6 +8,7 @@ mod e2e;
 mod embedded_usage;
 mod errors;
 mod isolation;
+mod layout;
 mod rls;
 mod settlement;
 mod support;

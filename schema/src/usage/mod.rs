@@ -1,4 +1,4 @@
-//! Usage metering contracts (DESIGN.md §6): the CloudEvents usage event,
+//! Usage metering contracts: the CloudEvents usage event,
 //! meter definitions, and rollup rows with their merge law.
 
 pub mod event;
