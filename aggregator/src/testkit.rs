@@ -1,7 +1,9 @@
 //! Services of a test's or benchmark's own, for what must not touch the
 //! shared ones: a ClickHouse server in a temporary directory and a tansu
 //! broker, each restartable with SIGKILL (the chaos test and the outage
-//! benchmark). Enabled by the `testkit` feature; not part of the product.
+//! benchmark); and what pipeline tests do around an aggregator: produce
+//! records as they are, wait for committed batches, read dead letters.
+//! Enabled by the `testkit` feature; not part of the product.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -187,4 +189,92 @@ impl Drop for OwnBroker {
             kill9(&mut c);
         }
     }
+}
+
+/// A record as produced: its key (the tenant id, or anything) and bytes.
+pub type RawRecord = (Option<String>, Vec<u8>);
+
+/// Produces `records` to `topic` as they are (any key, any bytes), each
+/// acknowledged by the broker.
+pub async fn produce(brokers: &str, topic: &str, records: &[RawRecord]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = dotmac_ingest::kafka::client_config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("a producer");
+    for chunk in records.chunks(5000) {
+        let sends = chunk.iter().map(|(key, payload)| {
+            let mut r: FutureRecord<'_, str, [u8]> =
+                FutureRecord::to(topic).payload(payload.as_slice());
+            if let Some(k) = key {
+                r = r.key(k.as_str());
+            }
+            producer.send(r, rdkafka::util::Timeout::After(Duration::from_secs(30)))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| e).expect("broker acknowledged");
+        }
+    }
+}
+
+/// Waits until committed batches of `usage` account for `records` records.
+pub async fn wait_for_records(
+    usage: &crate::store::UsageStore,
+    records: u64,
+    timeout: Duration,
+) -> crate::store::BatchTotals {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let totals = usage.totals().await.unwrap_or_default();
+        if totals.events >= records {
+            return totals;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {records} records committed after {timeout:?}: {totals:?}",
+            totals.events
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads `n` records of the dead-letter `topic` (or what arrives within a
+/// minute): key, payload, and the reason header.
+pub fn dead_letters(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(Option<String>, Vec<u8>, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let group = format!("dlq-reader-{}", uuid::Uuid::new_v4().simple());
+    let consumer: BaseConsumer = dotmac_ingest::kafka::client_config(brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("max.poll.interval.ms", "7000")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "dotmac-reason"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                m.payload().unwrap_or_default().to_vec(),
+                reason,
+            ));
+        }
+    }
+    out
 }

@@ -6,19 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dotmac_aggregator::catalog::{Catalog, StaticCatalog};
 use dotmac_aggregator::store::{BatchTotals, UsageStore};
+use dotmac_aggregator::testkit::{self, RawRecord};
 use dotmac_aggregator::{AggregatorConfig, AggregatorError, AggregatorStats};
-use dotmac_ingest::kafka::{client_config, create_topics, Topics};
+use dotmac_ingest::kafka::{create_topics, Topics};
 use dotmac_schema::usage::{Aggregation, Meter, RollupKey, RollupState, Window};
 use dotmac_schema::{ManualClock, TenantId};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
-use rdkafka::Message;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -170,44 +166,13 @@ impl Pipeline {
     }
 
     /// Produces records as they are (any key, any bytes), acknowledged.
-    pub async fn produce(&self, records: &[(Option<String>, Vec<u8>)]) {
-        let producer: FutureProducer = client_config(&self.config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        let topic = &self.config.topics.events;
-        for chunk in records.chunks(5000) {
-            let sends = chunk.iter().map(|(key, payload)| {
-                let mut r: FutureRecord<'_, str, [u8]> =
-                    FutureRecord::to(topic).payload(payload.as_slice());
-                if let Some(k) = key {
-                    r = r.key(k.as_str());
-                }
-                producer.send(r, Timeout::After(Duration::from_secs(30)))
-            });
-            for result in futures::future::join_all(sends).await {
-                result.map_err(|(e, _)| e).expect("broker acknowledged");
-            }
-        }
+    pub async fn produce(&self, records: &[RawRecord]) {
+        testkit::produce(&self.config.brokers, &self.config.topics.events, records).await
     }
 
     /// Waits until committed batches account for `records` records.
     pub async fn wait_for_records(&self, records: u64, timeout: Duration) -> BatchTotals {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let totals = self.usage.totals().await.unwrap_or_default();
-            if totals.events >= records {
-                return totals;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {records} records committed after {timeout:?}: {totals:?}",
-                totals.events
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        testkit::wait_for_records(&self.usage, records, timeout).await
     }
 
     pub async fn rollups(&self, meter: &str) -> BTreeMap<RollupKey, RollupState> {
@@ -216,34 +181,7 @@ impl Pipeline {
 
     /// Reads `n` records of the dead-letter topic: (key, payload, reason).
     pub fn dead_letters(&self, n: usize) -> Vec<(Option<String>, Vec<u8>, String)> {
-        let consumer: BaseConsumer = client_config(&self.config.brokers)
-            .set("group.id", unique("dlq-reader"))
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("max.poll.interval.ms", "7000")
-            .create()
-            .unwrap();
-        consumer
-            .subscribe(&[&self.config.topics.dead_letter])
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut out = Vec::new();
-        while out.len() < n && Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                let reason = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "dotmac-reason"))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                out.push((
-                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    m.payload().unwrap_or_default().to_vec(),
-                    reason,
-                ));
-            }
-        }
-        out
+        testkit::dead_letters(&self.config.brokers, &self.config.topics.dead_letter, n)
     }
 
     pub async fn cleanup(self) {

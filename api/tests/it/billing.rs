@@ -14,25 +14,15 @@ use dotmac_api::store::billing_rows::{lines, InvoiceRow};
 use dotmac_api::store::entity::invoice;
 use dotmac_schema::money::Currency;
 use dotmac_schema::price::{ChargeModel, Interval, PlanVersion, Price, Tier};
-use dotmac_schema::{Principal, PrincipalKind, Role, Scope, UserId};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use sea_orm::{EntityTrait, QueryOrder};
 
 use crate::support::{Backend, TestServer};
 
+/// The platform acting for the test, as scheduled jobs act.
 pub fn admin() -> RequestCtx {
-    RequestCtx {
-        principal: Some(Principal {
-            kind: PrincipalKind::User {
-                id: UserId::new(),
-                role: Role::PlatformAdmin,
-            },
-            scope: Scope::All,
-        }),
-        request_id: Some("billing-test".into()),
-        ..RequestCtx::default()
-    }
+    RequestCtx::system("billing-test")
 }
 
 /// 99 USD a month, the first 100 GB free, then 0.05 per GB.

@@ -4,15 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dotmac_aggregator::store::{BatchTotals, UsageStore};
+use dotmac_aggregator::testkit::{self, RawRecord};
 use dotmac_aggregator::{self as aggregator, AggregatorStats};
 use dotmac_api::config::Config;
 use dotmac_api::pipeline::catalog::StoreCatalog;
 use dotmac_schema::usage::{RollupKey, RollupState};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -146,45 +145,14 @@ impl Pipeline {
     }
 
     /// Produces records as they are (any key, any bytes), acknowledged.
-    pub async fn produce(&self, records: &[(Option<String>, Vec<u8>)]) {
-        let producer: FutureProducer =
-            dotmac_ingest::kafka::client_config(&self.config.kafka_brokers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("linger.ms", "5")
-                .create()
-                .unwrap();
+    pub async fn produce(&self, records: &[RawRecord]) {
         let topic = &self.config.pipeline.events_topic;
-        for chunk in records.chunks(5000) {
-            let sends = chunk.iter().map(|(key, payload)| {
-                let mut r: FutureRecord<'_, str, [u8]> =
-                    FutureRecord::to(topic).payload(payload.as_slice());
-                if let Some(k) = key {
-                    r = r.key(k.as_str());
-                }
-                producer.send(r, Timeout::After(Duration::from_secs(30)))
-            });
-            for result in futures::future::join_all(sends).await {
-                result.map_err(|(e, _)| e).expect("broker acknowledged");
-            }
-        }
+        testkit::produce(&self.config.kafka_brokers, topic, records).await
     }
 
     /// Waits until committed batches account for `records` records.
     pub async fn wait_for_records(&self, records: u64, timeout: Duration) -> BatchTotals {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let totals = self.usage.totals().await.unwrap_or_default();
-            if totals.events >= records {
-                return totals;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {records} records committed after {timeout:?}: {totals:?}",
-                totals.events
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        testkit::wait_for_records(&self.usage, records, timeout).await
     }
 
     pub async fn rollups(&self, meter: &str) -> BTreeMap<RollupKey, RollupState> {
