@@ -49,6 +49,9 @@ pub struct Config {
     pub billing: BillingConfig,
 }
 
+/// The longest grace a draft invoice may have, in days.
+pub const MAX_GRACE_DAYS: i64 = 60;
+
 /// Billing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,7 +320,7 @@ impl Config {
             );
         }
         let b = &self.billing;
-        if !(0..=60).contains(&b.grace_days) {
+        if !(0..=MAX_GRACE_DAYS).contains(&b.grace_days) {
             return bad("billing.grace_days", "must be 0 to 60");
         }
         if b.schedule_minutes > 24 * 60 {

@@ -138,6 +138,8 @@ fn clock_at(now: Option<&str>) -> anyhow::Result<SharedClock> {
             let at = chrono::DateTime::parse_from_rfc3339(t)
                 .map_err(|e| anyhow::anyhow!("--now: {t:?} is not an RFC 3339 time ({e})"))?
                 .with_timezone(&chrono::Utc);
+            let at = dotmac_schema::dates::check_time(at)
+                .map_err(|e| anyhow::anyhow!("--now: {t:?} {e}"))?;
             Arc::new(ManualClock::new(at))
         }
     })
@@ -286,15 +288,16 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             init_tracing(&config.log_format);
-            let month =
-                dotmac_api::service::billing::periods::parse_month(&period).ok_or_else(|| {
-                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
-                })?;
+            let month = dotmac_schema::dates::parse_month(&period)
+                .map_err(|e| anyhow::anyhow!("--period: {period:?} {e}"))?;
             let clock = clock_at(now.as_deref())?;
             let now = clock.now();
             let grace_days = grace_days.unwrap_or(config.billing.grace_days);
-            if grace_days < 0 {
-                bail!("--grace-days: must not be negative");
+            if !(0..=dotmac_api::config::MAX_GRACE_DAYS).contains(&grace_days) {
+                bail!(
+                    "--grace-days: must be 0 to {} days",
+                    dotmac_api::config::MAX_GRACE_DAYS
+                );
             }
             let app = match data_dir {
                 Some(dir) => wiring::embedded_app(config, &dir, clock.clone()).await?,
@@ -335,10 +338,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_tracing(&config.log_format);
             let clock = dotmac_schema::clock::system();
-            let month =
-                dotmac_api::service::billing::periods::parse_month(&period).ok_or_else(|| {
-                    anyhow::anyhow!("--period: {period:?} is not a month such as 2026-11")
-                })?;
+            let month = dotmac_schema::dates::parse_month(&period)
+                .map_err(|e| anyhow::anyhow!("--period: {period:?} {e}"))?;
             let app = match data_dir {
                 Some(dir) => wiring::embedded_app(config, &dir, clock.clone()).await?,
                 None => wiring::production_app(config, clock.clone()).await?,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod dates;
 pub mod ids;
 pub mod lifecycle;
 pub mod money;

@@ -73,9 +73,11 @@ fn annotate(err: &mut ServerError) {
             err.message = message;
             (code, field)
         }
-        // Errors raised by the GraphQL engine itself: parse, validation,
-        // limits and argument coercion all come without a path.
-        None if err.path.is_empty() => ("VALIDATION", None),
+        // Errors raised by the GraphQL engine itself: parse, validation
+        // and limits come without a path; an argument whose value a scalar
+        // refuses (a variable's `DateTime` that is not one) comes with the
+        // field's path, but is the caller's input all the same.
+        None if err.path.is_empty() || is_argument_error(&err.message) => ("VALIDATION", None),
         None => {
             tracing::error!(message = %err.message, path = ?err.path, "unclassified resolver error");
             err.message = "internal error".into();
@@ -94,6 +96,11 @@ fn annotate(err: &mut ServerError) {
     if let Some(f) = field {
         ext.set("field", Value::String(f));
     }
+}
+
+/// Whether the engine raised this while reading an argument's value.
+fn is_argument_error(message: &str) -> bool {
+    message.starts_with("Failed to parse \"") || message.starts_with("Invalid value for argument")
 }
 
 fn count_aliases(set: &SelectionSet) -> usize {

@@ -4,6 +4,7 @@
 
 mod api;
 mod billing;
+mod dates;
 mod e2e;
 mod embedded_usage;
 mod errors;

@@ -2,7 +2,6 @@
 //! and named on error before a use case sees it.
 
 use async_graphql::{InputObject, ID};
-use chrono::NaiveDate;
 use dotmac_schema::price::{ChargeModel, Interval, Price, Tier};
 use rust_decimal::Decimal;
 
@@ -268,13 +267,8 @@ impl CreateTaxRateInput {
                 ApiError::validation("input.percent", "must be a decimal number such as 16")
             })?,
             inclusive: self.inclusive,
-            effective_from: self
-                .effective_from
-                .trim()
-                .parse::<NaiveDate>()
-                .map_err(|_| {
-                    ApiError::validation("input.effectiveFrom", "must be a date such as 2026-01-01")
-                })?,
+            effective_from: dotmac_schema::dates::parse_date(&self.effective_from)
+                .map_err(|e| ApiError::validation("input.effectiveFrom", e.to_string()))?,
         })
     }
 }

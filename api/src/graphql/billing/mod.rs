@@ -124,8 +124,7 @@ impl BillingQuery {
     async fn reconciliation(&self, gctx: &Context<'_>, month: String) -> Result<Reconciliation> {
         let (app, rc) = ctx(gctx);
         let p = rc.principal()?;
-        let first = parse_month(&month)
-            .ok_or_else(|| ApiError::validation("month", "must be a month such as 2026-11"))?;
+        let first = parse_month("month", &month)?;
         let report = reconcile(&app.billing, &p.scope, first).await?;
         Ok(Reconciliation::new(month, report))
     }
@@ -319,9 +318,8 @@ impl BillingMutation {
             .anchor_date
             .as_deref()
             .map(|d| {
-                d.parse::<chrono::NaiveDate>().map_err(|_| {
-                    ApiError::validation("input.anchorDate", "must be a date such as 2026-11-01")
-                })
+                dotmac_schema::dates::parse_date(d)
+                    .map_err(|e| ApiError::validation("input.anchorDate", e.to_string()))
             })
             .transpose()?;
         Ok(SubscriptionView(

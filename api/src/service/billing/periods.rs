@@ -5,28 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use dotmac_billing::period::Calendar;
-use dotmac_billing::Period;
 use rust_decimal::Decimal;
 
 use super::Billing;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
-/// The first day of a `YYYY-MM` month.
-pub fn parse_month(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(&format!("{}-01", text.trim()), "%Y-%m-%d").ok()
-}
-
-/// The period of `calendar` that starts in `month`'s month, if one does.
-pub fn period_starting_in(calendar: &Calendar, month: NaiveDate) -> Option<Period> {
-    use chrono::Datelike;
-    let first = month.with_day(1)?;
-    let mut n = calendar.index_of(first);
-    if calendar.boundary(n) < first {
-        n += 1;
-    }
-    let p = calendar.period(n);
-    (p.start.year() == first.year() && p.start.month() == first.month()).then_some(p)
+/// The first day of a `YYYY-MM` month (years 1970 to 9999), or a
+/// VALIDATION error on `field`.
+pub fn parse_month(field: &str, text: &str) -> ApiResult<NaiveDate> {
+    dotmac_schema::dates::parse_month(text).map_err(|e| ApiError::validation(field, e.to_string()))
 }
 
 /// Every tenant's total of each of `meters` over `[from, to)` (rollup

@@ -14,7 +14,7 @@ use dotmac_schema::{InvoiceStatus, Scope};
 use rust_decimal::Decimal;
 use sea_orm::EntityTrait;
 
-use super::periods::{period_starting_in, usage_by_tenant};
+use super::periods::usage_by_tenant;
 use super::Billing;
 use crate::error::{ApiError, ApiResult};
 use crate::store::billing_rows as rows;
@@ -115,7 +115,7 @@ pub async fn reconcile(
         };
         let plan = rows::plan_version(plan_row)?;
         let calendar = Calendar::new(rows::anchor(sub)?, plan.interval);
-        let Some(period) = period_starting_in(&calendar, month) else {
+        let Some(period) = calendar.period_starting_in(month) else {
             continue;
         };
         let tx = billing.store.begin(scope).await?;

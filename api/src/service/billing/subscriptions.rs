@@ -28,6 +28,9 @@ pub async fn subscribe(
     terms.validate()?;
     let tenant: TenantId = parse_id("input.tenantId", tenant_id)?;
     let now = billing.clock.now();
+    let anchor = anchor.unwrap_or(now.date_naive());
+    dotmac_schema::dates::check_date(anchor)
+        .map_err(|e| ApiError::validation("input.anchorDate", e.to_string()))?;
     let tx = billing.store.begin(&p.scope).await?;
     crate::store::tenant_rows::get(&tx, &p.scope, &tenant).await?;
     let plan_id: PlanId = parse_id("input.planId", plan_id)?;
@@ -44,7 +47,7 @@ pub async fn subscribe(
         } else {
             SubscriptionState::Active
         },
-        anchor_date: anchor.unwrap_or(now.date_naive()).to_string(),
+        anchor_date: anchor.to_string(),
         trial_ends_at,
         cancel_at_period_end: false,
         cancelled_at: None,

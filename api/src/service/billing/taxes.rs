@@ -40,6 +40,8 @@ pub async fn create_tax_rate(
     if input.percent < Decimal::ZERO || input.percent > Decimal::ONE_HUNDRED {
         return Err(ApiError::validation("input.percent", "must be 0 to 100"));
     }
+    dotmac_schema::dates::check_date(input.effective_from)
+        .map_err(|e| ApiError::validation("input.effectiveFrom", e.to_string()))?;
     let row = TaxRateRow {
         id: TaxRateId::new().to_string(),
         jurisdiction,

@@ -82,6 +82,10 @@ pub async fn query(
     q: UsageQuery,
 ) -> ApiResult<Vec<UsagePoint>> {
     let p = ctx.principal()?;
+    for (field, t) in [("from", q.from), ("to", q.to)] {
+        dotmac_schema::dates::check_time(t)
+            .map_err(|e| ApiError::validation(field, e.to_string()))?;
+    }
     if q.to <= q.from {
         return Err(ApiError::validation("to", "must be after from"));
     }

@@ -11,7 +11,6 @@ use dotmac_schema::price::PlanVersion;
 
 use super::CloseReport;
 use crate::error::{ApiError, ApiResult};
-use crate::service::billing::periods::period_starting_in;
 use crate::service::billing::Billing;
 use crate::store::billing_rows::{self as rows, PauseRow, PlanChangeRow, SubscriptionRow};
 
@@ -67,7 +66,7 @@ impl Book {
             let plan = self.plan(&sub.plan_id)?;
             let anchor = rows::anchor(sub)?;
             let calendar = Calendar::new(anchor, plan.interval);
-            let Some(period) = period_starting_in(&calendar, month) else {
+            let Some(period) = calendar.period_starting_in(month) else {
                 continue;
             };
             // A subscription cancelled before this period has nothing to bill.
@@ -135,7 +134,14 @@ impl Book {
                 })
                 .collect();
             let segments = dotmac_billing::without_gaps(segments, &gaps);
-            let previous = calendar.period_containing(period.start - TimeDelta::days(1));
+            let previous = calendar
+                .period_containing(period.start - TimeDelta::days(1))
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "subscription {}: the period before {} leaves the calendar",
+                        sub.id, period.start
+                    ))
+                })?;
             due.push(Due {
                 tax: rows::terms(&sub.tax, "subscription tax")?,
                 coupon: rows::terms(&sub.coupon, "subscription coupon")?,

@@ -26,7 +26,7 @@ use super::periods::parse_month;
 use super::subscriptions::activate_ended_trials;
 use super::Billing;
 use crate::caller::RequestCtx;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::store::billing_rows as rows;
 use book::Book;
 use read_model::{Known, Usage};
@@ -147,8 +147,7 @@ pub async fn close_period_in_chunks(
 /// CLI calls [`close_period`] with its own clock and grace).
 pub async fn close_as(billing: &Billing, ctx: &RequestCtx, month: &str) -> ApiResult<CloseReport> {
     ctx.writer_with(&[Role::PlatformAdmin])?;
-    let first = parse_month(month)
-        .ok_or_else(|| ApiError::validation("month", "must be a month such as 2026-11"))?;
+    let first = parse_month("month", month)?;
     let req = CloseRequest {
         month: first,
         now: billing.clock.now(),
