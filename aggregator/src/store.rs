@@ -42,6 +42,27 @@ pub struct BatchTotals {
     pub dead_lettered: u64,
 }
 
+/// Each tenant's total of one meter, and the tenants whose parts could not
+/// be read or merged, with why: one tenant's bad data fails its own total,
+/// never the others'.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantTotals {
+    pub totals: BTreeMap<String, RollupState>,
+    pub failed: BTreeMap<String, String>,
+}
+
+/// One tenant's parts of one meter, grouped by ClickHouse.
+#[derive(serde::Deserialize)]
+struct TenantRow {
+    tenant: String,
+    aggregations: Vec<String>,
+    values: Vec<String>,
+    count: u64,
+    uniques: Vec<Vec<String>>,
+    latest_times: Vec<i64>,
+    latest_ids: Vec<String>,
+}
+
 /// The usage tables of one ClickHouse database.
 #[derive(Debug, Clone)]
 pub struct UsageStore {
@@ -200,18 +221,8 @@ impl UsageStore {
         meter: &str,
         from_secs: i64,
         to_secs: i64,
-    ) -> Result<BTreeMap<String, RollupState>, ReadError> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            tenant: String,
-            aggregations: Vec<String>,
-            values: Vec<String>,
-            count: u64,
-            uniques: Vec<Vec<String>>,
-            latest_times: Vec<i64>,
-            latest_ids: Vec<String>,
-        }
-        let rows: Vec<Row> = self
+    ) -> Result<TenantTotals, ReadError> {
+        let rows: Vec<TenantRow> = self
             .ch
             .select(&format!(
                 "SELECT tenant, groupUniqArray(aggregation) AS aggregations, groupArray(value) AS values, \
@@ -223,8 +234,27 @@ impl UsageStore {
                 meter = quote(meter)
             ))
             .await?;
-        let mut out = BTreeMap::new();
+        let mut out = TenantTotals::default();
         for row in rows {
+            let tenant = row.tenant.clone();
+            match Self::tenant_total(meter, row) {
+                Ok(Some(total)) => {
+                    out.totals.insert(tenant, total);
+                }
+                Ok(None) => {}
+                // One tenant's unreadable or unmergeable parts fail that
+                // tenant's total alone.
+                Err(e) => {
+                    out.failed.insert(tenant, e.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One tenant's grouped parts of `meter`, merged by the merge law.
+    fn tenant_total(meter: &str, row: TenantRow) -> Result<Option<RollupState>, ReadError> {
+        {
             let [aggregation] = row.aggregations.as_slice() else {
                 return Err(ReadError::Part(PartError(format!(
                     "meter {meter} of tenant {} has parts of several aggregations: {:?}",
@@ -252,16 +282,18 @@ impl UsageStore {
                     };
                     let state = part.state()?;
                     match &mut total {
-                        Some(t) => t.merge(state)?,
+                        Some(t) => t.merge(state).map_err(|e| {
+                            ReadError::Part(PartError(format!(
+                                "meter {meter} of tenant {}: {e}",
+                                row.tenant
+                            )))
+                        })?,
                         None => total = Some(state),
                     }
                 }
             }
-            if let Some(t) = total {
-                out.insert(row.tenant, t);
-            }
+            Ok(total)
         }
-        Ok(out)
     }
 
     /// Event-to-queryable latency of committed events whose id starts with

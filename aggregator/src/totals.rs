@@ -7,7 +7,7 @@
 //! meter) are merged here from their parts by the schema's merge law, so
 //! the answer is always the exact merge of every committed part.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
 use dotmac_schema::usage::RollupState;
@@ -32,6 +32,9 @@ pub struct MeterTotals {
     /// Meters some of whose groups ClickHouse could not add exactly, so
     /// they were merged here from their parts.
     pub merged_here: BTreeSet<String>,
+    /// (tenant, meter) groups whose parts could not be read or merged,
+    /// with why: absent from `by_tenant_meter`, and failing no one else.
+    pub failed: BTreeMap<(String, String), String>,
 }
 
 /// The per-part facts the exactness guard needs, computed in ClickHouse:
@@ -184,9 +187,12 @@ impl UsageStore {
                 // Text the guard let through but ClickHouse would not
                 // convert: the parts' own merge is always possible.
                 tracing::warn!(error = %e, "summing in ClickHouse failed; merging parts instead");
+                let (by_tenant_meter, failed) =
+                    self.merged_here(meters, from_secs, to_secs).await?;
                 return Ok(MeterTotals {
-                    by_tenant_meter: self.merged_here(meters, from_secs, to_secs).await?,
+                    by_tenant_meter,
                     merged_here: meters.iter().cloned().collect(),
+                    failed,
                 });
             }
         };
@@ -198,8 +204,16 @@ impl UsageStore {
         );
         let mut extremes: BTreeSet<String> = BTreeSet::new();
         let mut merge_here: BTreeSet<String> = BTreeSet::new();
+        let mut failed = BTreeMap::new();
         for row in sums {
-            let state = match row.aggregation()? {
+            let aggregation = match row.aggregation() {
+                Ok(a) => a,
+                Err(e) => {
+                    failed.insert((row.tenant.clone(), row.meter.clone()), e.to_string());
+                    continue;
+                }
+            };
+            let state = match aggregation {
                 "COUNT" => Some(RollupState::Count(row.count)),
                 "SUM" if row.exact() => exact_decimal(row.sum.as_deref()).map(RollupState::Sum),
                 "MIN" | "MAX" => {
@@ -222,7 +236,14 @@ impl UsageStore {
                 }
             };
             for row in rows {
-                let state = match row.aggregation()? {
+                let aggregation = match row.aggregation() {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failed.insert((row.tenant.clone(), row.meter.clone()), e.to_string());
+                        continue;
+                    }
+                };
+                let state = match aggregation {
                     "MIN" if row.inexact == 0 => {
                         exact_decimal(row.min.as_deref()).map(RollupState::Min)
                     }
@@ -235,10 +256,18 @@ impl UsageStore {
             }
         }
         let listed: Vec<String> = merge_here.iter().cloned().collect();
-        out.extend(self.merged_here(&listed, from_secs, to_secs).await?);
+        let (merged, merge_failed) = self.merged_here(&listed, from_secs, to_secs).await?;
+        out.extend(merged);
+        for (key, why) in merge_failed {
+            // A group ClickHouse added already keeps its total.
+            if !out.contains_key(&key) {
+                failed.insert(key, why);
+            }
+        }
         Ok(MeterTotals {
             by_tenant_meter: out,
             merged_here: merge_here,
+            failed,
         })
     }
 
@@ -272,14 +301,19 @@ impl UsageStore {
         meters: &[String],
         from_secs: i64,
         to_secs: i64,
-    ) -> Result<TotalsByTenantMeter, ReadError> {
+    ) -> Result<(TotalsByTenantMeter, BTreeMap<(String, String), String>), ReadError> {
         let mut out = TotalsByTenantMeter::new();
+        let mut failed = BTreeMap::new();
         for meter in meters {
-            for (tenant, state) in self.tenant_totals(meter, from_secs, to_secs).await? {
+            let read = self.tenant_totals(meter, from_secs, to_secs).await?;
+            for (tenant, state) in read.totals {
                 out.insert((tenant, meter.clone()), state);
             }
+            for (tenant, why) in read.failed {
+                failed.insert((tenant, meter.clone()), why);
+            }
         }
-        Ok(out)
+        Ok((out, failed))
     }
 }
 

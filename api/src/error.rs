@@ -118,6 +118,15 @@ impl ApiError {
         }
     }
 
+    /// The whole cause, internals included: for operators' own reports (a
+    /// close's failed subscriptions), never for a caller's answer.
+    pub fn detail(&self) -> String {
+        match self {
+            ApiError::Internal(inner) => inner.to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// Seconds to wait before retrying, for a `retry-after` header.
     pub fn retry_after(&self) -> Option<u64> {
         match self {

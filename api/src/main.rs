@@ -331,6 +331,18 @@ async fn main() -> anyhow::Result<()> {
                 report.finalized,
                 report.in_trial
             );
+            for f in &report.failed {
+                eprintln!(
+                    "not billed: subscription {} of tenant {}: {}",
+                    f.subscription_id, f.tenant_id, f.cause
+                );
+            }
+            if !report.failed.is_empty() {
+                bail!(
+                    "{period}: {} subscriptions could not be billed (the others were)",
+                    report.failed.len()
+                );
+            }
             Ok(())
         }
         Command::Bill {

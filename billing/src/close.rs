@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use crate::invoice::{LineDraft, LineKind};
 use crate::period::Period;
 use crate::proration::prorate;
-use crate::rating::rate;
+use crate::rating::{rate, RatingError};
 
 /// A period's usage per meter slug (missing meters used nothing).
 pub type UsageTotals = BTreeMap<String, Decimal>;
@@ -27,10 +27,10 @@ pub fn period_lines(
     accrues_from: DateTime<Utc>,
     usage: &UsageTotals,
     rounding: Rounding,
-) -> Vec<LineDraft> {
-    let mut lines = recurring_lines(plan, period, accrues_from, period.end_time(), rounding);
-    lines.extend(usage_lines(plan, usage));
-    lines
+) -> Result<Vec<LineDraft>, RatingError> {
+    let mut lines = recurring_lines(plan, period, accrues_from, period.end_time(), rounding)?;
+    lines.extend(usage_lines(plan, usage)?);
+    Ok(lines)
 }
 
 /// `plan`'s recurring fees for `[from, to)` of `period`, prorated by time.
@@ -40,7 +40,7 @@ pub fn recurring_lines(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     rounding: Rounding,
-) -> Vec<LineDraft> {
+) -> Result<Vec<LineDraft>, RatingError> {
     let from = from.clamp(period.start_time(), period.end_time());
     let to = to.clamp(from, period.end_time());
     let partial = from > period.start_time() || to < period.end_time();
@@ -48,13 +48,13 @@ pub fn recurring_lines(
         .iter()
         .filter(|p| p.meter.is_none())
         .map(|price| {
-            let full = rate(price, Decimal::ZERO).amount();
+            let full = rate(price, Decimal::ZERO)?.amount();
             let span = if partial {
                 format!(" ({} to {})", from.date_naive(), to.date_naive())
             } else {
                 String::new()
             };
-            LineDraft {
+            Ok(LineDraft {
                 description: format!(
                     "Plan {} v{}, {} to {}{span}",
                     plan.plan, plan.version, period.start, period.end
@@ -65,27 +65,26 @@ pub fn recurring_lines(
                     LineKind::Recurring
                 },
                 amount: prorate(full, period, from, to, plan.currency, rounding),
-            }
+            })
         })
         .collect()
 }
 
 /// Each metered price of `plan` rated on `usage`.
-pub fn usage_lines(plan: &PlanVersion, usage: &UsageTotals) -> Vec<LineDraft> {
+pub fn usage_lines(plan: &PlanVersion, usage: &UsageTotals) -> Result<Vec<LineDraft>, RatingError> {
     plan.prices
         .iter()
         .filter_map(|price| {
             let meter = price.meter.as_ref()?;
             let quantity = usage.get(meter).copied().unwrap_or_default();
-            let rating = rate(price, quantity);
-            Some(LineDraft {
+            Some(rate(price, quantity).map(|rating| LineDraft {
                 description: format!("{meter}: {quantity} units"),
                 amount: rating.amount(),
                 kind: LineKind::Usage {
                     meter: meter.clone(),
                     rating,
                 },
-            })
+            }))
         })
         .collect()
 }
@@ -127,7 +126,7 @@ pub fn adjustment_lines(
     original: &Period,
     billed: &UsageTotals,
     counted: &UsageTotals,
-) -> Vec<LineDraft> {
+) -> Result<Vec<LineDraft>, RatingError> {
     let mut lines = Vec::new();
     for price in &plan.prices {
         let Some(meter) = &price.meter else { continue };
@@ -136,8 +135,8 @@ pub fn adjustment_lines(
         if was == now {
             continue;
         }
-        let before = rate(price, was);
-        let after = rate(price, now);
+        let before = rate(price, was)?;
+        let after = rate(price, now)?;
         let amount = after.amount() - before.amount();
         lines.push(LineDraft {
             description: format!(
@@ -148,7 +147,7 @@ pub fn adjustment_lines(
             amount,
         });
     }
-    lines
+    Ok(lines)
 }
 
 /// What the lines charge for each meter of `period` (its usage lines and
@@ -235,23 +234,25 @@ mod tests {
     fn a_period_and_its_late_usage() {
         let p = november();
         let usage = UsageTotals::from([("gigabytes".to_owned(), dec!(250))]);
-        let lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default());
+        let lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default()).unwrap();
         let amounts: Vec<_> = lines.iter().map(|l| l.amount).collect();
         assert_eq!(amounts, [dec!(99), dec!(7.50)]);
         // A trial that ends on the 16th bills half the month's fee.
         let half = p.start_time() + TimeDelta::days(15);
-        let lines = period_lines(&plan(), &p, half, &usage, Rounding::default());
+        let lines = period_lines(&plan(), &p, half, &usage, Rounding::default()).unwrap();
         assert_eq!(lines[0].amount, dec!(49.50));
         assert_eq!(lines[0].kind, LineKind::Proration);
 
         let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
         let counted = UsageTotals::from([("gigabytes".to_owned(), dec!(260))]);
-        let adj = adjustment_lines(&plan(), &p, &billed, &counted);
+        let adj = adjustment_lines(&plan(), &p, &billed, &counted).unwrap();
         assert_eq!(adj.len(), 1);
         assert_eq!(adj[0].amount, dec!(0.50));
         assert!(adj[0].description.contains("2026-11-01 to 2026-12-01"));
         let billed = billed_quantities(lines.iter().chain(&adj).map(|l| &l.kind), &p);
-        assert!(adjustment_lines(&plan(), &p, &billed, &counted).is_empty());
+        assert!(adjustment_lines(&plan(), &p, &billed, &counted)
+            .unwrap()
+            .is_empty());
     }
 
     proptest! {
@@ -302,20 +303,20 @@ mod tests {
             let meter = "gigabytes".to_owned();
             let mut counted = Decimal::new(first, 1);
             let usage = UsageTotals::from([(meter.clone(), counted)]);
-            let mut lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default());
+            let mut lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default()).unwrap();
             for step in later {
                 counted = (counted + Decimal::new(step, 1)).max(Decimal::ZERO);
                 let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
                 let now = UsageTotals::from([(meter.clone(), counted)]);
-                lines.extend(adjustment_lines(&plan(), &p, &billed, &now));
+                lines.extend(adjustment_lines(&plan(), &p, &billed, &now).unwrap());
                 // Idempotent: closing again with no new usage adds nothing.
                 let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
-                prop_assert!(adjustment_lines(&plan(), &p, &billed, &now).is_empty());
+                prop_assert!(adjustment_lines(&plan(), &p, &billed, &now).unwrap().is_empty());
             }
             let usage_charged: Decimal = lines.iter()
                 .filter(|l| !matches!(l.kind, LineKind::Recurring | LineKind::Proration))
                 .map(|l| l.amount).sum();
-            let once = rate(&plan().prices[1], counted).amount();
+            let once = rate(&plan().prices[1], counted).unwrap().amount();
             prop_assert_eq!(usage_charged, once);
         }
     }

@@ -28,6 +28,6 @@ pub use invoice::{
 pub use jurisdiction::{parse_jurisdiction, rate_for, JurisdictionRate};
 pub use period::{Calendar, Period};
 pub use proration::prorate;
-pub use rating::{rate, Rating, TierCharge};
+pub use rating::{rate, Rating, RatingError, TierCharge, MAX_LINE_AMOUNT};
 pub use settlement::{credit_line, Applied, CreditLine, Credited, Settlement, SettlementError};
 pub use tax::{TaxRate, Taxed};

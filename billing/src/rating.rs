@@ -7,9 +7,24 @@
 //! it (volume), so zero usage costs nothing; included units are free and
 //! come off the bottom; a started package is charged in full; negative
 //! quantities bill as zero (a refund is a credit note, not negative usage).
+//!
+//! The arithmetic is checked: a quantity that would charge more than
+//! [`MAX_LINE_AMOUNT`] on one line is a [`RatingError`] naming the meter and
+//! the quantity (the caller fails that subscription alone), never a panic.
 
 use dotmac_schema::price::{ChargeModel, Price, Tier};
 use rust_decimal::Decimal;
+
+/// The most one line may charge: 10^20 in the plan's currency.
+pub const MAX_LINE_AMOUNT: Decimal = Decimal::from_parts(0x6310_0000, 0x6BC7_5E2D, 0x5, false, 0);
+
+/// A quantity whose charge leaves the range a line may hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{quantity} units of {meter} would charge more than 10^20 on one line")]
+pub struct RatingError {
+    pub meter: String,
+    pub quantity: Decimal,
+}
 
 /// The units of one tier and what they cost.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,7 +73,23 @@ fn lower_bound(tiers: &[Tier], i: usize) -> Decimal {
     }
 }
 
-fn graduated(tiers: &[Tier], units: Decimal) -> Vec<TierCharge> {
+/// `quantity × unit price + flat fee`, if it stays within a line's range.
+fn charge(quantity: Decimal, unit_price: Decimal, flat_fee: Decimal) -> Option<Decimal> {
+    quantity
+        .checked_mul(unit_price)?
+        .checked_add(flat_fee)
+        .filter(|a| a.abs() <= MAX_LINE_AMOUNT)
+}
+
+/// The sum of `amounts`, if it stays within a line's range.
+fn total(amounts: impl IntoIterator<Item = Decimal>) -> Option<Decimal> {
+    amounts
+        .into_iter()
+        .try_fold(Decimal::ZERO, Decimal::checked_add)
+        .filter(|a| a.abs() <= MAX_LINE_AMOUNT)
+}
+
+fn graduated(tiers: &[Tier], units: Decimal) -> Option<Vec<TierCharge>> {
     let mut out = Vec::new();
     for (i, tier) in tiers.iter().enumerate() {
         let from = lower_bound(tiers, i);
@@ -74,91 +105,102 @@ fn graduated(tiers: &[Tier], units: Decimal) -> Vec<TierCharge> {
             quantity,
             unit_price: tier.unit_price,
             flat_fee: tier.flat_fee,
-            amount: quantity * tier.unit_price + tier.flat_fee,
+            amount: charge(quantity, tier.unit_price, tier.flat_fee)?,
         });
     }
-    out
+    Some(out)
 }
 
-fn volume(tiers: &[Tier], units: Decimal) -> Vec<TierCharge> {
+fn volume(tiers: &[Tier], units: Decimal) -> Option<Vec<TierCharge>> {
     if units <= Decimal::ZERO {
-        return Vec::new();
+        return Some(Vec::new());
     }
     let i = tiers
         .iter()
         .position(|t| t.up_to.is_none_or(|up| units <= up))
         .unwrap_or(tiers.len().saturating_sub(1));
     let Some(tier) = tiers.get(i) else {
-        return Vec::new();
+        return Some(Vec::new());
     };
-    vec![TierCharge {
+    Some(vec![TierCharge {
         tier: i,
         from: lower_bound(tiers, i),
         up_to: tier.up_to,
         quantity: units,
         unit_price: tier.unit_price,
         flat_fee: tier.flat_fee,
-        amount: units * tier.unit_price + tier.flat_fee,
-    }]
+        amount: charge(units, tier.unit_price, tier.flat_fee)?,
+    }])
 }
 
 /// Rates `quantity` (the period's metered total) under `price`.
-pub fn rate(price: &Price, quantity: Decimal) -> Rating {
+pub fn rate(price: &Price, quantity: Decimal) -> Result<Rating, RatingError> {
+    let too_large = || RatingError {
+        meter: price
+            .meter
+            .clone()
+            .unwrap_or_else(|| "the recurring fee".into()),
+        quantity,
+    };
     let measured = quantity.max(Decimal::ZERO);
     let included = price.included_units.min(measured);
     let billable = measured - included;
-    let (tiers, usage_amount) = match &price.model {
-        ChargeModel::Flat { amount } => (Vec::new(), *amount),
-        ChargeModel::PerUnit { unit_price } => {
-            // One tier of every unit: the breakdown shows the unit price.
-            let charge = TierCharge {
-                tier: 0,
-                from: Decimal::ZERO,
-                up_to: None,
-                quantity: billable,
-                unit_price: *unit_price,
-                flat_fee: Decimal::ZERO,
-                amount: billable * unit_price,
-            };
-            let amount = charge.amount;
-            (vec![charge], amount)
-        }
-        ChargeModel::Graduated { tiers } => {
-            let charges = graduated(tiers, billable);
-            let sum = charges.iter().map(|c| c.amount).sum();
-            (charges, sum)
-        }
-        ChargeModel::Volume { tiers } => {
-            let charges = volume(tiers, billable);
-            let sum = charges.iter().map(|c| c.amount).sum();
-            (charges, sum)
-        }
-        ChargeModel::Package {
-            size,
-            package_price,
-        } => {
-            let packages = if *size > Decimal::ZERO {
-                (billable / size).ceil()
-            } else {
-                Decimal::ZERO
-            };
-            (Vec::new(), packages * package_price)
-        }
-        ChargeModel::Percentage { percent } => {
-            (Vec::new(), billable * percent / Decimal::ONE_HUNDRED)
-        }
+    let rated = || -> Option<(Vec<TierCharge>, Decimal)> {
+        Some(match &price.model {
+            ChargeModel::Flat { amount } => (Vec::new(), *amount),
+            ChargeModel::PerUnit { unit_price } => {
+                // One tier of every unit: the breakdown shows the unit price.
+                let charge = TierCharge {
+                    tier: 0,
+                    from: Decimal::ZERO,
+                    up_to: None,
+                    quantity: billable,
+                    unit_price: *unit_price,
+                    flat_fee: Decimal::ZERO,
+                    amount: charge(billable, *unit_price, Decimal::ZERO)?,
+                };
+                let amount = charge.amount;
+                (vec![charge], amount)
+            }
+            ChargeModel::Graduated { tiers } => {
+                let charges = graduated(tiers, billable)?;
+                let sum = total(charges.iter().map(|c| c.amount))?;
+                (charges, sum)
+            }
+            ChargeModel::Volume { tiers } => {
+                let charges = volume(tiers, billable)?;
+                let sum = total(charges.iter().map(|c| c.amount))?;
+                (charges, sum)
+            }
+            ChargeModel::Package {
+                size,
+                package_price,
+            } => {
+                let packages = if *size > Decimal::ZERO {
+                    billable.checked_div(*size)?.ceil()
+                } else {
+                    Decimal::ZERO
+                };
+                (Vec::new(), charge(packages, *package_price, Decimal::ZERO)?)
+            }
+            ChargeModel::Percentage { percent } => (
+                Vec::new(),
+                charge(billable, *percent, Decimal::ZERO)?.checked_div(Decimal::ONE_HUNDRED)?,
+            ),
+        })
     };
+    let (tiers, usage_amount) = rated().ok_or_else(too_large)?;
     let minimum_top_up = price
         .minimum
         .map_or(Decimal::ZERO, |m| (m - usage_amount).max(Decimal::ZERO));
-    Rating {
+    Ok(Rating {
         quantity,
         included,
         billable,
         tiers,
         usage_amount,
         minimum_top_up,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +227,37 @@ mod tests {
     }
 
     fn amount(p: &Price, q: i64) -> Decimal {
-        rate(p, Decimal::from(q)).amount()
+        rate(p, Decimal::from(q)).unwrap().amount()
+    }
+
+    #[test]
+    fn a_charge_beyond_a_line_is_an_error_not_a_panic() {
+        let per_unit = price(ChargeModel::PerUnit {
+            unit_price: dec!(1000000000000),
+        });
+        let huge = Decimal::MAX;
+        let e = rate(&per_unit, huge).unwrap_err();
+        assert_eq!(e.meter, "units");
+        assert!(e.to_string().contains("10^20"), "{e}");
+        assert!(
+            rate(&per_unit, dec!(100000000)).is_ok(),
+            "10^8 × 10^12 = 10^20 fits"
+        );
+        assert!(rate(&per_unit, dec!(100000001)).is_err());
+        let graduated = price(ChargeModel::Graduated {
+            tiers: vec![
+                tier(Some(10), dec!(1), dec!(5)),
+                tier(None, dec!(1000000000000), dec!(0)),
+            ],
+        });
+        assert!(rate(&graduated, huge).is_err());
+        let package = price(ChargeModel::Package {
+            size: dec!(0.000000000001),
+            package_price: dec!(1000000000000),
+        });
+        assert!(rate(&package, dec!(1000000000000)).is_err());
+        let percent = price(ChargeModel::Percentage { percent: dec!(100) });
+        assert!(rate(&percent, huge).is_err());
     }
 
     /// Stripe, "Set up tiered pricing" (docs.stripe.com/subscriptions/
@@ -224,7 +296,7 @@ mod tests {
             tier(Some(100_000), dec!(0.0006), dec!(10)),
             tier(None, dec!(0.0004), dec!(10)),
         ];
-        let r = rate(&price(ChargeModel::Volume { tiers }), dec!(65000));
+        let r = rate(&price(ChargeModel::Volume { tiers }), dec!(65000)).unwrap();
         assert_eq!(r.amount(), dec!(49));
         assert_eq!(r.tiers[0].tier, 2);
     }
@@ -244,7 +316,8 @@ mod tests {
                 tiers: tiers.clone(),
             }),
             dec!(15000),
-        );
+        )
+        .unwrap();
         assert_eq!(g.amount(), dec!(600));
         let per_tier: Vec<_> = g.tiers.iter().map(|t| (t.quantity, t.amount)).collect();
         assert_eq!(
@@ -319,7 +392,7 @@ mod tests {
         let p = price(ChargeModel::PerUnit {
             unit_price: dec!(0.01),
         });
-        let r = rate(&p, dec!(10000));
+        let r = rate(&p, dec!(10000)).unwrap();
         assert_eq!(r.amount(), dec!(100));
         assert_eq!(r.tiers[0].unit_price, dec!(0.01));
     }
@@ -332,7 +405,7 @@ mod tests {
         });
         p.included_units = dec!(100);
         // 100 free, then 150 billable = 2 packages.
-        let r = rate(&p, dec!(250));
+        let r = rate(&p, dec!(250)).unwrap();
         assert_eq!(
             (r.included, r.billable, r.amount()),
             (dec!(100), dec!(150), dec!(10))
@@ -343,7 +416,7 @@ mod tests {
             unit_price: dec!(0.5),
         });
         m.minimum = Some(dec!(20));
-        let r = rate(&m, dec!(10));
+        let r = rate(&m, dec!(10)).unwrap();
         assert_eq!(
             (r.usage_amount, r.minimum_top_up, r.amount()),
             (dec!(5), dec!(15), dec!(20))
@@ -379,17 +452,17 @@ mod tests {
         #[test]
         fn graduated_is_monotone_and_exact_at_boundaries(tiers in tiers_strategy(), q in 0i64..3_000) {
             let p = price(ChargeModel::Graduated { tiers: tiers.clone() });
-            let r = rate(&p, Decimal::from(q));
+            let r = rate(&p, Decimal::from(q)).unwrap();
             prop_assert_eq!(r.tiers.iter().map(|t| t.quantity).sum::<Decimal>(), Decimal::from(q));
             prop_assert!(amount(&p, q + 1) >= amount(&p, q));
             for (i, t) in tiers.iter().enumerate() {
                 let Some(b) = t.up_to else { continue };
                 let next = &tiers[i + 1];
-                let at = rate(&p, b).amount();
-                let past = rate(&p, b + Decimal::ONE).amount();
+                let at = rate(&p, b).unwrap().amount();
+                let past = rate(&p, b + Decimal::ONE).unwrap().amount();
                 prop_assert_eq!(past - at, next.unit_price + next.flat_fee);
                 // Volume at a boundary still uses the lower tier (inclusive up_to).
-                let v = rate(&price(ChargeModel::Volume { tiers: tiers.clone() }), b);
+                let v = rate(&price(ChargeModel::Volume { tiers: tiers.clone() }), b).unwrap();
                 prop_assert_eq!(v.tiers[0].tier, i);
                 prop_assert_eq!(v.amount(), b * t.unit_price + t.flat_fee);
             }
@@ -397,8 +470,8 @@ mod tests {
             let first = tiers[0].up_to.unwrap_or(Decimal::MAX);
             let within = Decimal::from(q).min(first);
             prop_assert_eq!(
-                rate(&p, within).amount(),
-                rate(&price(ChargeModel::Volume { tiers }), within).amount()
+                rate(&p, within).unwrap().amount(),
+                rate(&price(ChargeModel::Volume { tiers }), within).unwrap().amount()
             );
         }
 

@@ -4,7 +4,8 @@
 //! blocks the good ones beside it: the body yields one verdict per element,
 //! in order; only a body that is not a batch at all is refused whole.
 
-use dotmac_schema::usage::{EventError, EventView, MAX_EVENT_BYTES};
+use dotmac_schema::usage::{EventError, EventView, MAX_EVENT_BYTES, MAX_EVENT_VALUE};
+use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 /// Most events accepted in one batch.
@@ -54,7 +55,7 @@ pub fn parse_body_raw<'a>(
     body: &'a [u8],
 ) -> Result<Vec<RawVerdict<'a>>, BatchError> {
     match media_type(content_type).as_str() {
-        "application/cloudevents+json" => Ok(vec![EventView::decode(body).map(|e| (e, body))]),
+        "application/cloudevents+json" => Ok(vec![verdict(body)]),
         "application/cloudevents-batch+json" => {
             // Raw elements keep each event's exact bytes, so the per-event
             // size limit applies to what the producer actually sent.
@@ -73,12 +74,74 @@ pub fn parse_body_raw<'a>(
                     if bytes.len() > MAX_EVENT_BYTES {
                         return Err(EventError::TooLarge { size: bytes.len() });
                     }
-                    EventView::decode(bytes).map(|e| (e, bytes))
+                    verdict(bytes)
                 })
                 .collect())
         }
         other => Err(BatchError::UnsupportedMediaType(other.to_owned())),
     }
+}
+
+/// One event's verdict: decodable, and no JSON number in it beyond
+/// [`MAX_EVENT_VALUE`] (a meter reading it would refuse the event anyway;
+/// identifiers that long belong in strings).
+fn verdict(bytes: &[u8]) -> RawVerdict<'_> {
+    let event = EventView::decode(bytes)?;
+    if let Some(number) = first_number_beyond_bound(bytes) {
+        return Err(EventError::Invalid {
+            field: "data",
+            reason: format!(
+                "the number {number} is beyond 10^15 in magnitude; numbers are at most 10^15 \
+                 (send identifiers as strings)"
+            ),
+        });
+    }
+    Ok((event, bytes))
+}
+
+/// The first JSON number token of `json` (outside strings) whose magnitude
+/// exceeds [`MAX_EVENT_VALUE`], as written. The text is valid JSON already.
+fn first_number_beyond_bound(json: &[u8]) -> Option<&str> {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len()
+                    && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = std::str::from_utf8(&json[start..i]).unwrap_or_default();
+                // Without an exponent, fewer than 16 integer digits cannot
+                // exceed 10^15: only the rest is parsed (the hot path stays
+                // a scan).
+                let integer_digits = token
+                    .trim_start_matches('-')
+                    .split('.')
+                    .next()
+                    .map_or(0, str::len);
+                if token.contains(['e', 'E']) || integer_digits >= 16 {
+                    let value = token
+                        .parse::<Decimal>()
+                        .or_else(|_| Decimal::from_scientific(token));
+                    if value.map_or(true, |v| v.abs() > MAX_EVENT_VALUE) {
+                        return Some(token);
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -92,6 +155,42 @@ mod tests {
     fn event(id: &str) -> serde_json::Value {
         json!({ "specversion": "1.0", "id": id, "source": "s", "type": "t",
                 "time": "2026-11-28T10:00:00Z", "data": { "n": 1 } })
+    }
+
+    #[test]
+    fn numbers_beyond_the_bound_are_refused_naming_data() {
+        let with = |n: &str| {
+            format!(
+                r#"{{"specversion":"1.0","id":"x","source":"s","type":"t","time":"2026-11-28T10:00:00Z","data":{{"n":{n},"s":"99999999999999999999"}}}}"#
+            )
+        };
+        for ok in [
+            "1",
+            "-1",
+            "1000000000000000",
+            "-1000000000000000",
+            "0.000000000000000001",
+            "1e15",
+            "12345.678901234567",
+        ] {
+            let body = with(ok);
+            let v = parse_body("application/cloudevents+json", body.as_bytes()).unwrap();
+            assert!(v[0].is_ok(), "{ok}: {:?}", v[0]);
+        }
+        for bad in [
+            "5e28",
+            "1000000000000001",
+            "-1000000000000001",
+            "1e16",
+            "1E400",
+            "123456789012345678901234567890",
+        ] {
+            let body = with(bad);
+            let v = parse_body("application/cloudevents+json", body.as_bytes()).unwrap();
+            let e = v[0].as_ref().unwrap_err();
+            assert_eq!(e.field(), Some("data"), "{bad}");
+            assert!(e.to_string().contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

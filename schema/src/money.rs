@@ -185,8 +185,20 @@ impl Rounding {
     }
 }
 
-/// Checks a configured price: not negative, at most 12 decimal places.
+/// The largest amount a configured price (a fee, a unit price, a package
+/// price, a minimum) may carry: 10^12 in the plan's currency. With metered
+/// quantities bounded too, rating stays far inside the exact range.
+pub const MAX_PRICE: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
+
+/// Checks a configured price: not negative, at most 10^12, at most 12
+/// decimal places.
 pub fn validate_price(field: &'static str, amount: Decimal) -> Result<(), MoneyError> {
+    if amount > MAX_PRICE {
+        return Err(MoneyError::Invalid {
+            field,
+            reason: "must be at most 10^12".into(),
+        });
+    }
     if amount.is_sign_negative() && !amount.is_zero() {
         return Err(MoneyError::Invalid {
             field,
@@ -237,6 +249,9 @@ mod tests {
         let e = validate_price("unitPrice", dec!(0.0000000000001)).unwrap_err();
         assert_eq!(e.to_string(), "unitPrice: at most 12 decimal places");
         assert!(validate_price("unitPrice", dec!(-1)).is_err());
+        assert_eq!(MAX_PRICE, Decimal::from(10u64.pow(12)));
+        assert!(validate_price("amount", MAX_PRICE).is_ok());
+        assert!(validate_price("amount", MAX_PRICE + dec!(0.01)).is_err());
     }
 
     proptest! {

@@ -186,7 +186,13 @@ impl Price {
                 }
             }
         }
-        amount(format!("{at}.includedUnits"), self.included_units)?;
+        // A quantity, not an amount: only its sign is checked.
+        if self.included_units < Decimal::ZERO {
+            return Err(invalid(
+                format!("{at}.includedUnits"),
+                "must not be negative",
+            ));
+        }
         if let Some(m) = self.minimum {
             amount(format!("{at}.minimum"), m)?;
         }

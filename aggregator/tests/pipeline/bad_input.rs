@@ -69,6 +69,15 @@ async fn bad_records_are_dead_lettered_with_reasons_and_good_ones_counted() {
             "meter calls: data.n: must be a number",
         ),
         (
+            (
+                t(),
+                event("huge", "call", &now, json!({ "n": "5e28" }))
+                    .to_string()
+                    .into_bytes(),
+            ),
+            "meter calls: data.n: must be at most 10^15 in magnitude",
+        ),
+        (
             (Some("ten_nobody".into()), good(999).1),
             "key: unknown tenant \"ten_nobody\"",
         ),

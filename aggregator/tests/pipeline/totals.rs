@@ -171,7 +171,8 @@ async fn meter_totals_equal_the_merge_law_for_every_aggregation() {
             .tenant_totals(meter, OCTOBER, OCTOBER + 31 * DAY)
             .await
             .unwrap();
-        for (tenant, state) in merged {
+        assert!(merged.failed.is_empty(), "{meter}: {:?}", merged.failed);
+        for (tenant, state) in merged.totals {
             assert_eq!(
                 got.get(&(tenant, meter.to_owned())),
                 Some(&state),
@@ -193,11 +194,31 @@ async fn meter_totals_equal_the_merge_law_for_every_aggregation() {
         .write_flush(&[], &[bad], &[batch("w-bad")])
         .await
         .unwrap();
-    let err = store
+    // The malformed part fails its own tenant's total, not the read: a
+    // good tenant of the same meter keeps its total.
+    let good = RollupKey {
+        tenant: "ten_good".into(),
+        ..key.clone()
+    };
+    let part = RollupPartRow::new(&good, &RollupState::Sum(Decimal::TWO), 0, "w-good");
+    store
+        .write_flush(&[], &[part], &[batch("w-good")])
+        .await
+        .unwrap();
+    let read = store
         .meter_totals(&["m-bad".to_owned()], OCTOBER, OCTOBER + 31 * DAY)
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("1.5abc"), "{err}");
+        .unwrap();
+    let why = &read.failed[&("ten_bad".to_owned(), "m-bad".to_owned())];
+    assert!(why.contains("1.5abc"), "{why}");
+    assert_eq!(
+        read.by_tenant_meter
+            .get(&("ten_good".to_owned(), "m-bad".to_owned())),
+        Some(&RollupState::Sum(Decimal::TWO))
+    );
+    assert!(!read
+        .by_tenant_meter
+        .contains_key(&("ten_bad".to_owned(), "m-bad".to_owned())));
     // A meter nobody used, and no meters at all.
     let none = store
         .meter_totals(&["m-none".to_owned()], OCTOBER, OCTOBER + 31 * DAY)

@@ -1,13 +1,12 @@
 //! The production [`UsageReader`]: committed rollups and raw events in
 //! ClickHouse, as the aggregator wrote them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use dotmac_aggregator::store::UsageStore;
 use dotmac_schema::usage::{RollupKey, RollupState};
-use rust_decimal::Decimal;
 
-use super::{RawEvent, UsageReader};
+use super::{PeriodUsage, RawEvent, UsageReader};
 use crate::error::{ApiError, ApiResult};
 
 pub struct ClickHouseReader(pub UsageStore);
@@ -36,17 +35,21 @@ impl UsageReader for ClickHouseReader {
         meters: &[String],
         from_secs: i64,
         to_secs: i64,
-    ) -> ApiResult<HashMap<(String, String), Decimal>> {
+    ) -> ApiResult<PeriodUsage> {
         // ClickHouse sums every tenant's parts itself.
-        Ok(self
+        let read = self
             .0
             .meter_totals(meters, from_secs, to_secs)
             .await
-            .map_err(failed)?
-            .by_tenant_meter
-            .into_iter()
-            .map(|(key, state)| (key, state.value().normalize()))
-            .collect())
+            .map_err(failed)?;
+        Ok(PeriodUsage {
+            totals: read
+                .by_tenant_meter
+                .into_iter()
+                .map(|(key, state)| (key, state.value().normalize()))
+                .collect(),
+            failed: read.failed,
+        })
     }
 
     async fn committed_raw(

@@ -6,7 +6,7 @@
 //! by construction. Readers merge parts with the same merge law as in
 //! production.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +18,11 @@ use dotmac_aggregator::DedupeSet;
 use dotmac_ingest::dedupe::DedupeKey;
 use dotmac_schema::usage::{RollupKey, RollupState};
 use dotmac_schema::SharedClock;
-use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
 use super::catalog::StoreCatalog;
 use super::usage_updates::publish_usage_updates;
-use super::{totals_by_tenant, RawEvent, UsageReader, UsageSink};
+use super::{totals_by_tenant, PeriodUsage, RawEvent, UsageReader, UsageSink};
 use crate::bus::EventBus;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Store;
@@ -107,14 +106,14 @@ impl EmbeddedPipeline {
         Self::insert_parts(self.store.connection(), parts).await
     }
 
-    /// Committed rollups of one meter, merged (as `UsageStore::rollups`).
-    async fn merged_rollups(
+    /// Committed parts of one meter whose windows start in the range, with
+    /// their tenants.
+    async fn parts(
         &self,
-        tenants: Option<&[String]>,
         meter: &str,
         from_secs: i64,
         to_secs: i64,
-    ) -> ApiResult<BTreeMap<RollupKey, RollupState>> {
+    ) -> ApiResult<Vec<(String, RollupPartRow)>> {
         let rows = self
             .store
             .connection()
@@ -126,12 +125,29 @@ impl EmbeddedPipeline {
         let mut parts = Vec::with_capacity(rows.len());
         for row in rows {
             let tenant: String = row.try_get("", "tenant")?;
-            if tenants.is_some_and(|ts| !ts.contains(&tenant)) {
-                continue;
-            }
             let text: String = row.try_get("", "part")?;
-            parts.push(serde_json::from_str::<RollupPartRow>(&text).map_err(internal)?);
+            parts.push((
+                tenant,
+                serde_json::from_str::<RollupPartRow>(&text).map_err(internal)?,
+            ));
         }
+        Ok(parts)
+    }
+
+    /// Committed rollups of one meter, merged (as `UsageStore::rollups`).
+    async fn merged_rollups(
+        &self,
+        tenants: Option<&[String]>,
+        meter: &str,
+        from_secs: i64,
+        to_secs: i64,
+    ) -> ApiResult<BTreeMap<RollupKey, RollupState>> {
+        let parts = self
+            .parts(meter, from_secs, to_secs)
+            .await?
+            .into_iter()
+            .filter(|(tenant, _)| tenants.is_none_or(|ts| ts.contains(tenant)))
+            .map(|(_, part)| part);
         dotmac_aggregator::store::merge_parts(parts).map_err(internal)
     }
 
@@ -326,12 +342,29 @@ impl UsageReader for EmbeddedPipeline {
         meters: &[String],
         from_secs: i64,
         to_secs: i64,
-    ) -> ApiResult<HashMap<(String, String), Decimal>> {
-        let mut out = HashMap::new();
+    ) -> ApiResult<PeriodUsage> {
+        let mut out = PeriodUsage::default();
         for meter in meters {
-            let rollups = self.merged_rollups(None, meter, from_secs, to_secs).await?;
-            for (tenant, q) in totals_by_tenant(rollups)? {
-                out.insert((tenant, meter.clone()), q);
+            // Each tenant merged on its own: one tenant's bad parts fail
+            // its own total only.
+            let mut by_tenant: BTreeMap<String, Vec<RollupPartRow>> = BTreeMap::new();
+            for (tenant, part) in self.parts(meter, from_secs, to_secs).await? {
+                by_tenant.entry(tenant).or_default().push(part);
+            }
+            for (tenant, parts) in by_tenant {
+                let total = dotmac_aggregator::store::merge_parts(parts)
+                    .map_err(|e| e.to_string())
+                    .and_then(|rollups| totals_by_tenant(rollups).map_err(|e| e.detail()));
+                match total {
+                    Ok(totals) => {
+                        for (t, q) in totals {
+                            out.totals.insert((t, meter.clone()), q);
+                        }
+                    }
+                    Err(why) => {
+                        out.failed.insert((tenant, meter.clone()), why);
+                    }
+                }
             }
         }
         Ok(out)

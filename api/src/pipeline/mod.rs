@@ -33,6 +33,14 @@ pub trait UsageSink: Send + Sync {
     async fn send_all(&self, tenant: &str, events: &[&[u8]]) -> Vec<Result<(), String>>;
 }
 
+/// Usage totals of a period per (tenant, meter), and the groups that
+/// could not be totalled, with why.
+#[derive(Debug, Clone, Default)]
+pub struct PeriodUsage {
+    pub totals: HashMap<(String, String), Decimal>,
+    pub failed: BTreeMap<(String, String), String>,
+}
+
 /// One accepted raw event: (tenant, dedupe key, payload).
 pub type RawEvent = (String, String, String);
 
@@ -51,13 +59,15 @@ pub trait UsageReader: Send + Sync {
 
     /// Every tenant's total of each of `meters` over the windows starting in
     /// `[from_secs, to_secs)`, keyed by (tenant, meter), normalized (no
-    /// trailing zeros); absent where a tenant has no usage.
+    /// trailing zeros); absent where a tenant has no usage. A tenant whose
+    /// parts cannot be read or merged is listed in `failed` with why, and
+    /// fails no other tenant's total.
     async fn meter_totals(
         &self,
         meters: &[String],
         from_secs: i64,
         to_secs: i64,
-    ) -> ApiResult<HashMap<(String, String), Decimal>>;
+    ) -> ApiResult<PeriodUsage>;
 
     /// Accepted raw events of `event_type` received in `[from_us, to_us)`
     /// (an implementation may return more; callers filter by event time),

@@ -1199,3 +1199,132 @@ async fn trial_adjustment_on_postgres_and_clickhouse() {
 async fn trial_adjustment_on_embedded_sqlite() {
     trial_adjustment_scenario(Backend::Sqlite).await;
 }
+
+/// One tenant's bad data fails that tenant alone: A's committed parts
+/// overflow the exact range when a period merges them, C's usage would
+/// charge more than a line may hold; B, beside them, is invoiced, the close
+/// names A and C with why, and B still reads its usage.
+async fn poisoned_usage_scenario(backend: Backend) {
+    use dotmac_schema::usage::{RollupKey, RollupState, Window};
+    let srv = billing_server(backend).await;
+    let app = &srv.app;
+    let ctx = admin();
+    create_gigabytes(app, &ctx).await;
+    let mut plan = flat("metered", 10);
+    plan.prices.push(Price {
+        meter: Some("gigabytes".into()),
+        model: ChargeModel::PerUnit {
+            unit_price: dec!(1000000000000),
+        },
+        included_units: Decimal::ZERO,
+        minimum: None,
+    });
+    let plan = create_plan(&app.billing, &ctx, "Metered", plan)
+        .await
+        .unwrap();
+    let (a, b) = tenant_ids(app).await;
+    let c = tenant_id(app, "comet-wireless").await;
+    for t in [&a, &b, &c] {
+        subscribe(
+            &app.billing,
+            &ctx,
+            t,
+            &plan.id,
+            NaiveDate::from_ymd_opt(2026, 10, 1),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // Parts committed as a flush commits them (the bounds at intake and in
+    // the fold keep new events from doing this; old parts could).
+    let commit = |tenant: &str, at_: &str, value: Decimal, offset: i64| {
+        let key = RollupKey {
+            tenant: tenant.to_owned(),
+            meter: "gigabytes".into(),
+            window_start: Window::Hour.start(at(at_)),
+            group: vec![],
+        };
+        let write_id = format!("w{offset}");
+        let part = dotmac_aggregator::rows::RollupPartRow::new(
+            &key,
+            &RollupState::Sum(value),
+            0,
+            &write_id,
+        );
+        let batch = dotmac_aggregator::rows::BatchRow {
+            partition: 0,
+            first_offset: offset,
+            last_offset: offset,
+            write_id,
+            written_at_us: 0,
+            events: 1,
+            accepted: 1,
+            duplicates: 0,
+            dead_lettered: 0,
+        };
+        (part, batch)
+    };
+    let six_e28 = Decimal::from_i128_with_scale(60_000_000_000_000_000_000_000_000_000, 0);
+    for (tenant, when, value, offset) in [
+        (&a, "2026-10-03T10:00:00Z", six_e28, 1),
+        (&a, "2026-10-04T10:00:00Z", six_e28, 2),
+        (&b, "2026-10-05T10:00:00Z", dec!(0.000000000005), 3),
+        (&c, "2026-10-06T10:00:00Z", dec!(100000000000000000000), 4),
+    ] {
+        let (part, batch) = commit(tenant, when, value, offset);
+        crate::support::commit_part(app, part, batch).await;
+    }
+    let report = close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
+    let mut failed: Vec<(&str, &str)> = report
+        .failed
+        .iter()
+        .map(|f| (f.tenant_id.as_str(), f.cause.as_str()))
+        .collect();
+    failed.sort();
+    assert_eq!(report.failed.len(), 2, "{report:?}");
+    let cause_of = |t: &str| {
+        failed
+            .iter()
+            .find(|(tenant, _)| *tenant == t)
+            .map(|(_, cause)| *cause)
+            .unwrap_or_else(|| panic!("{t} is not among the failures: {failed:?}"))
+    };
+    assert!(cause_of(&a).contains("overflow"), "{}", cause_of(&a));
+    assert!(cause_of(&c).contains("10^20"), "{}", cause_of(&c));
+    // B is invoiced beside them: 10 + 0.000000000005 × 10^12 = 15.00.
+    assert_eq!(report.finalized, 1, "{report:?}");
+    assert_eq!(
+        invoice_total(app, &b, "2026-10-01").await.unwrap().2,
+        "15.00"
+    );
+    assert!(invoice_total(app, &a, "2026-10-01").await.is_none());
+    assert!(invoice_total(app, &c, "2026-10-01").await.is_none());
+    // The same close again: still B alone is billed, A and C named again.
+    let again = close(app, "2026-10-01", "2026-11-28T00:00:00Z").await;
+    assert_eq!((again.failed.len(), again.unchanged), (2, 1), "{again:?}");
+    // B reads its own usage; A's parts do not break it.
+    let user = srv.login("user@bolt-broadband.demo").await;
+    let ans = user
+        .gql(
+            "{ usage(meter: \"gigabytes\", from: \"2026-10-01T00:00:00Z\", to: \"2026-11-01T00:00:00Z\", granularity: DAY) { value } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        ans.data()["usage"][0]["value"],
+        "0.000000000005",
+        "{}",
+        ans.body
+    );
+}
+
+#[tokio::test]
+async fn poisoned_usage_fails_its_tenant_alone_on_postgres_and_clickhouse() {
+    poisoned_usage_scenario(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn poisoned_usage_fails_its_tenant_alone_on_embedded_sqlite() {
+    poisoned_usage_scenario(Backend::Sqlite).await;
+}

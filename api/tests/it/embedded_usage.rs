@@ -49,7 +49,10 @@ async fn dev_mode_meters_usage_in_process() {
         json!({ "specversion": "1.0", "id": id, "source": "//dev", "type": "session",
                 "time": now.to_rfc3339(), "data": { "bytes": bytes, "region": region } })
     };
-    let batch = json!([ev("a", "1.5", "north"), ev("b", "2.25", "south"), ev("a", "1.5", "north"), { "id": "bad" }]);
+    // A number beyond 10^15 is refused at intake, naming `data`.
+    let huge = json!({ "specversion": "1.0", "id": "huge", "source": "//dev", "type": "session",
+                       "time": now.to_rfc3339(), "data": { "bytes": 5e28, "region": "north" } });
+    let batch = json!([ev("a", "1.5", "north"), ev("b", "2.25", "south"), ev("a", "1.5", "north"), { "id": "bad" }, huge]);
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/events", srv.url))
         .bearer_auth(&key)
@@ -62,8 +65,9 @@ async fn dev_mode_meters_usage_in_process() {
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(
         (answer["accepted"].clone(), answer["rejected"].clone()),
-        (json!(3), json!(1))
+        (json!(3), json!(2))
     );
+    assert_eq!(answer["results"][4]["field"], "data", "{answer}");
 
     let user = srv.login("user@acme-fiber.demo").await;
     let query = |granularity: &str| json!({ "f": (now - chrono::TimeDelta::days(1)).to_rfc3339(), "t": (now + chrono::TimeDelta::hours(1)).to_rfc3339(), "g": granularity });

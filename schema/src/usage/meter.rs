@@ -60,6 +60,11 @@ impl Window {
     }
 }
 
+/// The largest magnitude a metered value of one event may have: 10^15 (a
+/// petabyte in bytes, a billion in millionths). Beyond it the event is
+/// refused with a reason (dead-lettered), so no event can poison a total.
+pub const MAX_EVENT_VALUE: Decimal = Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0);
+
 /// At most this many group-by properties per meter.
 pub const MAX_GROUP_BY: usize = 5;
 
@@ -261,7 +266,12 @@ impl Meter {
             let (p, v) = raw
                 .as_ref()
                 .ok_or_else(|| value_error("", "no value path"))?;
-            exact_decimal(v).ok_or_else(|| value_error(p, "must be a number or a numeric string"))
+            let n = exact_decimal(v)
+                .ok_or_else(|| value_error(p, "must be a number or a numeric string"))?;
+            if n.abs() > MAX_EVENT_VALUE {
+                return Err(value_error(p, "must be at most 10^15 in magnitude"));
+            }
+            Ok(n)
         };
         let state = match self.aggregation {
             Aggregation::Count => RollupState::Count(1),

@@ -42,12 +42,22 @@ pub enum RollupState {
     },
 }
 
+/// The largest magnitude a SUM window of one tenant and meter reaches
+/// through the fold: 10^20. With every value at most
+/// [`super::meter::MAX_EVENT_VALUE`] (10^15) per event, a reader summing
+/// windows would need billions of windows at this bound to overflow the
+/// exact decimal range (about 7.9 × 10^28), so totals stay exact and one
+/// tenant's data cannot fail another's read.
+pub const MAX_WINDOW_TOTAL: Decimal = Decimal::from_parts(0x6310_0000, 0x6BC7_5E2D, 0x5, false, 0);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RollupError {
     #[error("cannot merge a {0} state into a {1} state")]
     KindMismatch(&'static str, &'static str),
     #[error("the sum overflows the exact decimal range")]
     Overflow,
+    #[error("the window's total would exceed 10^20 (at most 10^20 per meter, window and tenant)")]
+    WindowTotalTooLarge,
     #[error(transparent)]
     Meter(#[from] MeterError),
 }
@@ -65,14 +75,18 @@ impl RollupState {
         }
     }
 
-    /// Folds `other` into `self`.
-    /// Whether [`merge`](Self::merge) of `other` would succeed, without
-    /// changing anything: a fold checks every contribution of an event first,
-    /// so an event is either counted in all its meters or in none.
+    /// Whether the fold may merge `other` into `self`, without changing
+    /// anything: the merge would succeed, and a SUM window stays within
+    /// [`MAX_WINDOW_TOTAL`]. A fold checks every contribution of an event
+    /// first, so an event is either counted in all its meters or in none.
     pub fn check_merge(&self, other: &RollupState) -> Result<(), RollupError> {
         match (self, other) {
             (RollupState::Sum(a), RollupState::Sum(b)) => {
-                a.checked_add(*b).map(drop).ok_or(RollupError::Overflow)
+                let sum = a.checked_add(*b).ok_or(RollupError::Overflow)?;
+                if sum.abs() > MAX_WINDOW_TOTAL {
+                    return Err(RollupError::WindowTotalTooLarge);
+                }
+                Ok(())
             }
             (RollupState::Count(a), RollupState::Count(b)) => {
                 a.checked_add(*b).map(drop).ok_or(RollupError::Overflow)
@@ -173,6 +187,21 @@ pub fn merge_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bounds_are_the_powers_of_ten_they_say() {
+        assert_eq!(MAX_WINDOW_TOTAL, Decimal::from(10u128.pow(20)));
+        assert_eq!(
+            super::super::meter::MAX_EVENT_VALUE,
+            Decimal::from(10u64.pow(15))
+        );
+        let big = RollupState::Sum(MAX_WINDOW_TOTAL);
+        assert_eq!(big.check_merge(&RollupState::Sum(Decimal::ZERO)), Ok(()));
+        assert_eq!(
+            big.check_merge(&RollupState::Sum(Decimal::ONE)),
+            Err(RollupError::WindowTotalTooLarge)
+        );
+    }
     use crate::usage::meter::{Aggregation, Window};
     use proptest::prelude::*;
     use serde_json::json;

@@ -427,6 +427,17 @@ pub struct CloseReport {
     pub in_trial: i32,
     /// Cancelled inside the period (billed up to then).
     pub cancelled_in_period: i32,
+    /// Subscriptions this close could not bill, each with its tenant and
+    /// why; every other subscription was billed. The next close retries.
+    pub failed: Vec<CloseFailure>,
+}
+
+/// A subscription a close could not bill.
+#[derive(SimpleObject)]
+pub struct CloseFailure {
+    pub tenant_id: ID,
+    pub subscription_id: ID,
+    pub cause: String,
 }
 
 impl From<crate::service::billing::close::CloseReport> for CloseReport {
@@ -440,6 +451,15 @@ impl From<crate::service::billing::close::CloseReport> for CloseReport {
             finalized: n(r.finalized),
             in_trial: n(r.in_trial),
             cancelled_in_period: n(r.cancelled_in_period),
+            failed: r
+                .failed
+                .into_iter()
+                .map(|f| CloseFailure {
+                    tenant_id: ID(f.tenant_id),
+                    subscription_id: ID(f.subscription_id),
+                    cause: f.cause,
+                })
+                .collect(),
         }
     }
 }

@@ -59,102 +59,118 @@ impl Book {
     }
 
     /// The subscriptions with a period starting in `month` that bill
-    /// something, with what they bill it under.
-    pub(super) fn due(self, month: NaiveDate, report: &mut CloseReport) -> ApiResult<Vec<Due>> {
+    /// something, with what they bill it under. A subscription whose data
+    /// cannot be read (a missing plan, an unreadable anchor or terms) is a
+    /// failure of its own in `report`; the others are due.
+    pub(super) fn due(self, month: NaiveDate, report: &mut CloseReport) -> Vec<Due> {
         let mut due = Vec::new();
         for sub in &self.subscriptions {
-            let plan = self.plan(&sub.plan_id)?;
-            let anchor = rows::anchor(sub)?;
-            let calendar = Calendar::new(anchor, plan.interval);
-            let Some(period) = calendar.period_starting_in(month) else {
-                continue;
-            };
-            // A subscription cancelled before this period has nothing to bill.
-            if sub.cancelled_at.is_some_and(|c| c <= period.start_time()) {
-                continue;
+            match self.due_one(sub, month, report) {
+                Ok(Some(d)) => due.push(d),
+                Ok(None) => {}
+                Err(e) => report.failed.push(super::CloseFailure::of(sub, &e)),
             }
-            report.subscriptions += 1;
-            // Fees accrue from the anchor (a subscription may be backdated
-            // to it), or from the trial's end, until an immediate
-            // cancellation.
-            let anchored = anchor.and_time(chrono::NaiveTime::MIN).and_utc();
-            let accrues_from = sub
-                .trial_ends_at
-                .unwrap_or(anchored)
-                .max(anchored)
-                .max(period.start_time());
-            let accrues_to = sub
-                .cancelled_at
-                .unwrap_or(period.end_time())
-                .min(period.end_time());
-            if accrues_from >= period.end_time() {
-                report.in_trial += 1;
-                continue;
-            }
-            let changes = self.changes.get(&sub.id).map(Vec::as_slice).unwrap_or(&[]);
-            // The plan in force at the period's end: a change made after it
-            // (before this close) does not reprice the period.
-            let plan = match changes
-                .iter()
-                .filter(|c| c.changed_at >= period.end_time())
-                .min_by_key(|c| c.changed_at)
-            {
-                Some(later) => self.plan(&later.from_plan_id)?,
-                None => plan,
-            };
-            // Plan changes inside the period split its recurring fee by time.
-            let mut segments = Vec::new();
-            let mut from = accrues_from;
-            let mut current = None;
-            for c in changes
-                .iter()
-                .filter(|c| c.changed_at > period.start_time() && c.changed_at < period.end_time())
-            {
-                let before = self.plan(&c.from_plan_id)?;
-                if c.changed_at > from {
-                    segments.push((before, from, c.changed_at.min(accrues_to)));
-                    from = c.changed_at;
-                }
-                current = Some(self.plan(&c.to_plan_id)?);
-            }
-            if from < accrues_to {
-                segments.push((current.unwrap_or_else(|| plan.clone()), from, accrues_to));
-            }
-            // No recurring fee accrues while paused.
-            let gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = self
-                .pauses
-                .get(&sub.id)
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    (
-                        p.paused_at,
-                        p.resumed_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
-                    )
-                })
-                .collect();
-            let segments = dotmac_billing::without_gaps(segments, &gaps);
-            let previous = calendar
-                .period_containing(period.start - TimeDelta::days(1))
-                .ok_or_else(|| {
-                    ApiError::internal(format!(
-                        "subscription {}: the period before {} leaves the calendar",
-                        sub.id, period.start
-                    ))
-                })?;
-            due.push(Due {
-                tax: rows::terms(&sub.tax, "subscription tax")?,
-                coupon: rows::terms(&sub.coupon, "subscription coupon")?,
-                sub: sub.clone(),
-                plan,
-                period,
-                previous,
-                accrues_from,
-                accrues_to,
-                segments,
-            });
         }
-        Ok(due)
+        due
+    }
+
+    /// `sub`, if it has a period starting in `month` that bills something.
+    fn due_one(
+        &self,
+        sub: &SubscriptionRow,
+        month: NaiveDate,
+        report: &mut CloseReport,
+    ) -> ApiResult<Option<Due>> {
+        let plan = self.plan(&sub.plan_id)?;
+        let anchor = rows::anchor(sub)?;
+        let calendar = Calendar::new(anchor, plan.interval);
+        let Some(period) = calendar.period_starting_in(month) else {
+            return Ok(None);
+        };
+        // A subscription cancelled before this period has nothing to bill.
+        if sub.cancelled_at.is_some_and(|c| c <= period.start_time()) {
+            return Ok(None);
+        }
+        report.subscriptions += 1;
+        // Fees accrue from the anchor (a subscription may be backdated
+        // to it), or from the trial's end, until an immediate
+        // cancellation.
+        let anchored = anchor.and_time(chrono::NaiveTime::MIN).and_utc();
+        let accrues_from = sub
+            .trial_ends_at
+            .unwrap_or(anchored)
+            .max(anchored)
+            .max(period.start_time());
+        let accrues_to = sub
+            .cancelled_at
+            .unwrap_or(period.end_time())
+            .min(period.end_time());
+        if accrues_from >= period.end_time() {
+            report.in_trial += 1;
+            return Ok(None);
+        }
+        let changes = self.changes.get(&sub.id).map(Vec::as_slice).unwrap_or(&[]);
+        // The plan in force at the period's end: a change made after it
+        // (before this close) does not reprice the period.
+        let plan = match changes
+            .iter()
+            .filter(|c| c.changed_at >= period.end_time())
+            .min_by_key(|c| c.changed_at)
+        {
+            Some(later) => self.plan(&later.from_plan_id)?,
+            None => plan,
+        };
+        // Plan changes inside the period split its recurring fee by time.
+        let mut segments = Vec::new();
+        let mut from = accrues_from;
+        let mut current = None;
+        for c in changes
+            .iter()
+            .filter(|c| c.changed_at > period.start_time() && c.changed_at < period.end_time())
+        {
+            let before = self.plan(&c.from_plan_id)?;
+            if c.changed_at > from {
+                segments.push((before, from, c.changed_at.min(accrues_to)));
+                from = c.changed_at;
+            }
+            current = Some(self.plan(&c.to_plan_id)?);
+        }
+        if from < accrues_to {
+            segments.push((current.unwrap_or_else(|| plan.clone()), from, accrues_to));
+        }
+        // No recurring fee accrues while paused.
+        let gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = self
+            .pauses
+            .get(&sub.id)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.paused_at,
+                    p.resumed_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+                )
+            })
+            .collect();
+        let segments = dotmac_billing::without_gaps(segments, &gaps);
+        let previous = calendar
+            .period_containing(period.start - TimeDelta::days(1))
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "subscription {}: the period before {} leaves the calendar",
+                    sub.id, period.start
+                ))
+            })?;
+        Ok(Some(Due {
+            tax: rows::terms(&sub.tax, "subscription tax")?,
+            coupon: rows::terms(&sub.coupon, "subscription coupon")?,
+            sub: sub.clone(),
+            plan,
+            period,
+            previous,
+            accrues_from,
+            accrues_to,
+            segments,
+        }))
     }
 }
 

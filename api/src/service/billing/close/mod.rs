@@ -58,6 +58,29 @@ pub struct CloseReport {
     pub in_trial: usize,
     /// Subscriptions cancelled inside the period (billed up to then).
     pub cancelled_in_period: usize,
+    /// Subscriptions the close could not bill, each with its tenant and
+    /// why; every other subscription was billed.
+    pub failed: Vec<CloseFailure>,
+}
+
+/// A subscription one close could not bill (its data cannot be totalled or
+/// rated): named with its tenant and cause, while the others are billed.
+/// The next close tries it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFailure {
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub cause: String,
+}
+
+impl CloseFailure {
+    fn of(sub: &crate::store::billing_rows::SubscriptionRow, e: &crate::error::ApiError) -> Self {
+        CloseFailure {
+            tenant_id: sub.tenant_id.clone(),
+            subscription_id: sub.id.clone(),
+            cause: e.detail(),
+        }
+    }
 }
 
 /// Subscriptions whose invoices are written per transaction: a crash loses
@@ -96,7 +119,7 @@ pub async fn close_period_in_chunks(
     let book = Book::read(billing).await?;
     tracing::debug!(ms = started.elapsed().as_millis(), "subscriptions read");
     let mut report = CloseReport::default();
-    let due = book.due(req.month, &mut report)?;
+    let due = book.due(req.month, &mut report);
     // ClickHouse and Postgres answer at the same time.
     let timed = |what: &'static str, at: std::time::Instant| {
         tracing::debug!(ms = at.elapsed().as_millis(), "{what} read");
@@ -134,10 +157,24 @@ pub async fn close_period_in_chunks(
         ?report,
         "period closed"
     );
-    for d in due
+    for failure in &report.failed {
+        tracing::warn!(
+            tenant = %failure.tenant_id,
+            subscription = %failure.subscription_id,
+            cause = %failure.cause,
+            "a subscription could not be billed; the others were"
+        );
+    }
+    let failed: std::collections::HashSet<&str> = report
+        .failed
         .iter()
-        .filter(|d| d.sub.cancel_at_period_end && req.now >= d.period.end_time())
-    {
+        .map(|f| f.subscription_id.as_str())
+        .collect();
+    for d in due.iter().filter(|d| {
+        d.sub.cancel_at_period_end
+            && req.now >= d.period.end_time()
+            && !failed.contains(d.sub.id.as_str())
+    }) {
         end_at_period_end(billing, &d.sub.id, d.period.end_time()).await?;
     }
     Ok(report)

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use dotmac_billing::{
     adjustment_lines, billed_quantities, build_invoice, recurring_lines, usage_lines, LineDraft,
-    UsageTotals,
+    RatingError, UsageTotals,
 };
 use dotmac_schema::money::Rounding;
 use dotmac_schema::{InvoiceId, InvoiceStatus};
@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use super::book::Due;
 use super::read_model::{Known, Usage};
 use super::{CloseReport, CloseRequest};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::service::billing::Billing;
 use crate::store::billing_rows::{self as rows, InvoiceRow, PLATFORM_ISSUER};
 
@@ -62,15 +62,11 @@ pub(super) async fn rate(
         .await?;
     let mut lines = Vec::new();
     for (plan, from, to) in &d.segments {
-        lines.extend(recurring_lines(
-            plan,
-            &d.period,
-            *from,
-            *to,
-            Rounding::default(),
-        ));
+        lines.extend(
+            recurring_lines(plan, &d.period, *from, *to, Rounding::default()).map_err(unrated)?,
+        );
     }
-    lines.extend(usage_lines(&d.plan, &counted));
+    lines.extend(usage_lines(&d.plan, &counted).map_err(unrated)?);
     let history = known
         .settled
         .get(&d.sub.id)
@@ -191,5 +187,10 @@ pub(super) fn adjustments(
         all_lines.extend(rows::lines(row)?);
     }
     let billed = billed_quantities(all_lines.iter().map(|l| &l.kind), &d.previous);
-    Ok(adjustment_lines(&d.plan, &d.previous, &billed, counted))
+    adjustment_lines(&d.plan, &d.previous, &billed, counted).map_err(unrated)
+}
+
+/// A charge beyond what a line may hold: this subscription's failure.
+fn unrated(e: RatingError) -> ApiError {
+    ApiError::internal(e.to_string())
 }

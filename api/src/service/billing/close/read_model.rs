@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use dotmac_billing::{Period, UsageTotals};
 use dotmac_schema::price::PlanVersion;
-use rust_decimal::Decimal;
 use sea_orm::{EntityTrait, QuerySelect};
 
 use super::book::Due;
 use crate::error::{ApiError, ApiResult};
+use crate::pipeline::PeriodUsage;
 use crate::service::billing::periods::{usage_by_tenant, usage_totals};
 use crate::service::billing::taxes::Jurisdictions;
 use crate::service::billing::Billing;
@@ -20,7 +20,7 @@ use crate::store::billing_rows::{self as rows, InvoiceRow};
 /// Every tenant's committed usage of the priced meters, per period: one
 /// read per distinct period (the month's and the one before), whatever the
 /// number of tenants.
-pub(super) struct Usage(HashMap<Period, HashMap<(String, String), Decimal>>);
+pub(super) struct Usage(HashMap<Period, PeriodUsage>);
 
 impl Usage {
     pub(super) async fn read(billing: &Billing, due: &[Due]) -> ApiResult<Usage> {
@@ -59,7 +59,7 @@ impl Usage {
         to: DateTime<Utc>,
     ) -> ApiResult<UsageTotals> {
         let tenant = &d.sub.tenant_id;
-        let mut counted = self.totals(period, tenant, &d.plan);
+        let mut counted = self.totals(period, tenant, &d.plan)?;
         if from > period.start_time() || to < period.end_time() {
             for (meter, q) in counted.iter_mut() {
                 *q = usage_by_tenant(billing, Some(std::slice::from_ref(tenant)), meter, from, to)
@@ -71,18 +71,31 @@ impl Usage {
         Ok(counted)
     }
 
-    /// `tenant`'s usage of each of `plan`'s meters over `period`.
-    pub(super) fn totals(&self, period: Period, tenant: &str, plan: &PlanVersion) -> UsageTotals {
+    /// `tenant`'s usage of each of `plan`'s meters over `period`, or why
+    /// one of them could not be totalled.
+    pub(super) fn totals(
+        &self,
+        period: Period,
+        tenant: &str,
+        plan: &PlanVersion,
+    ) -> ApiResult<UsageTotals> {
         let of_period = self.0.get(&period);
         plan.prices
             .iter()
             .filter_map(|p| p.meter.clone())
             .map(|m| {
+                let key = (tenant.to_owned(), m.clone());
+                if let Some(why) = of_period.and_then(|u| u.failed.get(&key)) {
+                    return Err(ApiError::internal(format!(
+                        "usage of {m} from {} to {}: {why}",
+                        period.start, period.end
+                    )));
+                }
                 let q = of_period
-                    .and_then(|t| t.get(&(tenant.to_owned(), m.clone())))
+                    .and_then(|u| u.totals.get(&key))
                     .copied()
                     .unwrap_or_default();
-                (m, q)
+                Ok((m, q))
             })
             .collect()
     }

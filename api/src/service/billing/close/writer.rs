@@ -38,8 +38,12 @@ pub(super) async fn rate_and_write(
         let mut pending = Vec::with_capacity(chunk);
         let mut covered = 0;
         for (i, d) in due.iter().enumerate() {
-            if let Some(p) = rate(billing, req, d, usage, known, &mut rated).await? {
-                pending.push(p);
+            // One subscription's data failing fails that subscription
+            // alone: the others are billed.
+            match rate(billing, req, d, usage, known, &mut rated).await {
+                Ok(Some(p)) => pending.push(p),
+                Ok(None) => {}
+                Err(e) => rated.failed.push(super::CloseFailure::of(&d.sub, &e)),
             }
             covered += 1;
             // Every `chunk` subscriptions, whatever they left to write: the
@@ -79,6 +83,7 @@ pub(super) async fn rate_and_write(
     tokio::try_join!(rating, writing)?;
     report.unchanged += rated.unchanged + written.unchanged;
     report.cancelled_in_period += rated.cancelled_in_period;
+    report.failed.extend(rated.failed);
     report.drafted += written.drafted;
     report.updated += written.updated;
     report.finalized += written.finalized;
