@@ -336,11 +336,14 @@ impl UsageStore {
         Ok(rows.into_iter().next().unwrap_or_default())
     }
 
-    /// Committed raw events of one type with event times in
-    /// `[from_us, to_us)`: (tenant, dedupe key, payload), for
-    /// reconciliation to recompute rollups from what was accepted.
+    /// Committed raw events of `tenants` (none when empty) and one type
+    /// with event times in `[from_us, to_us)`: (tenant, dedupe key,
+    /// payload), for reconciliation to recompute rollups from what was
+    /// accepted. Never another tenant's: a reconciliation reads what its
+    /// caller may see.
     pub async fn committed_raw(
         &self,
+        tenants: &[String],
         event_type: &str,
         from_us: i64,
         to_us: i64,
@@ -351,11 +354,17 @@ impl UsageStore {
             dedupe_key: String,
             payload: String,
         }
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenants: Vec<String> = tenants.iter().map(|t| quote(t)).collect();
         let rows: Vec<Row> = self
             .ch
             .select(&format!(
-                "SELECT tenant, dedupe_key, payload FROM usage_raw WHERE event_type = {t} \
-                 AND event_time_us >= {from_us} AND event_time_us < {to_us} AND {COMMITTED}",
+                "SELECT tenant, dedupe_key, payload FROM usage_raw WHERE tenant IN ({tenants}) \
+                 AND event_type = {t} AND event_time_us >= {from_us} AND event_time_us < {to_us} \
+                 AND {COMMITTED}",
+                tenants = tenants.join(", "),
                 t = quote(event_type)
             ))
             .await?;

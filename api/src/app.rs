@@ -15,6 +15,7 @@ use crate::limiter::RateLimiter;
 use crate::pipeline::{UsageReader, UsageSink};
 use crate::service::billing::Billing;
 use crate::service::directory::Directory;
+use crate::service::identity::standing::StandingCache;
 use crate::service::identity::Identity;
 use crate::service::metering::Metering;
 use crate::store::Store;
@@ -62,10 +63,12 @@ impl App {
             usage,
             intake,
         } = ports;
+        let standing = Arc::new(StandingCache::default());
         let directory = Directory {
             store: store.clone(),
             clock: clock.clone(),
             bus: bus.clone(),
+            standing: standing.clone(),
         };
         let identity = Identity {
             store: store.clone(),
@@ -73,6 +76,7 @@ impl App {
             keys,
             limiter: limiter.clone(),
             key_cache: Default::default(),
+            standing,
             settings: config.auth.clone(),
             login_per_minute: config.limits.login_per_minute,
         };

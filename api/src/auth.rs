@@ -70,10 +70,23 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Claims of an access token: who and in which scope.
+/// Who issues access tokens, and for whom: a token of another issuer or
+/// audience (another service sharing the secret by mistake) is refused.
+pub const TOKEN_ISSUER: &str = "dotmac";
+pub const TOKEN_AUDIENCE: &str = "dotmac-api";
+
+/// Claims of an access token: who, in which scope, and the user's token
+/// generation when it was issued (revoked once the generation moves on).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    pub iss: String,
+    pub aud: String,
     pub sub: String,
+    #[serde(rename = "gen")]
+    pub generation: i32,
+    /// The session (refresh-token family) it was issued in: signing out
+    /// of it revokes the token.
+    pub sid: String,
     pub role: Role,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
@@ -107,11 +120,16 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user: &UserRow) -> ApiResult<String> {
+    /// An access token for `user` in `session` (its refresh-token family).
+    pub fn issue(&self, user: &UserRow, session: &str) -> ApiResult<String> {
         let role = parse_role(&user.role)?;
         let now = self.clock.now();
         let claims = Claims {
+            iss: TOKEN_ISSUER.to_owned(),
+            aud: TOKEN_AUDIENCE.to_owned(),
             sub: user.id.clone(),
+            generation: user.token_generation,
+            sid: session.to_owned(),
             role,
             tenant: user.tenant_id.clone(),
             reseller: user.reseller_id.clone(),
@@ -122,15 +140,18 @@ impl TokenKeys {
             .map_err(|e| ApiError::Internal(InternalError::Token(e)))
     }
 
-    /// The principal an access token stands for and when the token expires;
-    /// any defect is UNAUTHENTICATED.
-    pub fn verify(&self, token: &str) -> ApiResult<(Principal, DateTime<Utc>)> {
+    /// What an access token says, once its signature, issuer, audience and
+    /// expiry are good; any defect is UNAUTHENTICATED. Whether it was
+    /// revoked since is the store's to say (`identity::standing`).
+    pub fn verify(&self, token: &str) -> ApiResult<VerifiedToken> {
         let invalid = || ApiError::Unauthenticated("invalid or expired access token".into());
         // Expiry is checked against the injected clock below, not by the
         // library against the wall clock.
         let mut validation = Validation::default();
         validation.validate_exp = false;
-        validation.required_spec_claims = ["exp".to_owned()].into();
+        validation.set_issuer(&[TOKEN_ISSUER]);
+        validation.set_audience(&[TOKEN_AUDIENCE]);
+        validation.required_spec_claims = ["exp", "iss", "aud", "sub"].map(str::to_owned).into();
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| invalid())?;
         let expires_at = DateTime::from_timestamp(data.claims.exp, 0)
@@ -138,8 +159,26 @@ impl TokenKeys {
         if self.clock.now().timestamp() > data.claims.exp.saturating_add(LEEWAY_SECS) {
             return Err(invalid());
         }
-        Ok((principal_from_claims(data.claims)?, expires_at))
+        let generation = data.claims.generation;
+        let session = data.claims.sid.clone();
+        Ok(VerifiedToken {
+            principal: principal_from_claims(data.claims)?,
+            expires_at,
+            generation,
+            session,
+        })
     }
+}
+
+/// A well-signed, unexpired access token.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    pub principal: Principal,
+    pub expires_at: DateTime<Utc>,
+    /// The user's token generation it was issued under.
+    pub generation: i32,
+    /// The session it was issued in.
+    pub session: String,
 }
 
 fn parse_role(s: &str) -> ApiResult<Role> {
@@ -231,9 +270,19 @@ mod tests {
             failed_logins: 0,
             locked_until: None,
             created_at: now,
+            token_generation: 0,
         };
-        let token = keys.issue(&user).unwrap();
-        let (p, expires_at) = keys.verify(&token).unwrap();
+        let token = keys.issue(&user, "family-1").unwrap();
+        let VerifiedToken {
+            principal: p,
+            expires_at,
+            generation,
+            session,
+        } = keys.verify(&token).unwrap();
+        assert_eq!(
+            (generation, session.as_str()),
+            (user.token_generation, "family-1")
+        );
         assert_eq!(expires_at, now + Duration::minutes(30));
         assert_eq!(
             p.scope,
@@ -246,5 +295,41 @@ mod tests {
         assert!(keys.verify(&token).is_ok(), "within the leeway");
         clock.advance(Duration::seconds(1));
         assert!(keys.verify(&token).is_err(), "expired");
+    }
+
+    #[test]
+    fn tokens_of_another_issuer_or_audience_are_refused() {
+        let clock = dotmac_schema::ManualClock::new("2026-11-16T12:00:00Z".parse().unwrap());
+        let secret = [7u8; 32];
+        let keys = TokenKeys::new(&secret, Duration::minutes(30), Arc::new(clock.clone()));
+        let now = clock.now().timestamp();
+        let claims = |iss: &str, aud: &str| Claims {
+            iss: iss.to_owned(),
+            aud: aud.to_owned(),
+            sub: UserId::new().to_string(),
+            generation: 0,
+            sid: "family-1".to_owned(),
+            role: Role::PlatformAdmin,
+            tenant: None,
+            reseller: None,
+            iat: now,
+            exp: now + 60,
+        };
+        let sign = |c: &Claims| {
+            jsonwebtoken::encode(&Header::default(), c, &EncodingKey::from_secret(&secret)).unwrap()
+        };
+        assert!(keys
+            .verify(&sign(&claims(TOKEN_ISSUER, TOKEN_AUDIENCE)))
+            .is_ok());
+        assert!(keys
+            .verify(&sign(&claims("other", TOKEN_AUDIENCE)))
+            .is_err());
+        assert!(keys.verify(&sign(&claims(TOKEN_ISSUER, "other"))).is_err());
+        // A token shaped like the old ones (no iss, aud or gen) is refused.
+        let old = serde_json::json!({ "sub": UserId::new().to_string(), "role": "platform_admin", "iat": now, "exp": now + 60 });
+        let old =
+            jsonwebtoken::encode(&Header::default(), &old, &EncodingKey::from_secret(&secret))
+                .unwrap();
+        assert!(keys.verify(&old).is_err());
     }
 }

@@ -8,10 +8,27 @@ use dotmac_schema::{Principal, Role};
 
 use crate::error::{ApiError, ApiResult};
 
+/// What the caller's tenant lets its credentials do, by the tenant's state
+/// (a cancelled or deprovisioned tenant's credentials never get this far).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Everything the role allows.
+    #[default]
+    Full,
+    /// The tenant is suspended since `since`: its users read (invoices,
+    /// usage) and manage their own sign-in; its API keys only report usage
+    /// timed before `since`.
+    Suspended {
+        since: chrono::DateTime<chrono::Utc>,
+    },
+}
+
 /// The caller of one request, resolved once from its credential.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCtx {
     pub principal: Option<Principal>,
+    /// What the caller's tenant allows; `Full` outside a tenant.
+    pub access: Access,
     /// When the caller's access token expires; long-lived subscriptions end then.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub request_id: Option<String>,
@@ -37,11 +54,17 @@ impl RequestCtx {
             .ok_or_else(|| ApiError::Unauthenticated("sign in first".into()))
     }
 
-    /// A principal allowed to mutate; read-only roles get FORBIDDEN.
+    /// A principal allowed to mutate; read-only roles, and every user of a
+    /// suspended tenant, get FORBIDDEN.
     pub fn writer(&self) -> ApiResult<&Principal> {
         let p = self.principal()?;
         if !p.can_write() {
             return Err(ApiError::Forbidden("this role is read-only".into()));
+        }
+        if let Access::Suspended { since } = self.access {
+            return Err(ApiError::Forbidden(format!(
+                "this tenant is suspended since {since}: its users may read and pay, nothing else"
+            )));
         }
         Ok(p)
     }

@@ -121,9 +121,16 @@ pub struct LimitsConfig {
     pub max_events_body_bytes: usize,
     /// Login attempts per client address per minute.
     pub login_per_minute: u32,
-    /// Requests per tenant per minute, and the burst above it (GCRA).
+    /// Requests per tenant (all its users and keys together) per minute,
+    /// and the burst above it (GCRA); the same per reseller.
     pub tenant_per_minute: u32,
     pub tenant_burst: u32,
+    /// Requests per platform staff member per minute, and the burst.
+    pub staff_per_minute: u32,
+    pub staff_burst: u32,
+    /// Requests without a credential (sign-in, refresh, accepting an
+    /// invitation) per client address per minute; the burst is the same.
+    pub anonymous_per_minute: u32,
 }
 
 /// Top-level keys read from the environment; other `DOTMAC_*` variables
@@ -174,6 +181,9 @@ impl Default for Config {
                 login_per_minute: 30,
                 tenant_per_minute: 1000,
                 tenant_burst: 2000,
+                staff_per_minute: 3000,
+                staff_burst: 3000,
+                anonymous_per_minute: 120,
             },
             log_format: "pretty".into(),
             kafka_brokers: String::new(),

@@ -92,9 +92,8 @@ fn admin_ctx(admin_id: &str) -> ApiResult<RequestCtx> {
             },
             scope: Scope::All,
         }),
-        expires_at: None,
         request_id: Some("demo-seed".into()),
-        client_ip: None,
+        ..RequestCtx::default()
     })
 }
 

@@ -18,6 +18,7 @@ mod m20261128_000007_subscription_pauses;
 mod m20261128_000008_tax_jurisdictions;
 mod m20261128_000009_invoice_writes;
 mod m20261128_000010_rls_predicate_cost;
+mod m20261202_000011_credential_standing;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -85,6 +86,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_tax_jurisdictions::Migration),
             Box::new(m20261128_000009_invoice_writes::Migration),
             Box::new(m20261128_000010_rls_predicate_cost::Migration),
+            Box::new(m20261202_000011_credential_standing::Migration),
         ]
     }
 }

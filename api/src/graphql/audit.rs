@@ -17,6 +17,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit log in the caller's scope, newest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn audit_log(
         &self,
         gctx: &Context<'_>,

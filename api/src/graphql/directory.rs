@@ -39,6 +39,7 @@ impl DirectoryQuery {
     }
 
     /// Tenants in the caller's scope, oldest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn tenants(
         &self,
         gctx: &Context<'_>,
@@ -114,6 +115,7 @@ impl DirectoryQuery {
         Ok(Reseller(row))
     }
 
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn resellers(
         &self,
         gctx: &Context<'_>,

@@ -28,6 +28,7 @@ impl IdentityQuery {
     }
 
     /// Users in the caller's scope.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn users(
         &self,
         gctx: &Context<'_>,
@@ -44,6 +45,7 @@ impl IdentityQuery {
     }
 
     /// API keys in the caller's scope, optionally of one tenant.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn api_keys(
         &self,
         gctx: &Context<'_>,

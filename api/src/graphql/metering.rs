@@ -21,6 +21,7 @@ pub struct MeteringQuery;
 #[Object]
 impl MeteringQuery {
     /// The meters that apply to the caller's tenants (today: every platform meter).
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn meters(
         &self,
         gctx: &Context<'_>,

@@ -107,6 +107,21 @@ pub(crate) fn ctx<'a>(gctx: &'a Context<'_>) -> (&'a App, &'a RequestCtx) {
     (gctx.data_unchecked::<App>(), rc)
 }
 
+/// The complexity of a connection field: its page size (`first`, or the
+/// default page; clamped as the store clamps it) times what one item
+/// costs, so that a hundred-item page of nested fields counts as such
+/// against `graphql.max_complexity`.
+pub(crate) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    use crate::store::{DEFAULT_PAGE, MAX_PAGE};
+    let items = first.map_or(DEFAULT_PAGE, |f| {
+        u64::try_from(f).unwrap_or(1).clamp(1, MAX_PAGE)
+    });
+    usize::try_from(items)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
+}
+
 /// Validates `first`/`after` of a connection; `after` must be an id of the listed kind.
 pub(crate) fn page_request<'a, T: std::str::FromStr>(
     first: Option<i32>,

@@ -11,19 +11,20 @@
 //!
 //! API keys are service credentials and carry no GraphQL permissions.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use dotmac_schema::Principal;
+use dotmac_schema::{Principal, Scope};
 
 use super::HttpState;
 use crate::app::App;
-use crate::caller::RequestCtx;
+use crate::caller::{Access, RequestCtx};
 use crate::error::{ApiError, ApiResult};
-use crate::service::identity::api_keys;
+use crate::limiter::Rate;
+use crate::service::identity::{api_keys, standing};
 
 fn bearer(value: &str) -> ApiResult<&str> {
     value
@@ -48,12 +49,66 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
-/// A user's access token in `authorization` (`None`: no credential), with
-/// when it expires. An API key is refused: it is no user.
-pub fn user_from(
+/// Every request is rate-limited (GCRA, `app.limiter`) before it is served,
+/// in one bucket per tenant (all its users and keys together), per
+/// reseller, per platform staff member (their own, larger rate), or per
+/// client address for requests without a credential.
+pub async fn within_rate(
     app: &App,
-    authorization: Option<&str>,
-) -> ApiResult<Option<(Principal, DateTime<Utc>)>> {
+    principal: Option<&Principal>,
+    client: Option<IpAddr>,
+) -> ApiResult<()> {
+    let l = &app.config.limits;
+    let tenant_rate = Rate {
+        per_minute: l.tenant_per_minute,
+        burst: l.tenant_burst,
+    };
+    let (key, rate) = match principal {
+        Some(p) => match &p.scope {
+            Scope::Tenant(t) => (format!("tenant:{t}"), tenant_rate),
+            Scope::Reseller(r) => (format!("reseller:{r}"), tenant_rate),
+            Scope::All => (
+                format!("staff:{}", p.actor()),
+                Rate {
+                    per_minute: l.staff_per_minute,
+                    burst: l.staff_burst,
+                },
+            ),
+        },
+        None => (
+            format!(
+                "anonymous:{}",
+                client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+            ),
+            Rate {
+                per_minute: l.anonymous_per_minute,
+                burst: l.anonymous_per_minute,
+            },
+        ),
+    };
+    app.limiter.check(&key, rate).await
+}
+
+/// The client's address as the connection gives it.
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// A signed-in user: who, until when, and what the tenant lets them do.
+pub struct SignedIn {
+    pub principal: Principal,
+    pub expires_at: DateTime<Utc>,
+    pub access: Access,
+}
+
+/// A user's access token in `authorization` (`None`: no credential). It
+/// must be well signed, unexpired, not revoked (signed out, password
+/// changed) and of a tenant that is not closed. An API key is refused: it is
+/// no user.
+pub async fn user_from(app: &App, authorization: Option<&str>) -> ApiResult<Option<SignedIn>> {
     let Some(token) = authorization.map(bearer).transpose()? else {
         return Ok(None);
     };
@@ -62,11 +117,27 @@ pub fn user_from(
             "API keys authenticate the /v1 endpoints, not GraphQL; sign in as a user".into(),
         ));
     }
-    app.identity.keys.verify(token).map(Some)
+    let verified = app.identity.keys.verify(token)?;
+    if let Some(user) = verified.principal.user_id() {
+        standing::check_session(
+            &app.identity,
+            user.as_str(),
+            verified.generation,
+            &verified.session,
+        )
+        .await?;
+    }
+    let access = standing::tenant_access(&app.identity, &verified.principal.scope).await?;
+    Ok(Some(SignedIn {
+        principal: verified.principal,
+        expires_at: verified.expires_at,
+        access,
+    }))
 }
 
-/// A `/v1` caller: an API key or a user; the credential is required.
-pub struct ServiceCaller(pub Principal);
+/// A `/v1` caller: an API key or a user (the credential is required), with
+/// what its tenant lets it do.
+pub struct ServiceCaller(pub Principal, pub Access);
 
 impl FromRequestParts<HttpState> for ServiceCaller {
     type Rejection = ApiError;
@@ -76,12 +147,17 @@ impl FromRequestParts<HttpState> for ServiceCaller {
             .map(bearer)
             .transpose()?
             .ok_or_else(|| ApiError::Unauthenticated("credentials required".into()))?;
-        let principal = if token.starts_with(crate::auth::API_KEY_PREFIX) {
-            api_keys::authenticate(&st.app.identity, token).await?
-        } else {
-            st.app.identity.keys.verify(token)?.0
-        };
-        Ok(ServiceCaller(principal))
+        if token.starts_with(crate::auth::API_KEY_PREFIX) {
+            let principal = api_keys::authenticate(&st.app.identity, token).await?;
+            within_rate(&st.app, Some(&principal), peer(parts)).await?;
+            let access = standing::tenant_access(&st.app.identity, &principal.scope).await?;
+            return Ok(ServiceCaller(principal, access));
+        }
+        let user = user_from(&st.app, authorization(&parts.headers))
+            .await?
+            .ok_or_else(|| ApiError::Unauthenticated("credentials required".into()))?;
+        within_rate(&st.app, Some(&user.principal), peer(parts)).await?;
+        Ok(ServiceCaller(user.principal, user.access))
     }
 }
 
@@ -92,8 +168,11 @@ impl FromRequestParts<HttpState> for UserCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &HttpState) -> ApiResult<Self> {
-        match user_from(&st.app, authorization(&parts.headers))? {
-            Some((principal, _)) => Ok(UserCaller(principal)),
+        match user_from(&st.app, authorization(&parts.headers)).await? {
+            Some(user) => {
+                within_rate(&st.app, Some(&user.principal), peer(parts)).await?;
+                Ok(UserCaller(user.principal))
+            }
             None => Err(ApiError::Unauthenticated("sign in first".into())),
         }
     }
@@ -107,14 +186,13 @@ impl FromRequestParts<HttpState> for GraphqlCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &HttpState) -> ApiResult<Self> {
-        let (principal, expires_at) = user_from(&st.app, authorization(&parts.headers))?.unzip();
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let user = user_from(&st.app, authorization(&parts.headers)).await?;
+        let peer = peer(parts);
+        within_rate(&st.app, user.as_ref().map(|u| &u.principal), peer).await?;
         Ok(GraphqlCaller(RequestCtx {
-            principal,
-            expires_at,
+            expires_at: user.as_ref().map(|u| u.expires_at),
+            access: user.as_ref().map(|u| u.access).unwrap_or_default(),
+            principal: user.map(|u| u.principal),
             request_id: Some(request_id(&parts.headers)),
             client_ip: peer,
         }))

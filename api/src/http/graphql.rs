@@ -1,5 +1,6 @@
 //! GraphQL over HTTP: `POST /graphql` runs queries and mutations (after the
-//! caller's per-tenant rate limit and the alias limit); `GET /graphql` is
+//! caller's rate limit, see `credentials::within_rate`, and the alias
+//! limit); `GET /graphql` is
 //! GraphiQL for a browser, or a WebSocket upgrade serving subscriptions
 //! (`graphql-transport-ws`) with the token in the `connection_init` payload.
 //! Errors before execution take GraphQL's shape with their code's status.
@@ -12,15 +13,12 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderValue;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use dotmac_schema::Scope;
 
-use super::credentials::{authorization, request_id, user_from, GraphqlCaller};
+use super::credentials::{authorization, request_id, user_from, within_rate, GraphqlCaller};
 use super::HttpState;
-use crate::app::App;
 use crate::caller::RequestCtx;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::graphql::errors::{check_aliases, server_error, with_codes};
-use crate::limiter::Rate;
 
 /// An error answered before GraphQL runs: GraphQL's error shape, the code's
 /// status (and `retry-after` when rate limited).
@@ -36,25 +34,6 @@ fn error_response(err: ApiError) -> Response {
     resp
 }
 
-/// Per-tenant (or per-reseller) request rate; platform staff are not limited.
-async fn rate_limit(app: &App, scope: &Scope) -> ApiResult<()> {
-    let key = match scope {
-        Scope::All => return Ok(()),
-        Scope::Reseller(r) => r.to_string(),
-        Scope::Tenant(t) => t.to_string(),
-    };
-    let l = &app.config.limits;
-    app.limiter
-        .check(
-            &key,
-            Rate {
-                per_minute: l.tenant_per_minute,
-                burst: l.tenant_burst,
-            },
-        )
-        .await
-}
-
 pub async fn post(
     State(st): State<HttpState>,
     caller: Result<GraphqlCaller, ApiError>,
@@ -64,11 +43,6 @@ pub async fn post(
         Ok(GraphqlCaller(rc)) => rc,
         Err(e) => return error_response(e),
     };
-    if let Some(p) = &rc.principal {
-        if let Err(e) = rate_limit(&st.app, &p.scope).await {
-            return error_response(e);
-        }
-    }
     let id = rc.request_id.clone();
     let mut req = req.into_inner();
     // Parsed here for the alias limit; execution reuses the parsed document.
@@ -114,6 +88,10 @@ pub async fn get(State(st): State<HttpState>, req: Request) -> Response {
     };
     let header_auth = authorization(&parts.headers).map(str::to_owned);
     let rid = request_id(&parts.headers);
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let HttpState { app, schemas } = st;
     let schema = schemas.ws;
     upgrade
@@ -127,15 +105,19 @@ pub async fn get(State(st): State<HttpState>, req: Request) -> Response {
                         .iter()
                         .find_map(|k| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned));
                     let auth = from_payload.or(header_auth);
-                    let (principal, expires_at) = user_from(&app, auth.as_deref())
-                        .map_err(|e| async_graphql::Error::new(e.public_message()))?
-                        .unzip();
+                    let refused = |e: ApiError| async_graphql::Error::new(e.public_message());
+                    let user = user_from(&app, auth.as_deref()).await.map_err(refused)?;
+                    // Opening a socket costs the same rate as a request.
+                    within_rate(&app, user.as_ref().map(|u| &u.principal), client)
+                        .await
+                        .map_err(refused)?;
                     let mut data = Data::default();
                     data.insert(RequestCtx {
-                        principal,
-                        expires_at,
+                        expires_at: user.as_ref().map(|u| u.expires_at),
+                        access: user.as_ref().map(|u| u.access).unwrap_or_default(),
+                        principal: user.map(|u| u.principal),
                         request_id: Some(rid),
-                        client_ip: None,
+                        client_ip: client,
                     });
                     Ok(data)
                 })

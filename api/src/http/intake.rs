@@ -11,6 +11,7 @@ use dotmac_schema::{ApiKeyScope, PrincipalKind, Scope};
 
 use super::credentials::ServiceCaller;
 use super::HttpState;
+use crate::caller::Access;
 use crate::error::{ApiError, ApiResult};
 
 /// One event's outcome in the answer of `POST /v1/events`.
@@ -42,7 +43,7 @@ struct EventsAnswer<'a> {
 /// whole (credential, scope, media type, body) answers as any error does.
 pub async fn post_events(
     State(st): State<HttpState>,
-    ServiceCaller(principal): ServiceCaller,
+    ServiceCaller(principal, access): ServiceCaller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -62,10 +63,25 @@ pub async fn post_events(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let verdicts = parse_body_raw(content_type, &body).map_err(|e| match e {
+    let parsed = parse_body_raw(content_type, &body).map_err(|e| match e {
         BatchError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(e.to_string()),
         other => ApiError::validation("body", other.to_string()),
     })?;
+    // A suspended tenant may still report what it used before the
+    // suspension, nothing after it.
+    let verdicts: Vec<_> = parsed
+        .into_iter()
+        .map(|v| {
+            let (event, raw) = v.map_err(|e| (e.field(), e.to_string()))?;
+            match access {
+                Access::Suspended { since } if event.time >= since => Err((
+                    Some("time"),
+                    format!("the tenant is suspended since {since}: only usage timed before then is accepted"),
+                )),
+                _ => Ok((event, raw)),
+            }
+        })
+        .collect();
     // The request is checked before the server's state: a malformed batch
     // is the sender's to fix whether or not the intake is up.
     let intake = st.app.intake.as_ref().ok_or_else(|| {
@@ -105,14 +121,14 @@ pub async fn post_events(
                     reason,
                 }
             }
-            Err(e) => {
+            Err((field, reason)) => {
                 n_rejected += 1;
                 EventResult {
                     index,
                     id: None,
                     status: "rejected",
-                    field: e.field(),
-                    reason: Some(e.to_string()),
+                    field: *field,
+                    reason: Some(reason.clone()),
                 }
             }
         })

@@ -18,6 +18,7 @@ use dotmac_schema::{PrincipalKind, Scope};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::App;
+use crate::caller::Access;
 use crate::error::ApiError;
 use crate::graphql::Schemas;
 use credentials::ServiceCaller;
@@ -60,8 +61,14 @@ async fn ready(State(st): State<HttpState>) -> Result<&'static str, ApiError> {
 }
 
 /// Lets an ISP deployment check its API key: the tenant it is bound to and
-/// its scopes (or a user: their role).
-async fn whoami(ServiceCaller(p): ServiceCaller) -> Json<serde_json::Value> {
+/// its scopes (or a user: their role). A suspended tenant's keys are
+/// refused here: they only report usage from before the suspension.
+async fn whoami(
+    ServiceCaller(p, access): ServiceCaller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let (PrincipalKind::ApiKey { .. }, Access::Suspended { since }) = (&p.kind, access) {
+        return Err(suspended_key(since));
+    }
     let (kind, id, scopes) = match &p.kind {
         PrincipalKind::ApiKey { id, scopes } => (
             "api_key",
@@ -75,5 +82,15 @@ async fn whoami(ServiceCaller(p): ServiceCaller) -> Json<serde_json::Value> {
         Scope::Tenant(t) => Some(t.to_string()),
         _ => None,
     };
-    Json(serde_json::json!({ "kind": kind, "id": id, "tenantId": tenant, "scopes": scopes }))
+    Ok(Json(
+        serde_json::json!({ "kind": kind, "id": id, "tenantId": tenant, "scopes": scopes }),
+    ))
+}
+
+/// The answer to a suspended tenant's API key used for anything but usage
+/// from before the suspension.
+fn suspended_key(since: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::Forbidden(format!(
+        "this tenant is suspended since {since}: its API keys only report usage timed before then"
+    ))
 }

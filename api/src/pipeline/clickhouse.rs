@@ -54,12 +54,13 @@ impl UsageReader for ClickHouseReader {
 
     async fn committed_raw(
         &self,
+        tenants: &[String],
         event_type: &str,
         from_us: i64,
         to_us: i64,
     ) -> ApiResult<Vec<RawEvent>> {
         self.0
-            .committed_raw(event_type, from_us, to_us)
+            .committed_raw(tenants, event_type, from_us, to_us)
             .await
             .map_err(failed)
     }

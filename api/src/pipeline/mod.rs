@@ -69,11 +69,13 @@ pub trait UsageReader: Send + Sync {
         to_secs: i64,
     ) -> ApiResult<PeriodUsage>;
 
-    /// Accepted raw events of `event_type` received in `[from_us, to_us)`
-    /// (an implementation may return more; callers filter by event time),
-    /// each once, for reconciliation.
+    /// Accepted raw events of `tenants` and `event_type` received in
+    /// `[from_us, to_us)` (an implementation may return more of the window;
+    /// callers filter by event time, never another tenant's), each once,
+    /// for reconciliation.
     async fn committed_raw(
         &self,
+        tenants: &[String],
         event_type: &str,
         from_us: i64,
         to_us: i64,

@@ -42,6 +42,9 @@ pub mod tenant {
         pub updated_at: ChronoDateTimeUtc,
         /// ISO 3166 code (`KE`, `US-CA`) whose tax rate its invoices carry.
         pub tax_jurisdiction: Option<String>,
+        /// When the tenant entered its state (a suspended tenant's keys may
+        /// still report usage timed before it).
+        pub state_changed_at: Option<ChronoDateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -67,6 +70,9 @@ pub mod user {
         pub failed_logins: i32,
         pub locked_until: Option<ChronoDateTimeUtc>,
         pub created_at: ChronoDateTimeUtc,
+        /// Access tokens carry it; signing out or changing the password
+        /// moves it on, which revokes every token issued before.
+        pub token_generation: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -165,6 +165,7 @@ pub async fn compare_and_set_state(
         .col_expr(tenant::Column::State, Expr::value(to))
         .col_expr(tenant::Column::StateReason, Expr::value(reason))
         .col_expr(tenant::Column::UpdatedAt, Expr::value(at))
+        .col_expr(tenant::Column::StateChangedAt, Expr::value(at))
         .filter(tenant::Column::Id.eq(id.as_str()))
         .filter(tenant::Column::State.eq(from))
         .filter(tenant_rows_in(scope))

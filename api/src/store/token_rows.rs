@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use dotmac_schema::Scope;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::entity::{invitation, refresh_token};
 use super::{owned_by_tenant_in, Tx};
@@ -26,6 +26,17 @@ pub async fn find_refresh(tx: &Tx, token_hash: &str) -> ApiResult<Option<Refresh
         .filter(refresh_token::Column::TokenHash.eq(token_hash))
         .one(tx)
         .await?)
+}
+
+/// Whether the session (refresh-token family) still has a live token, i.e.
+/// was not signed out of or revoked for reuse (authentication path).
+pub async fn session_live_system(tx: &Tx, family_id: &str) -> ApiResult<bool> {
+    Ok(refresh_token::Entity::find()
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .one(tx)
+        .await?
+        .is_some())
 }
 
 /// Revokes every live token of a family (logout, or reuse of a rotated token).
@@ -77,11 +88,16 @@ pub async fn find_invitation_system(tx: &Tx, token_hash: &str) -> ApiResult<Opti
         .await?)
 }
 
-pub async fn mark_accepted(tx: &Tx, row: &InvitationRow, now: DateTime<Utc>) -> ApiResult<()> {
-    let mut active: invitation::ActiveModel = row.clone().into();
-    active.accepted_at = Set(Some(now));
-    active.update(tx).await?;
-    Ok(())
+/// Marks the invitation accepted unless it already is; false when another
+/// request accepted it first.
+pub async fn mark_accepted(tx: &Tx, row: &InvitationRow, now: DateTime<Utc>) -> ApiResult<bool> {
+    let done = invitation::Entity::update_many()
+        .col_expr(invitation::Column::AcceptedAt, Expr::value(now))
+        .filter(invitation::Column::Id.eq(row.id.as_str()))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .exec(tx)
+        .await?;
+    Ok(done.rows_affected == 1)
 }
 
 /// Open invitations visible in scope (for listing).

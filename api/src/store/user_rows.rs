@@ -119,6 +119,29 @@ pub async fn record_success(tx: &Tx, id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Moves the user's token generation on: every access token issued before
+/// is refused from now on.
+pub async fn next_token_generation(tx: &Tx, id: &str) -> ApiResult<()> {
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::TokenGeneration,
+            Expr::col(user::Column::TokenGeneration).add(1),
+        )
+        .filter(user::Column::Id.eq(id))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+/// The user's current token generation (authentication path: no scope);
+/// `None` when the user no longer exists.
+pub async fn token_generation_system(tx: &Tx, id: &str) -> ApiResult<Option<i32>> {
+    Ok(user::Entity::find_by_id(id)
+        .one(tx)
+        .await?
+        .map(|u| u.token_generation))
+}
+
 pub async fn set_password(tx: &Tx, row: &UserRow, hash: String) -> ApiResult<()> {
     let mut active: user::ActiveModel = row.clone().into();
     active.password_hash = Set(hash);

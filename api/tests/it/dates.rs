@@ -70,8 +70,17 @@ fn assert_answered(field: &str, text: &str, ans: &crate::support::Answer, allowe
 async fn every_date_argument_of_graphql_answers_with_validation_or_a_result() {
     let srv = TestServer::start(Backend::Sqlite).await;
     let admin = srv.login("admin@demo.dotmac.dev").await;
-    // The read-only user of the attack on reconciliation.
+    // The read-only user of the attack on reconciliation (now refused it:
+    // a tenant's admin is the cheapest credential that may reconcile).
     let reader = srv.login("user@acme-fiber.demo").await;
+    let tenant_admin = srv.login("admin@acme-fiber.demo").await;
+    reader
+        .gql(
+            "{ reconciliation(month: \"2026-10\") { discrepancies } }",
+            json!({}),
+        )
+        .await
+        .expect_code("FORBIDDEN");
     let plan = admin
         .gql(
             "mutation { createPlan(input: { slug: \"dates\", version: 1, name: \"Dates\", currency: \"USD\", interval: MONTHLY, trialDays: 0, prices: [{ model: FLAT, amount: \"5\" }] }) { id } }",
@@ -88,7 +97,7 @@ async fn every_date_argument_of_graphql_answers_with_validation_or_a_result() {
     let started = Instant::now();
     for text in samples(48) {
         let ans = answer(
-            &reader,
+            &tenant_admin,
             "query($m: String!) { reconciliation(month: $m) { discrepancies } }",
             json!({ "m": text }),
         )

@@ -443,6 +443,25 @@ async fn settlement_case(w: &World, field: &str) {
         .gql(read, json!({ "id": target }))
         .await
         .expect_code("NOT_FOUND");
+    if field == "createCreditNote" {
+        // A credit note's lines are the tenant's, as the invoice's are: its
+        // reseller sees the note's total, not its lines.
+        let lines =
+            "query($id: ID!) { invoice(id: $id) { creditNotes { total lines { line net } } } }";
+        let mine = own.gql(lines, json!({ "id": target })).await;
+        assert_eq!(
+            mine.data()["invoice"]["creditNotes"][0]["lines"][0]["net"],
+            "1",
+            "{}",
+            mine.body
+        );
+        w.reseller
+            .gql(lines, json!({ "id": target }))
+            .await
+            .expect_code("FORBIDDEN");
+        let totals = "query($id: ID!) { invoice(id: $id) { creditNotes { total } } }";
+        w.reseller.gql(totals, json!({ "id": target })).await.data();
+    }
 }
 
 /// Changing or cancelling a subscription is for platform admins; a denied
@@ -513,11 +532,19 @@ async fn subscription_change_case(w: &World, field: &str) {
     w.platform.gql(doc, vars).await.data();
 }
 
-/// Each principal reconciles only the tenants of its scope.
+/// Platform staff and tenant admins reconcile only the tenants of their
+/// scope; resellers (who see no invoice lines) and read-only tenant users
+/// are refused.
 async fn reconciliation_case(w: &World) {
     let doc = "{ reconciliation(month: \"2026-10\") { month discrepancies rows { tenantId meter invoiced rollups raw causes } } }";
     for (who, c, sees_a, sees_b) in viewers(w) {
         let ans = c.gql(doc, json!({})).await;
+        if who.starts_with("reseller") || who.starts_with("tenant_user") {
+            let mut secrets = w.a.secrets();
+            secrets.extend(w.b.secrets());
+            assert_denied(who, "reconciliation", &ans, &["FORBIDDEN"], &secrets);
+            continue;
+        }
         assert!(
             ans.errors().is_empty(),
             "reconciliation: {who}: {}",

@@ -10,9 +10,11 @@ mod embedded_usage;
 mod errors;
 mod isolation;
 mod layout;
+mod limits;
 mod rls;
 mod settlement;
 mod support;
+mod tenant_state;
 
 /// The committed SDL (`schema/dotmac.graphql`) is what the code serves;
 /// regenerate with `cargo run -- schema > schema/dotmac.graphql`.

@@ -110,6 +110,7 @@ impl TestServer {
         config.redis_prefix = unique("dotmac_test");
         // Tests log in many times from one address.
         config.limits.login_per_minute = 10_000;
+        config.limits.anonymous_per_minute = 10_000;
         // Each test reads and writes usage in a ClickHouse database of its own.
         config.clickhouse_url = std::env::var("DOTMAC_TEST_CLICKHOUSE_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:8123".into());

@@ -8,7 +8,7 @@ pub mod views;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, Subscription, ID};
-use dotmac_schema::{InvoiceId, InvoiceStatus, PaymentMethod, PlanId, SubscriptionId};
+use dotmac_schema::{InvoiceId, InvoiceStatus, PaymentMethod, PlanId, Role, SubscriptionId};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -36,6 +36,7 @@ pub struct BillingQuery;
 #[Object]
 impl BillingQuery {
     /// Tax rates per jurisdiction, optionally of one (platform admins).
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn tax_rates(
         &self,
         gctx: &Context<'_>,
@@ -51,6 +52,7 @@ impl BillingQuery {
 
     /// Plan versions: the whole catalogue for the platform; for tenants
     /// and resellers, the plans their subscriptions use.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn plans(
         &self,
         gctx: &Context<'_>,
@@ -77,6 +79,7 @@ impl BillingQuery {
     }
 
     /// Subscriptions in the caller's scope, optionally of one tenant.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn subscriptions(
         &self,
         gctx: &Context<'_>,
@@ -101,6 +104,7 @@ impl BillingQuery {
 
     /// Invoices in the caller's scope, optionally of one tenant (resellers:
     /// their tenants' summaries).
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn invoices(
         &self,
         gctx: &Context<'_>,
@@ -124,6 +128,18 @@ impl BillingQuery {
     async fn reconciliation(&self, gctx: &Context<'_>, month: String) -> Result<Reconciliation> {
         let (app, rc) = ctx(gctx);
         let p = rc.principal()?;
+        // It refolds raw events and shows invoiced quantities: platform
+        // staff and a tenant's admin, not read-only members or resellers
+        // (who see invoice summaries, not lines).
+        if !matches!(
+            p.role(),
+            Some(Role::PlatformAdmin | Role::Support | Role::TenantAdmin)
+        ) {
+            return Err(ApiError::Forbidden(
+                "reconciliation is for platform staff and tenant admins".into(),
+            )
+            .into());
+        }
         let first = parse_month("month", &month)?;
         let report = reconcile(&app.billing, &p.scope, first).await?;
         Ok(Reconciliation::new(month, report))

@@ -392,15 +392,20 @@ impl Invoice {
     /// The lines with their breakdown. Resellers see their tenants'
     /// invoice summaries, not the lines (FORBIDDEN).
     async fn lines(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<InvoiceLineView>> {
-        let (_, rc) = ctx(gctx);
-        if matches!(rc.principal()?.scope, Scope::Reseller(_)) {
-            return Err(ApiError::Forbidden(
-                "resellers see invoice summaries; the lines are the tenant's".into(),
-            )
-            .into());
-        }
+        lines_visible(ctx(gctx).1)?;
         Ok(rows::lines(&self.0)?.into_iter().map(line_view).collect())
     }
+}
+
+/// Invoice and credit-note lines are the tenant's: resellers see summaries
+/// only (FORBIDDEN).
+fn lines_visible(rc: &crate::caller::RequestCtx) -> crate::error::ApiResult<()> {
+    if matches!(rc.principal()?.scope, Scope::Reseller(_)) {
+        return Err(ApiError::Forbidden(
+            "resellers see invoice summaries; the lines are the tenant's".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Pushed when an invoice in the subscriber's scope is finalized.
@@ -497,7 +502,10 @@ impl CreditNote {
     async fn to_credit_balance(&self) -> &str {
         &self.0.to_credit_balance
     }
-    async fn lines(&self) -> async_graphql::Result<Vec<CreditedLineView>> {
+    /// The credited lines. Resellers see the note's totals, not its lines
+    /// (FORBIDDEN), as for invoices.
+    async fn lines(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<CreditedLineView>> {
+        lines_visible(ctx(gctx).1)?;
         let lines: Vec<crate::service::billing::settlement::CreditedLine> =
             serde_json::from_str(&self.0.lines).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(lines

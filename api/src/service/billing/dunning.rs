@@ -23,8 +23,8 @@ pub struct DunningReport {
 }
 
 /// The reason dunning writes on a tenant it suspends (and looks for
-/// before reactivating one).
-pub const DUNNING_REASON: &str = "dunning: invoice unpaid past its grace";
+/// before reactivating one); resellers may not lift it.
+pub use crate::service::directory::tenants::NON_PAYMENT as DUNNING_REASON;
 
 /// Applies dunning at `now`: subscriptions with an invoice past its due
 /// date turn past_due; `suspend_after_days` later the tenant is suspended;

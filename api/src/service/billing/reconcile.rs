@@ -16,7 +16,7 @@ use sea_orm::EntityTrait;
 
 use super::periods::usage_by_tenant;
 use super::Billing;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::store::billing_rows as rows;
 use crate::store::entity::meter;
 
@@ -46,17 +46,21 @@ impl ReconReport {
     }
 }
 
-/// Raw accepted events of one meter's type in `[from, to)`, refolded by its
-/// definition: each tenant's total.
+/// Raw accepted events of `tenants` and one meter's type in `[from, to)`,
+/// refolded by its definition: each tenant's total, or why its events
+/// cannot be totalled (that tenant's row says so; the others are
+/// reconciled).
 async fn raw_totals(
     billing: &Billing,
+    tenants: &[String],
     def: &Meter,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> ApiResult<BTreeMap<String, Decimal>> {
+) -> ApiResult<BTreeMap<String, Result<Decimal, String>>> {
     let raw = billing
         .usage
         .committed_raw(
+            tenants,
             &def.event_type,
             from.timestamp_micros(),
             to.timestamp_micros(),
@@ -75,19 +79,26 @@ async fn raw_totals(
     }
     let mut out = BTreeMap::new();
     for (tenant, events) in by_tenant {
-        let rows = fold(&tenant, def, &events).map_err(|e| ApiError::internal(e.to_string()))?;
-        let mut total: Option<RollupState> = None;
-        for state in rows.into_values() {
-            match &mut total {
-                Some(t) => t
-                    .merge(state)
-                    .map_err(|e| ApiError::internal(e.to_string()))?,
-                None => total = Some(state),
-            }
-        }
-        out.insert(tenant, total.map_or(Decimal::ZERO, |t| t.value()));
+        let total = refold(&tenant, def, &events).map_err(|e| e.to_string());
+        out.insert(tenant, total);
     }
     Ok(out)
+}
+
+/// One tenant's events folded and merged into one total.
+fn refold(
+    tenant: &str,
+    def: &Meter,
+    events: &[UsageEvent],
+) -> Result<Decimal, dotmac_schema::usage::RollupError> {
+    let mut total: Option<RollupState> = None;
+    for state in fold(tenant, def, events)?.into_values() {
+        match &mut total {
+            Some(t) => t.merge(state)?,
+            None => total = Some(state),
+        }
+    }
+    Ok(total.map_or(Decimal::ZERO, |t| t.value()))
 }
 
 /// Reconciles the periods starting in `month` for the tenants in `scope`.
@@ -106,9 +117,17 @@ pub async fn reconcile(
         .map(|m| Ok((m.slug.clone(), crate::store::meter_rows::definition(m)?)))
         .collect::<ApiResult<_>>()?;
     tx.commit().await?;
+    // Every read below is of the tenants in scope only.
+    let tenants: Vec<String> = subs
+        .iter()
+        .map(|s| s.tenant_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut report = ReconReport::default();
     let mut usage_cache: BTreeMap<(Period, String), BTreeMap<String, Decimal>> = BTreeMap::new();
-    let mut raw_cache: BTreeMap<(Period, String), BTreeMap<String, Decimal>> = BTreeMap::new();
+    let mut raw_cache: BTreeMap<(Period, String), BTreeMap<String, Result<Decimal, String>>> =
+        BTreeMap::new();
     for sub in &subs {
         let Some(plan_row) = plans.iter().find(|p| p.id == sub.plan_id) else {
             continue;
@@ -136,12 +155,21 @@ pub async fn reconcile(
         for m in plan.prices.iter().filter_map(|p| p.meter.clone()) {
             let key = (period, m.clone());
             if !usage_cache.contains_key(&key) {
-                let u = usage_by_tenant(billing, None, &m, period.start_time(), period.end_time())
+                // The platform reads every tenant, each totalled on its own.
+                let of = (!matches!(scope, Scope::All)).then_some(tenants.as_slice());
+                let u = usage_by_tenant(billing, of, &m, period.start_time(), period.end_time())
                     .await?;
                 usage_cache.insert(key.clone(), u);
                 let r = match meters.get(&m) {
                     Some(def) => {
-                        raw_totals(billing, def, period.start_time(), period.end_time()).await?
+                        raw_totals(
+                            billing,
+                            &tenants,
+                            def,
+                            period.start_time(),
+                            period.end_time(),
+                        )
+                        .await?
                     }
                     None => BTreeMap::new(),
                 };
@@ -151,15 +179,20 @@ pub async fn reconcile(
                 .get(&sub.tenant_id)
                 .copied()
                 .unwrap_or_default();
-            let raw = raw_cache[&key]
-                .get(&sub.tenant_id)
-                .copied()
-                .unwrap_or_default();
+            let (raw, unreadable) = match raw_cache[&key].get(&sub.tenant_id) {
+                Some(Ok(total)) => (*total, None),
+                Some(Err(why)) => (Decimal::ZERO, Some(why.clone())),
+                None => (Decimal::ZERO, None),
+            };
             let invoiced = invoice
                 .as_ref()
                 .map(|_| billed.get(&m).copied().unwrap_or_default());
             let mut causes = Vec::new();
-            if !meters.contains_key(&m) {
+            if let Some(why) = unreadable {
+                causes.push(format!(
+                    "the raw events cannot be refolded ({why}): this tenant's usage is beyond the platform's limits"
+                ));
+            } else if !meters.contains_key(&m) {
                 causes.push(format!(
                     "the plan prices meter {m:?}, which does not exist: its raw events cannot be refolded"
                 ));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use dotmac_schema::SharedClock;
 
 use crate::bus::EventBus;
+use crate::service::identity::standing::StandingCache;
 use crate::store::Store;
 
 /// What the directory's use cases need.
@@ -18,4 +19,7 @@ pub struct Directory {
     pub clock: SharedClock,
     /// Tenant lifecycle changes are announced here.
     pub bus: Arc<dyn EventBus>,
+    /// Credentials' view of tenant states: forgotten on every change, so
+    /// that a suspension or cancellation binds this process's next request.
+    pub standing: Arc<StandingCache>,
 }

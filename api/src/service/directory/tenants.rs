@@ -122,6 +122,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         tax_jurisdiction,
+        state_changed_at: Some(now),
     };
     let row = tenant_rows::insert(&tx, row).await?;
     audit_log::record(
@@ -221,6 +222,10 @@ pub async fn update(
     Ok(row)
 }
 
+/// The reason dunning suspends a tenant under; only the platform (or
+/// dunning, once paid) lifts such a suspension.
+pub const NON_PAYMENT: &str = "dunning: invoice unpaid past its grace";
+
 /// Applies one lifecycle action through the state machine of `schema`.
 pub async fn transition(
     directory: &Directory,
@@ -240,6 +245,16 @@ pub async fn transition(
     let before = tenant_rows::get(&tx, &p.scope, &id).await?;
     let from = before.state;
     let to = from.apply(action)?;
+    // A tenant suspended for not paying is reactivated by paying (dunning)
+    // or by the platform, never by the reseller who sells to it.
+    if action == TenantAction::Reactivate
+        && before.state_reason.as_deref() == Some(NON_PAYMENT)
+        && p.role() != Some(Role::PlatformAdmin)
+    {
+        return Err(ApiError::Forbidden(
+            "this tenant was suspended for non-payment: it is reactivated when its invoices are paid, or by the platform".into(),
+        ));
+    }
     if !tenant_rows::compare_and_set_state(
         &tx,
         &p.scope,
@@ -273,6 +288,7 @@ pub async fn transition(
     )
     .await?;
     tx.commit().await?;
+    directory.standing.forget_tenant(&row.id);
     publish(directory, &row, Some(from), Some(action), why, p.actor()).await;
     Ok(row)
 }

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod key_cache;
 pub mod sessions;
+pub mod standing;
 pub mod users;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::config::AuthConfig;
 use crate::limiter::RateLimiter;
 use crate::store::Store;
 use key_cache::KeyCache;
+use standing::StandingCache;
 
 /// What identity's use cases need.
 #[derive(Clone)]
@@ -28,6 +30,9 @@ pub struct Identity {
     pub limiter: Arc<dyn RateLimiter>,
     /// API keys verified in the last few seconds.
     pub key_cache: Arc<KeyCache>,
+    /// Tenant states and token generations read in the last few seconds;
+    /// shared with the directory, which forgets a tenant it changes.
+    pub standing: Arc<StandingCache>,
     pub settings: AuthConfig,
     /// Login attempts allowed per client address and minute.
     pub login_per_minute: u32,

@@ -1,15 +1,16 @@
 //! Sessions: sign-in with lockout, rotating refresh tokens, logout.
 
 use chrono::Duration;
-use dotmac_schema::{Scope, UserId};
+use dotmac_schema::{Scope, TenantId, UserId};
 
-use super::Identity;
+use super::{standing, Identity};
 use crate::auth::{self, hash_password, hash_secret, random_token, verify_password};
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::Rate;
 use crate::service::parse_id;
 use crate::store::audit_log::{self, AuditEntry};
+use crate::store::tenant_rows;
 use crate::store::token_rows::{self, RefreshRow};
 use crate::store::user_rows::{self, UserRow};
 use crate::store::Tx;
@@ -83,6 +84,11 @@ pub async fn login(
     // Step 2, outside any transaction: the deliberately slow hash check
     // must not hold a pooled connection.
     let ok = verify_password(password.to_owned(), user.password_hash.clone()).await?;
+    // The right password of a closed tenant's user opens nothing (asked
+    // before step 3's transaction: SQLite holds one writer at a time).
+    if ok {
+        standing::tenant_access(identity, &auth::user_principal(&user)?.scope).await?;
+    }
     // Step 3: record the outcome.
     let tx = identity.store.begin_system().await?;
     if !ok {
@@ -121,12 +127,13 @@ pub(super) async fn open_session(
 ) -> ApiResult<Session> {
     let refresh = random_token();
     let now = identity.clock.now();
+    let family = family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     token_rows::insert_refresh(
         tx,
         RefreshRow {
             id: uuid::Uuid::now_v7().to_string(),
             user_id: user.id.clone(),
-            family_id: family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            family_id: family.clone(),
             token_hash: hash_secret(&refresh),
             expires_at: now + Duration::days(identity.settings.refresh_token_days),
             revoked_at: None,
@@ -135,7 +142,7 @@ pub(super) async fn open_session(
     )
     .await?;
     Ok(Session {
-        access_token: identity.keys.issue(&user)?,
+        access_token: identity.keys.issue(&user, &family)?,
         refresh_token: refresh,
         expires_in: identity.keys.access_ttl.num_seconds(),
         user,
@@ -178,6 +185,10 @@ pub async fn refresh(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiR
     }
     let user_id: UserId = parse_id("refreshToken", &row.user_id)?;
     let user = user_rows::get(&tx, &Scope::All, &user_id).await?;
+    if let Some(tenant) = &user.tenant_id {
+        let tenant: TenantId = parse_id("refreshToken", tenant)?;
+        standing::check_open(&tenant_rows::get(&tx, &Scope::All, &tenant).await?)?;
+    }
     let session = open_session(identity, &tx, user, Some(row.family_id.clone())).await?;
     audit_log::record(
         &tx,
@@ -191,7 +202,8 @@ pub async fn refresh(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiR
     Ok(session)
 }
 
-/// Revokes the refresh token's family. Needs the caller signed in as its owner.
+/// Ends the refresh token's session: its family of refresh tokens and
+/// every access token issued in it. Needs the caller signed in as its owner.
 pub async fn logout(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiResult<bool> {
     let p = ctx.principal()?;
     let tx = identity.store.begin_system().await?;
@@ -217,5 +229,6 @@ pub async fn logout(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiRe
     )
     .await?;
     tx.commit().await?;
+    identity.standing.forget_session(&row.family_id);
     Ok(true)
 }

@@ -66,7 +66,9 @@ pub async fn change_password(
     // on the authentication path, hence the system transaction.
     let tx = identity.store.begin_system().await?;
     token_rows::revoke_all_of_user(&tx, &user.id, identity.clock.now()).await?;
+    user_rows::next_token_generation(&tx, &user.id).await?;
     tx.commit().await?;
+    identity.standing.forget_user(&user.id);
     Ok(true)
 }
 
@@ -171,14 +173,24 @@ pub async fn accept_invitation(
 ) -> ApiResult<Session> {
     auth::check_password_strength("password", password)?;
     let invalid = || ApiError::validation("token", "invitation is unknown, used or expired");
-    // Hash before the transaction: it is slow on purpose.
-    let password_hash = hash_password(password.to_owned()).await?;
+    // The token is looked up before the password is hashed: a guessed token
+    // costs one indexed read, not an argon2 run.
     let tx = identity.store.begin_system().await?;
-    let inv = token_rows::find_invitation_system(&tx, &hash_secret(token))
-        .await?
-        .ok_or_else(invalid)?;
+    let inv = token_rows::find_invitation_system(&tx, &hash_secret(token)).await?;
+    tx.commit().await?;
+    let inv = inv.ok_or_else(invalid)?;
     let now = identity.clock.now();
     if inv.accepted_at.is_some() || inv.expires_at <= now {
+        return Err(invalid());
+    }
+    if let Some(tenant) = &inv.tenant_id {
+        let tenant: TenantId = parse_id("token", tenant)?;
+        super::standing::tenant_access(identity, &Scope::Tenant(tenant)).await?;
+    }
+    // Outside any transaction: it is slow on purpose.
+    let password_hash = hash_password(password.to_owned()).await?;
+    let tx = identity.store.begin_system().await?;
+    if !token_rows::mark_accepted(&tx, &inv, now).await? {
         return Err(invalid());
     }
     let user = user_rows::insert(
@@ -197,10 +209,10 @@ pub async fn accept_invitation(
             failed_logins: 0,
             locked_until: None,
             created_at: now,
+            token_generation: 0,
         },
     )
     .await?;
-    token_rows::mark_accepted(&tx, &inv, now).await?;
     let principal = auth::user_principal(&user)?;
     audit_log::record(
         &tx,
@@ -247,6 +259,7 @@ pub async fn create_user_system(
             failed_logins: 0,
             locked_until: None,
             created_at: identity.clock.now(),
+            token_generation: 0,
         },
     )
     .await?;
