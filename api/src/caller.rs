@@ -38,11 +38,11 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The platform itself running `job` (a schedule, a CLI command, the
     /// demo seed): platform-wide, audited as `system:<job>` under the
-    /// request id `job`.
+    /// request id `system:<job>`, which no caller's `x-request-id` can take.
     pub fn system(job: &'static str) -> RequestCtx {
         RequestCtx {
             principal: Some(Principal::system(job)),
-            request_id: Some(job.to_owned()),
+            request_id: Some(format!("system:{job}")),
             ..RequestCtx::default()
         }
     }

@@ -40,12 +40,19 @@ pub fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The request id to answer and audit under: the caller's `x-request-id`
-/// when it is sane, else a new one.
+/// when it is 1-128 letters, digits, `-`, `_` or `.`, else a new one. A
+/// caller's id never holds a `:`, so it can never pass for the
+/// `system:<job>` id the platform's own jobs audit under.
 pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 

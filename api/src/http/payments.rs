@@ -77,7 +77,9 @@ pub fn verify(
         }
     }
     let t = t.ok_or(SignatureError::Malformed)?;
-    if (now - t).abs() > TOLERANCE_SECS {
+    // The sender chooses `t`: any i64, so the distance is computed without
+    // overflow.
+    if now.abs_diff(t) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let mut message = format!("{t}.").into_bytes();
@@ -195,6 +197,14 @@ mod tests {
             verify(secret, Some("v1=zz"), body, 1_000),
             Err(SignatureError::Malformed)
         );
+        // Timestamps at the ends of i64 are stale, not an overflow.
+        for t in [i64::MIN, i64::MAX] {
+            let far = sign(secret, t, body);
+            assert_eq!(
+                verify(secret, Some(&far), body, 1_000),
+                Err(SignatureError::Stale)
+            );
+        }
         let rotated = format!("{header},v1={}", "00".repeat(32));
         assert_eq!(verify(secret, Some(&rotated), body, 1_000), Ok(()));
     }

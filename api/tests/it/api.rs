@@ -377,6 +377,33 @@ async fn every_mutation_is_audited_with_its_request_id() {
     assert_eq!(entry["requestId"], "req-audit-1");
     assert_eq!(entry["after"], "pending");
     assert!(entry["actor"].as_str().unwrap().starts_with("usr_"));
+    // A caller cannot pass for a system job (or smuggle text) in the log.
+    for (n, forged) in ["system:dunning", "a b", "x/../y"].into_iter().enumerate() {
+        let resp = admin
+            .http
+            .post(format!("{}/graphql", srv.url))
+            .bearer_auth(admin.token.as_deref().unwrap())
+            .header("x-request-id", forged)
+            .json(&json!({ "query": format!("mutation {{ createTenant(input: {{ name: \"Forged Co {n}\" }}) {{ id }} }}") }))
+            .send()
+            .await
+            .unwrap();
+        let echoed = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(echoed, forged);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let id = body["data"]["createTenant"]["id"].clone();
+        let log = admin
+            .gql(
+                "query($t: ID!) { auditLog(first: 5, filter: { tenantId: $t }) { edges { node { requestId } } } }",
+                json!({ "t": id }),
+            )
+            .await;
+        assert_eq!(
+            log.data()["auditLog"]["edges"][0]["node"]["requestId"],
+            echoed.as_str()
+        );
+    }
 }
 
 #[tokio::test]
@@ -394,7 +421,7 @@ async fn per_tenant_rate_limit_answers_429() {
     }
     assert_eq!(&codes[..3], &[200, 200, 200]);
     assert_eq!(codes[3], 429, "{codes:?}");
-    // Another tenant has its own budget; platform staff are not limited.
+    // Another tenant has its own budget; platform staff have their own.
     anon.login("user@bolt-broadband.demo", PASSWORD)
         .await
         .gql("{ me { id } }", json!({}))

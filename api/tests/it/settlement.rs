@@ -235,8 +235,18 @@ async fn webhook(srv: &TestServer, inv: &InvoiceRow) {
     };
     let now = srv.clock.now().timestamp();
     let signed = |b: &str, t: i64| Some(dotmac_api::http::payments::sign(SECRET, t, b.as_bytes()));
-    let (status, first) = post(body.clone(), signed(&body, now)).await;
+    // Deliveries racing each other record one payment, and each answers 200.
+    let racing =
+        futures::future::join_all((0..6).map(|_| post(body.clone(), signed(&body, now)))).await;
+    let (status, first) = racing[0].clone();
     assert_eq!(status, 200, "{first}");
+    for (status, answer) in &racing {
+        assert_eq!(
+            (*status, &answer["paymentId"]),
+            (200, &first["paymentId"]),
+            "{answer}"
+        );
+    }
     let (status, second) = post(body.clone(), signed(&body, now)).await;
     assert_eq!(
         (status, &second["paymentId"]),
@@ -244,6 +254,9 @@ async fn webhook(srv: &TestServer, inv: &InvoiceRow) {
         "a redelivery records once"
     );
     assert_eq!(post(body.clone(), None).await.0, 401);
+    // A timestamp at the end of i64 is stale, not an overflow.
+    let far = dotmac_api::http::payments::sign(SECRET, i64::MIN, body.as_bytes());
+    assert_eq!(post(body.clone(), Some(far)).await.0, 401);
     assert_eq!(
         post(body.clone(), signed(&body, now - 3600)).await.0,
         401,

@@ -234,6 +234,9 @@ pub async fn record_payment(
     let id: dotmac_schema::InvoiceId = parse_id("input.invoiceId", invoice_id)?;
     let scope = principal.scope.clone();
     let tx = billing.store.begin(&scope).await?;
+    // The reference is checked under the invoice's lock: a redelivery that
+    // raced the first delivery waits for it, then finds its payment.
+    let mut invoice = rows::lock_invoice(&tx, &scope, id.as_str()).await?;
     if let Some(existing) = rows::payment_by_reference(&tx, &reference).await? {
         if existing.invoice_id == id.as_str() && dec(&existing.amount)? == amount {
             return Ok(existing);
@@ -243,7 +246,6 @@ pub async fn record_payment(
             "this reference is already recorded for another payment",
         ));
     }
-    let mut invoice = rows::lock_invoice(&tx, &scope, id.as_str()).await?;
     if !invoice.status.settleable() {
         return Err(ApiError::conflict(
             "input.invoiceId",
