@@ -48,6 +48,20 @@ pub async fn verify_password(password: String, hash: String) -> ApiResult<bool> 
     .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
+/// Spends what checking a password against a stored hash spends, on no
+/// account: the answer for a missing account then takes as long as for a
+/// wrong password or a locked account, and timing reveals nothing.
+pub async fn verify_against_nothing(password: String) {
+    static NOTHING: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let Ok(hash) = NOTHING
+        .get_or_try_init(|| hash_password(random_token()))
+        .await
+    else {
+        return;
+    };
+    let _ = verify_password(password, hash.clone()).await;
+}
+
 pub fn check_password_strength(field: &str, password: &str) -> ApiResult<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(ApiError::validation(
@@ -267,8 +281,6 @@ mod tests {
             role: "tenant_admin".into(),
             tenant_id: Some(TenantId::new().to_string()),
             reseller_id: None,
-            failed_logins: 0,
-            locked_until: None,
             created_at: now,
             token_generation: 0,
         };

@@ -119,8 +119,13 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Largest `POST /v1/events` body (a batch of up to 1,000 events).
     pub max_events_body_bytes: usize,
-    /// Login attempts per client address per minute.
+    /// Sign-in attempts per (account, client address) per minute.
     pub login_per_minute: u32,
+    /// Addresses of the load balancers in front of the API: a request from
+    /// one of them is attributed to the client its `x-forwarded-for` names
+    /// (the nearest address that is not a trusted proxy); any other peer's
+    /// `x-forwarded-for` is ignored, so a client cannot choose its address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Requests per tenant (all its users and keys together) per minute,
     /// and the burst above it (GCRA); the same per reseller.
     pub tenant_per_minute: u32,
@@ -179,6 +184,7 @@ impl Default for Config {
                 max_body_bytes: 256 * 1024,
                 max_events_body_bytes: 8 * 1024 * 1024,
                 login_per_minute: 30,
+                trusted_proxies: Vec::new(),
                 tenant_per_minute: 1000,
                 tenant_burst: 2000,
                 staff_per_minute: 3000,

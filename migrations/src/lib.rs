@@ -19,6 +19,7 @@ mod m20261128_000008_tax_jurisdictions;
 mod m20261128_000009_invoice_writes;
 mod m20261128_000010_rls_predicate_cost;
 mod m20261202_000011_credential_standing;
+mod m20261202_000012_login_and_rls_hardening;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -87,6 +88,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000009_invoice_writes::Migration),
             Box::new(m20261128_000010_rls_predicate_cost::Migration),
             Box::new(m20261202_000011_credential_standing::Migration),
+            Box::new(m20261202_000012_login_and_rls_hardening::Migration),
         ]
     }
 }

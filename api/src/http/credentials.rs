@@ -96,12 +96,48 @@ pub async fn within_rate(
     app.limiter.check(&key, rate).await
 }
 
-/// The client's address as the connection gives it.
-fn peer(parts: &Parts) -> Option<IpAddr> {
-    parts
+/// The client's address: the connection's peer, or, when the peer is one
+/// of `trusted` proxies, the nearest address of its `x-forwarded-for` that
+/// is not a trusted proxy.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|a| a.trim().parse::<IpAddr>().ok())
+        .collect();
+    // Right to left: each hop appended the address it was reached from.
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .find(|a| !trusted.contains(a))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
+/// The client's address of a request (see [`client_address`]).
+fn peer(parts: &Parts, app: &App) -> Option<IpAddr> {
+    let connected = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip());
+    client_address(
+        connected,
+        &parts.headers,
+        &app.config.limits.trusted_proxies,
+    )
 }
 
 /// A signed-in user: who, until when, and what the tenant lets them do.
@@ -156,14 +192,14 @@ impl FromRequestParts<HttpState> for ServiceCaller {
             .ok_or_else(|| ApiError::Unauthenticated("credentials required".into()))?;
         if token.starts_with(crate::auth::API_KEY_PREFIX) {
             let principal = api_keys::authenticate(&st.app.identity, token).await?;
-            within_rate(&st.app, Some(&principal), peer(parts)).await?;
+            within_rate(&st.app, Some(&principal), peer(parts, &st.app)).await?;
             let access = standing::tenant_access(&st.app.identity, &principal.scope).await?;
             return Ok(ServiceCaller(principal, access));
         }
         let user = user_from(&st.app, authorization(&parts.headers))
             .await?
             .ok_or_else(|| ApiError::Unauthenticated("credentials required".into()))?;
-        within_rate(&st.app, Some(&user.principal), peer(parts)).await?;
+        within_rate(&st.app, Some(&user.principal), peer(parts, &st.app)).await?;
         Ok(ServiceCaller(user.principal, user.access))
     }
 }
@@ -177,7 +213,7 @@ impl FromRequestParts<HttpState> for UserCaller {
     async fn from_request_parts(parts: &mut Parts, st: &HttpState) -> ApiResult<Self> {
         match user_from(&st.app, authorization(&parts.headers)).await? {
             Some(user) => {
-                within_rate(&st.app, Some(&user.principal), peer(parts)).await?;
+                within_rate(&st.app, Some(&user.principal), peer(parts, &st.app)).await?;
                 Ok(UserCaller(user.principal))
             }
             None => Err(ApiError::Unauthenticated("sign in first".into())),
@@ -194,7 +230,7 @@ impl FromRequestParts<HttpState> for GraphqlCaller {
 
     async fn from_request_parts(parts: &mut Parts, st: &HttpState) -> ApiResult<Self> {
         let user = user_from(&st.app, authorization(&parts.headers)).await?;
-        let peer = peer(parts);
+        let peer = peer(parts, &st.app);
         within_rate(&st.app, user.as_ref().map(|u| &u.principal), peer).await?;
         Ok(GraphqlCaller(RequestCtx {
             expires_at: user.as_ref().map(|u| u.expires_at),
@@ -203,5 +239,41 @@ impl FromRequestParts<HttpState> for GraphqlCaller {
             request_id: Some(request_id(&parts.headers)),
             client_ip: peer,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 1.2.3.4, 10.0.0.2".parse().unwrap(),
+        );
+        let lb = [ip("10.0.0.1"), ip("10.0.0.2")];
+        // Through the load balancers: the nearest untrusted hop.
+        assert_eq!(
+            client_address(Some(ip("10.0.0.1")), &headers, &lb),
+            Some(ip("1.2.3.4"))
+        );
+        // From anywhere else, the header is the client's own word: ignored.
+        assert_eq!(
+            client_address(Some(ip("5.5.5.5")), &headers, &lb),
+            Some(ip("5.5.5.5"))
+        );
+        assert_eq!(
+            client_address(Some(ip("10.0.0.1")), &headers, &[]),
+            Some(ip("10.0.0.1"))
+        );
+        // A garbled header from a trusted proxy: its valid prefix, else the peer.
+        headers.insert("x-forwarded-for", "junk".parse().unwrap());
+        assert_eq!(
+            client_address(Some(ip("10.0.0.1")), &headers, &lb),
+            Some(ip("10.0.0.1"))
+        );
     }
 }

@@ -14,7 +14,9 @@ use axum::http::HeaderValue;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
-use super::credentials::{authorization, request_id, user_from, within_rate, GraphqlCaller};
+use super::credentials::{
+    authorization, client_address, request_id, user_from, within_rate, GraphqlCaller,
+};
 use super::HttpState;
 use crate::caller::RequestCtx;
 use crate::error::ApiError;
@@ -88,10 +90,14 @@ pub async fn get(State(st): State<HttpState>, req: Request) -> Response {
     };
     let header_auth = authorization(&parts.headers).map(str::to_owned);
     let rid = request_id(&parts.headers);
-    let client = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = client_address(
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+        &parts.headers,
+        &st.app.config.limits.trusted_proxies,
+    );
     let HttpState { app, schemas } = st;
     let schema = schemas.ws;
     upgrade

@@ -67,12 +67,35 @@ pub mod user {
         pub role: String,
         pub tenant_id: Option<String>,
         pub reseller_id: Option<String>,
-        pub failed_logins: i32,
-        pub locked_until: Option<ChronoDateTimeUtc>,
         pub created_at: ChronoDateTimeUtc,
         /// Access tokens carry it; signing out or changing the password
         /// moves it on, which revokes every token issued before.
         pub token_generation: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Failed sign-ins of one account from one client, and that client's
+/// lockout of the account.
+pub mod login_attempt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "login_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub client: String,
+        /// Failures since the last lock (or success).
+        pub failures: i32,
+        /// Locks so far: each lasts twice the one before.
+        pub locks: i32,
+        pub locked_until: Option<ChronoDateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

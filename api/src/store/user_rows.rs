@@ -1,7 +1,6 @@
 //! User rows. Look-up by email is part of authentication and runs in the
 //! system scope; everything else is scoped like any other store call.
 
-use chrono::{DateTime, Utc};
 use dotmac_schema::{Scope, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -66,57 +65,6 @@ pub async fn insert(tx: &Tx, row: UserRow) -> ApiResult<UserRow> {
                 e.into()
             }
         })
-}
-
-/// Counts a sign-in attempt before its password is checked, atomically, so
-/// that parallel guesses cannot all pass the lockout check. An expired lock
-/// starts a fresh count. Returns the row as it is after the count.
-pub async fn reserve_attempt(tx: &Tx, id: &str, now: DateTime<Utc>) -> ApiResult<UserRow> {
-    use sea_orm::sea_query::SimpleExpr;
-    let expired = Condition::all()
-        .add(user::Column::LockedUntil.is_not_null())
-        .add(user::Column::LockedUntil.lte(now));
-    let count: SimpleExpr = Expr::case(expired.clone(), Expr::val(1))
-        .finally(Expr::col(user::Column::FailedLogins).add(1))
-        .into();
-    let lock: SimpleExpr = Expr::case(expired, Expr::val(Option::<DateTime<Utc>>::None))
-        .finally(Expr::col(user::Column::LockedUntil))
-        .into();
-    user::Entity::update_many()
-        .col_expr(user::Column::FailedLogins, count)
-        .col_expr(user::Column::LockedUntil, lock)
-        .filter(user::Column::Id.eq(id))
-        .exec(tx)
-        .await?;
-    user::Entity::find_by_id(id)
-        .one(tx)
-        .await?
-        .ok_or(ApiError::not_found("user"))
-}
-
-/// Locks the account until `until`; the count stays so that attempts already
-/// under way are refused too.
-pub async fn lock(tx: &Tx, id: &str, until: DateTime<Utc>) -> ApiResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::LockedUntil, Expr::value(until))
-        .filter(user::Column::Id.eq(id))
-        .exec(tx)
-        .await?;
-    Ok(())
-}
-
-/// A successful sign-in clears the attempt count.
-pub async fn record_success(tx: &Tx, id: &str) -> ApiResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::FailedLogins, Expr::value(0))
-        .col_expr(
-            user::Column::LockedUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .filter(user::Column::Id.eq(id))
-        .exec(tx)
-        .await?;
-    Ok(())
 }
 
 /// Moves the user's token generation on: every access token issued before

@@ -138,6 +138,50 @@ async fn lockout_after_five_failures() {
     srv.login("admin@comet-wireless.demo").await;
 }
 
+#[tokio::test]
+async fn a_strangers_guesses_lock_out_the_stranger_not_the_owner() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let srv = TestServer::start_with(backend, |c| {
+            c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .await;
+        let email = "admin@demo.dotmac.dev";
+        let attacker = "203.0.113.9";
+        for _ in 0..6 {
+            let code = login_from(&srv, attacker, email, "guess-guess-guess").await;
+            assert_eq!(code.as_deref(), Some("UNAUTHENTICATED"));
+        }
+        // The attacker's client is locked, even with the right password...
+        let code = login_from(&srv, attacker, email, PASSWORD).await;
+        assert_eq!(code.as_deref(), Some("UNAUTHENTICATED"), "{backend:?}");
+        // ...while the owner, from their own address, signs in.
+        assert_eq!(
+            login_from(&srv, "198.51.100.7", email, PASSWORD).await,
+            None
+        );
+        // After the first lock (30 min) the attacker gets five more tries,
+        // then a lock twice as long: at 31 min past it, still locked.
+        srv.clock.advance(chrono::TimeDelta::minutes(31));
+        for _ in 0..6 {
+            let code = login_from(&srv, attacker, email, "guess-guess-guess").await;
+            assert_eq!(code.as_deref(), Some("UNAUTHENTICATED"));
+        }
+        srv.clock.advance(chrono::TimeDelta::minutes(31));
+        let code = login_from(&srv, attacker, email, PASSWORD).await;
+        assert_eq!(
+            code.as_deref(),
+            Some("UNAUTHENTICATED"),
+            "{backend:?}: second lock is 60 min"
+        );
+        srv.clock.advance(chrono::TimeDelta::minutes(30));
+        assert_eq!(
+            login_from(&srv, attacker, email, PASSWORD).await,
+            None,
+            "{backend:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_guesses_cannot_outrun_the_lockout() {
     let srv = TestServer::start(Backend::Postgres).await;
@@ -459,35 +503,65 @@ async fn two_api_processes_both_deliver_events_through_redis() {
     }
 }
 
+/// A sign-in from `client` (the server trusts 127.0.0.1 as its proxy):
+/// the error code, if any.
+async fn login_from(srv: &TestServer, client: &str, email: &str, password: &str) -> Option<String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/graphql", srv.url))
+        .header("x-forwarded-for", client)
+        .json(&json!({
+            "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+            "variables": { "e": email, "p": password },
+        }))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 #[tokio::test]
-async fn login_attempts_are_rate_limited_per_client_address() {
+async fn login_attempts_are_rate_limited_per_account_and_client() {
     let srv = TestServer::start_with(Backend::Sqlite, |c| {
         c.limits.login_per_minute = 3;
+        c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
-    let anon = srv.anonymous();
-    let doc = "mutation($e: String!) { login(email: $e, password: \"wrong-password-1\") { accessToken } }";
-    // Failures against different accounts all count against the address.
-    for who in [
-        "admin@acme-fiber.demo",
-        "user@acme-fiber.demo",
-        "admin@bolt-broadband.demo",
-    ] {
-        anon.gql(doc, json!({ "e": who }))
-            .await
-            .expect_code("UNAUTHENTICATED");
+    let wrong = "wrong-password-1";
+    for _ in 0..3 {
+        let code = login_from(&srv, "1.1.1.1", "admin@acme-fiber.demo", wrong).await;
+        assert_eq!(code.as_deref(), Some("UNAUTHENTICATED"));
     }
-    let limited = anon
-        .gql(doc, json!({ "e": "user@bolt-broadband.demo" }))
-        .await;
-    limited.expect_code("RATE_LIMITED");
-    // Even the right password waits: the limit is checked before the password.
-    anon.gql(
-        "mutation { login(email: \"admin@demo.dotmac.dev\", password: \"test-password-123\") { accessToken } }",
-        json!({}),
-    )
-    .await
-    .expect_code("RATE_LIMITED");
+    // That account from that client waits, even with the right password.
+    let code = login_from(&srv, "1.1.1.1", "admin@acme-fiber.demo", PASSWORD).await;
+    assert_eq!(code.as_deref(), Some("RATE_LIMITED"));
+    // Another account from the same client, and the same account from
+    // another client, are not held up by it.
+    let code = login_from(&srv, "1.1.1.1", "user@acme-fiber.demo", wrong).await;
+    assert_eq!(code.as_deref(), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        login_from(&srv, "2.2.2.2", "admin@acme-fiber.demo", PASSWORD).await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_forwarded_address_counts_only_from_a_trusted_proxy() {
+    // No trusted proxy: the x-forwarded-for a client sends is its own word,
+    // and changing it does not buy a fresh bucket.
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.limits.login_per_minute = 2;
+    })
+    .await;
+    let email = "admin@acme-fiber.demo";
+    for client in ["1.1.1.1", "2.2.2.2"] {
+        let code = login_from(&srv, client, email, "wrong-password-1").await;
+        assert_eq!(code.as_deref(), Some("UNAUTHENTICATED"));
+    }
+    let code = login_from(&srv, "3.3.3.3", email, "wrong-password-1").await;
+    assert_eq!(code.as_deref(), Some("RATE_LIMITED"));
 }
 
 #[tokio::test]

@@ -190,6 +190,35 @@ async fn app_role_sees_only_its_scope() {
         assert_eq!(count(&app, table, "").await, 0, "{table} without a scope");
     }
 
+    // Plans can hold negotiated prices: a scope sees the plans its
+    // subscriptions are (or were) on, the platform all of them.
+    assert_eq!(count(&app, "plans", "").await, 0, "plans without a scope");
+    let tenant_b = id_of("bolt-broadband");
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "tenant", &tenant_a, "").await;
+    assert_eq!(count(&tx, "plans", "").await, 2, "A's plan and the one it changed to");
+    tx.rollback().await.unwrap();
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "tenant", &tenant_b, "").await;
+    assert_eq!(count(&tx, "plans", "").await, 0, "B holds no plan");
+    tx.rollback().await.unwrap();
+    // A temporary table cannot stand in for `tenants` inside the
+    // predicates: the reseller does not gain B's users by forging one.
+    let tx = app.begin().await.unwrap();
+    tx.execute_unprepared(&format!(
+        "CREATE TEMP TABLE tenants (id text, reseller_id text) ON COMMIT DROP;
+         INSERT INTO tenants VALUES ('{tenant_b}', '{reseller}')"
+    ))
+    .await
+    .unwrap();
+    set_scope(&tx, "reseller", "", &reseller).await;
+    assert_eq!(
+        count(&tx, "users", &format!("WHERE tenant_id = '{tenant_b}'")).await,
+        0,
+        "a shadowing temporary table widened the reseller's scope"
+    );
+    tx.rollback().await.unwrap();
+
     let tx = app.begin().await.unwrap();
     set_scope(&tx, "tenant", &tenant_a, "").await;
     assert_eq!(count(&tx, "tenants", "").await, 1);

@@ -1,19 +1,20 @@
-//! Sessions: sign-in with lockout, rotating refresh tokens, logout.
+//! Sessions: sign-in with a lockout per (account, client), rotating
+//! refresh tokens, logout.
 
 use chrono::Duration;
 use dotmac_schema::{Scope, TenantId, UserId};
 
 use super::{standing, Identity};
-use crate::auth::{self, hash_password, hash_secret, random_token, verify_password};
+use crate::auth::{self, hash_secret, random_token, verify_password};
 use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::Rate;
 use crate::service::parse_id;
 use crate::store::audit_log::{self, AuditEntry};
-use crate::store::tenant_rows;
 use crate::store::token_rows::{self, RefreshRow};
 use crate::store::user_rows::{self, UserRow};
 use crate::store::Tx;
+use crate::store::{login_attempt_rows, tenant_rows};
 
 /// Tokens handed to a signed-in user.
 pub struct Session {
@@ -35,55 +36,64 @@ pub async fn login(
     email_in: &str,
     password: &str,
 ) -> ApiResult<Session> {
-    let ip = ctx
+    let email_in = email_in.trim().to_lowercase();
+    let client = ctx
         .client_ip
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    // Attempts on one account from one client: a stranger's guesses, from
+    // elsewhere, neither use up nor block the owner's.
     let per_minute = identity.login_per_minute;
     identity
         .limiter
         .check(
-            &format!("login:{ip}"),
+            &format!("login:{email_in}:{client}"),
             Rate {
                 per_minute,
                 burst: per_minute,
             },
         )
         .await?;
-    let email_in = email_in.trim().to_lowercase();
     let now = identity.clock.now();
     // Step 1, short transaction: count the attempt before the password is
     // checked, so parallel guesses cannot all slip under the lockout.
     let tx = identity.store.begin_system().await?;
-    let Some(found) = user_rows::find_by_email_system(&tx, &email_in).await? else {
+    let Some(user) = user_rows::find_by_email_system(&tx, &email_in).await? else {
         tx.commit().await?;
-        // Spend the same time as a real check so timing does not reveal accounts.
-        let _ = hash_password(password.to_owned()).await;
+        // Every failure spends one password check: timing reveals nothing.
+        auth::verify_against_nothing(password.to_owned()).await;
         return Err(bad_credentials());
     };
-    let user = user_rows::reserve_attempt(&tx, &found.id, now).await?;
-    if user.locked_until.is_some_and(|u| u > now) {
-        // The same answer as a wrong password: no account oracle.
-        tx.commit().await?;
-        return Err(bad_credentials());
-    }
-    if user.failed_logins > identity.settings.lockout_failures {
-        let until = now + Duration::minutes(identity.settings.lockout_minutes);
-        user_rows::lock(&tx, &user.id, until).await?;
+    let attempt = login_attempt_rows::reserve(&tx, &user.id, &client, now).await?;
+    let refused = if attempt.locked_until.is_some_and(|u| u > now) {
+        true
+    } else if attempt.failures > identity.settings.lockout_failures {
+        // Locked from this client only, each lock twice the one before.
+        let locks = attempt.locks.saturating_add(1);
+        let until = now + lockout(identity.settings.lockout_minutes, locks);
+        login_attempt_rows::lock(&tx, &user.id, &client, until, locks).await?;
         audit_log::record(
             &tx,
             identity.clock.now(),
             None,
             ctx.request_id.as_deref(),
-            AuditEntry::about_user("auth.locked", &user),
+            AuditEntry {
+                after: Some(format!("client {client} until {until}")),
+                ..AuditEntry::about_user("auth.locked", &user)
+            },
         )
         .await?;
-        tx.commit().await?;
-        return Err(bad_credentials());
-    }
+        true
+    } else {
+        false
+    };
     tx.commit().await?;
     // Step 2, outside any transaction: the deliberately slow hash check
-    // must not hold a pooled connection.
+    // must not hold a pooled connection. A locked client's attempt spends it
+    // too (and the answer is the same), so a lock cannot be told apart.
     let ok = verify_password(password.to_owned(), user.password_hash.clone()).await?;
+    if refused {
+        return Err(bad_credentials());
+    }
     // The right password of a closed tenant's user opens nothing (asked
     // before step 3's transaction: SQLite holds one writer at a time).
     if ok {
@@ -103,7 +113,7 @@ pub async fn login(
         tx.commit().await?;
         return Err(bad_credentials());
     }
-    user_rows::record_success(&tx, &user.id).await?;
+    login_attempt_rows::clear(&tx, &user.id, &client).await?;
     let principal = auth::user_principal(&user)?;
     let session = open_session(identity, &tx, user, None).await?;
     audit_log::record(
@@ -116,6 +126,14 @@ pub async fn login(
     .await?;
     tx.commit().await?;
     Ok(session)
+}
+
+/// How long the `locks`-th lock of a client lasts: `first_minutes`,
+/// doubling with each lock, at most a day.
+fn lockout(first_minutes: i64, locks: i32) -> Duration {
+    let doublings = u32::try_from(locks.saturating_sub(1)).unwrap_or(0).min(16);
+    let minutes = first_minutes.saturating_mul(1_i64 << doublings);
+    Duration::minutes(minutes.min(24 * 60))
 }
 
 /// Issues an access token and a refresh token (in `family`, or a new one).
@@ -231,4 +249,19 @@ pub async fn logout(identity: &Identity, ctx: &RequestCtx, token: &str) -> ApiRe
     tx.commit().await?;
     identity.standing.forget_session(&row.family_id);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_lock_lasts_twice_the_one_before_up_to_a_day() {
+        assert_eq!(lockout(30, 1), Duration::minutes(30));
+        assert_eq!(lockout(30, 2), Duration::minutes(60));
+        assert_eq!(lockout(30, 3), Duration::minutes(120));
+        assert_eq!(lockout(30, 7), Duration::minutes(24 * 60));
+        assert_eq!(lockout(30, i32::MAX), Duration::minutes(24 * 60));
+        assert_eq!(lockout(i64::MAX, 2), Duration::minutes(24 * 60));
+    }
 }
