@@ -5,13 +5,13 @@
 //! (`graphql-transport-ws`) with the token in the `connection_init` payload.
 //! Errors before execution take GraphQL's shape with their code's status.
 
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderValue;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::credentials::{
@@ -71,13 +71,7 @@ pub async fn get(State(st): State<HttpState>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !is_upgrade {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .finish(),
-        )
-        .into_response();
+        return super::graphiql::page();
     }
     let (mut parts, _body) = req.into_parts();
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {

@@ -5,6 +5,7 @@
 //! [`credentials`]; errors answer through `ApiError`'s one `IntoResponse`.
 
 pub mod credentials;
+pub mod graphiql;
 pub mod graphql;
 pub mod intake;
 pub mod invoice_render;
@@ -42,6 +43,7 @@ pub fn router(app: App, schemas: Schemas) -> Router {
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql::get))
+        .route("/graphiql.js", get(graphiql::start_script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/v1/whoami", get(whoami))

@@ -649,3 +649,62 @@ async fn meter_definitions_are_validated_and_fixed() {
         .await;
     assert!(all.body.to_string().contains("\"api-calls\""));
 }
+
+#[tokio::test]
+async fn graphiql_loads_only_pinned_integrity_checked_assets() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{}/graphql", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let script_src = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .expect("a script-src directive");
+    assert!(!script_src.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    // Every asset from another origin names an exact version and its hash.
+    let external: Vec<&str> = html
+        .split('<')
+        .filter(|tag| tag.contains("https://"))
+        .collect();
+    assert!(external.len() >= 4, "{html}");
+    for tag in external {
+        assert!(tag.contains("integrity=\"sha384-"), "no integrity: <{tag}");
+        assert!(tag.contains("crossorigin=\"anonymous\""), "<{tag}");
+        let version = tag
+            .split('@')
+            .nth(1)
+            .and_then(|v| v.split('/').next())
+            .unwrap_or("");
+        assert_eq!(version.split('.').count(), 3, "unpinned: <{tag}");
+        assert!(
+            version.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "unpinned: <{tag}"
+        );
+    }
+    // No inline script: each <script> loads a source.
+    for tag in html.split("<script").skip(1) {
+        let open = tag.split('>').next().unwrap();
+        assert!(open.contains("src="), "inline script: <script{tag}");
+    }
+    let start = http
+        .get(format!("{}/graphiql.js", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status().as_u16(), 200);
+    assert!(start.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert_eq!(start.headers()["x-content-type-options"], "nosniff");
+}

@@ -196,7 +196,11 @@ async fn app_role_sees_only_its_scope() {
     let tenant_b = id_of("bolt-broadband");
     let tx = app.begin().await.unwrap();
     set_scope(&tx, "tenant", &tenant_a, "").await;
-    assert_eq!(count(&tx, "plans", "").await, 2, "A's plan and the one it changed to");
+    assert_eq!(
+        count(&tx, "plans", "").await,
+        2,
+        "A's plan and the one it changed to"
+    );
     tx.rollback().await.unwrap();
     let tx = app.begin().await.unwrap();
     set_scope(&tx, "tenant", &tenant_b, "").await;
