@@ -56,6 +56,13 @@ pub fn serve_env<'a>(app_url: &'a str, redis_url: &'a str) -> Vec<(&'static str,
             "bench-secret-bench-secret-bench-secret-0001",
         ),
         ("DOTMAC_LOG", "warn"),
+        // The benchmarks measure throughput, not the rate limits: every
+        // request still pays the limiter's check (a Redis round trip), but
+        // no bucket runs dry.
+        ("DOTMAC_LIMITS__TENANT_PER_MINUTE", "100000000"),
+        ("DOTMAC_LIMITS__TENANT_BURST", "100000000"),
+        ("DOTMAC_LIMITS__STAFF_PER_MINUTE", "100000000"),
+        ("DOTMAC_LIMITS__STAFF_BURST", "100000000"),
     ]
 }
 

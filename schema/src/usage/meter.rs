@@ -65,6 +65,14 @@ impl Window {
 /// refused with a reason (dead-lettered), so no event can poison a total.
 pub const MAX_EVENT_VALUE: Decimal = Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0);
 
+/// Whether `n` is larger in magnitude than `bound` (an integer). The
+/// mantissa answers for nearly every value without the rescaling a full
+/// comparison costs: a value's magnitude is at most its mantissa.
+pub(crate) fn beyond(n: Decimal, bound: Decimal) -> bool {
+    let bound_mantissa = bound.mantissa().unsigned_abs();
+    n.mantissa().unsigned_abs() > bound_mantissa && n.abs() > bound
+}
+
 /// At most this many group-by properties per meter.
 pub const MAX_GROUP_BY: usize = 5;
 
@@ -268,7 +276,7 @@ impl Meter {
                 .ok_or_else(|| value_error("", "no value path"))?;
             let n = exact_decimal(v)
                 .ok_or_else(|| value_error(p, "must be a number or a numeric string"))?;
-            if n.abs() > MAX_EVENT_VALUE {
+            if beyond(n, MAX_EVENT_VALUE) {
                 return Err(value_error(p, "must be at most 10^15 in magnitude"));
             }
             Ok(n)

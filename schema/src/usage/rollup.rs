@@ -83,7 +83,7 @@ impl RollupState {
         match (self, other) {
             (RollupState::Sum(a), RollupState::Sum(b)) => {
                 let sum = a.checked_add(*b).ok_or(RollupError::Overflow)?;
-                if sum.abs() > MAX_WINDOW_TOTAL {
+                if super::meter::beyond(sum, MAX_WINDOW_TOTAL) {
                     return Err(RollupError::WindowTotalTooLarge);
                 }
                 Ok(())
@@ -195,6 +195,20 @@ mod tests {
             super::super::meter::MAX_EVENT_VALUE,
             Decimal::from(10u64.pow(15))
         );
+        // The mantissa shortcut agrees with a full comparison.
+        use super::super::meter::beyond;
+        for (n, bound, out) in [
+            ("1000000000000000", "1000000000000000", false),
+            ("1000000000000000.1", "1000000000000000", true),
+            ("-1000000000000001", "1000000000000000", true),
+            ("99999999999999999.99", "1000000000000000", true),
+            ("0.0000000000000000000001", "1000000000000000", false),
+            ("1000000000000000.0000000", "1000000000000000", false),
+        ] {
+            let (n, bound): (Decimal, Decimal) = (n.parse().unwrap(), bound.parse().unwrap());
+            assert_eq!(beyond(n, bound), out, "{n} vs {bound}");
+            assert_eq!(beyond(n, bound), n.abs() > bound, "{n} vs {bound}");
+        }
         let big = RollupState::Sum(MAX_WINDOW_TOTAL);
         assert_eq!(big.check_merge(&RollupState::Sum(Decimal::ZERO)), Ok(()));
         assert_eq!(
