@@ -37,12 +37,14 @@ use crate::dedupe_set::DedupeSet;
 use crate::fold::{PartitionBatch, Record, TimeLimits};
 use crate::rows::BatchRow;
 use crate::store::UsageStore;
-use dotmac_ingest::kafka::{client_config, Topics};
+use dotmac_ingest::kafka::{client_config, KafkaSecurity, Topics};
 
 /// How the aggregator runs.
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
     pub brokers: String,
+    /// Credentials and transport security towards the brokers.
+    pub security: KafkaSecurity,
     pub group_id: String,
     pub topics: Topics,
     /// Pending records are flushed at least this often.
@@ -65,6 +67,7 @@ impl AggregatorConfig {
     pub fn new(brokers: &str) -> AggregatorConfig {
         AggregatorConfig {
             brokers: brokers.to_owned(),
+            security: KafkaSecurity::default(),
             group_id: "dotmac-aggregator".into(),
             topics: Topics::default(),
             flush_interval: Duration::from_millis(200),
@@ -221,23 +224,24 @@ impl Aggregator {
         handle: Handle,
     ) -> Result<Aggregator, AggregatorError> {
         let revoked = Arc::new(Mutex::new(Vec::new()));
-        let consumer: BaseConsumer<RebalanceContext> = client_config(&config.brokers)
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", config.session_timeout_ms.to_string())
-            .set(
-                "max.poll.interval.ms",
-                config.max_poll_interval_ms.to_string(),
-            )
-            // The prefetch queue is part of the memory bound.
-            .set("queued.max.messages.kbytes", "16384")
-            .create_with_context(RebalanceContext {
-                revoked: revoked.clone(),
-            })?;
+        let consumer: BaseConsumer<RebalanceContext> =
+            client_config(&config.brokers, &config.security)
+                .set("group.id", &config.group_id)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", config.session_timeout_ms.to_string())
+                .set(
+                    "max.poll.interval.ms",
+                    config.max_poll_interval_ms.to_string(),
+                )
+                // The prefetch queue is part of the memory bound.
+                .set("queued.max.messages.kbytes", "16384")
+                .create_with_context(RebalanceContext {
+                    revoked: revoked.clone(),
+                })?;
         consumer.subscribe(&[&config.topics.events])?;
-        let dead_letters: FutureProducer = client_config(&config.brokers)
+        let dead_letters: FutureProducer = client_config(&config.brokers, &config.security)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "10000")

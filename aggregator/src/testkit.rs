@@ -123,6 +123,8 @@ pub struct OwnBroker {
     storage: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// Clients must sign in with SASL (SCRAM users of its storage).
+    authentication: bool,
 }
 
 pub fn tansu_binary() -> PathBuf {
@@ -143,9 +145,38 @@ impl OwnBroker {
             storage: storage.to_owned(),
             dir: dir.to_owned(),
             child: None,
+            authentication: false,
         };
         b.restart();
         b
+    }
+
+    /// Restarts the broker requiring SASL sign-in (tansu 0.6: SCRAM-SHA-256
+    /// or -512, users kept by the sqlite storage engine).
+    pub fn require_authentication(&mut self) {
+        self.authentication = true;
+        self.restart();
+    }
+
+    /// Creates a SCRAM-SHA-512 user (while authentication is off: tansu's
+    /// user tool cannot sign in itself).
+    pub fn create_user(&self, name: &str, password: &str) {
+        let broker = format!("tcp://{}", self.address());
+        let status = Command::new(tansu_binary())
+            .args([
+                "user",
+                "create",
+                name,
+                password,
+                "--broker",
+                &broker,
+                "--mechanism",
+                "scram512",
+            ])
+            .current_dir(&self.dir)
+            .status()
+            .expect("tansu user create");
+        assert!(status.success(), "tansu user create {name}: {status}");
     }
 
     pub fn address(&self) -> String {
@@ -162,16 +193,20 @@ impl OwnBroker {
             .append(true)
             .open(self.dir.join("broker.log"))
             .unwrap();
+        let mut args = vec![
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            &self.storage,
+        ];
+        if self.authentication {
+            args.push("--authentication");
+        }
         let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                &self.storage,
-            ])
+            .args(args)
             .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -198,12 +233,15 @@ pub type RawRecord = (Option<String>, Vec<u8>);
 /// acknowledged by the broker.
 pub async fn produce(brokers: &str, topic: &str, records: &[RawRecord]) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = dotmac_ingest::kafka::client_config(brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .expect("a producer");
+    let producer: FutureProducer = dotmac_ingest::kafka::client_config(
+        brokers,
+        &dotmac_ingest::kafka::KafkaSecurity::default(),
+    )
+    .set("enable.idempotence", "true")
+    .set("acks", "all")
+    .set("linger.ms", "5")
+    .create()
+    .expect("a producer");
     for chunk in records.chunks(5000) {
         let sends = chunk.iter().map(|(key, payload)| {
             let mut r: FutureRecord<'_, str, [u8]> =
@@ -251,13 +289,16 @@ pub fn dead_letters(
     use rdkafka::message::Headers;
     use rdkafka::Message;
     let group = format!("dlq-reader-{}", uuid::Uuid::new_v4().simple());
-    let consumer: BaseConsumer = dotmac_ingest::kafka::client_config(brokers)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("max.poll.interval.ms", "7000")
-        .create()
-        .expect("a consumer");
+    let consumer: BaseConsumer = dotmac_ingest::kafka::client_config(
+        brokers,
+        &dotmac_ingest::kafka::KafkaSecurity::default(),
+    )
+    .set("group.id", group)
+    .set("auto.offset.reset", "earliest")
+    .set("session.timeout.ms", "6000")
+    .set("max.poll.interval.ms", "7000")
+    .create()
+    .expect("a consumer");
     consumer.subscribe(&[topic]).expect("subscribed");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();

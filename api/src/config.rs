@@ -41,6 +41,10 @@ pub struct Config {
     /// Kafka bootstrap servers for the usage pipeline; env
     /// `DOTMAC_KAFKA_BROKERS`. Empty: `serve` answers `/v1/events` with 503.
     pub kafka_brokers: String,
+    /// How the intake and the aggregator authenticate to the brokers
+    /// (`protocol`, `sasl_mechanism`, `sasl_username`, `sasl_password`,
+    /// `ssl_ca_location`); plaintext by default.
+    pub kafka_security: dotmac_ingest::kafka::KafkaSecurity,
     /// ClickHouse HTTP URL; env `DOTMAC_CLICKHOUSE_URL`.
     pub clickhouse_url: String,
     /// ClickHouse database of the usage tables.
@@ -152,6 +156,7 @@ const KNOWN_KEYS: &[&str] = &[
     "limits",
     "log_format",
     "kafka_brokers",
+    "kafka_security",
     "clickhouse_url",
     "clickhouse_database",
     "pipeline",
@@ -193,6 +198,7 @@ impl Default for Config {
             },
             log_format: "pretty".into(),
             kafka_brokers: String::new(),
+            kafka_security: Default::default(),
             clickhouse_url: "http://127.0.0.1:8123".into(),
             clickhouse_database: "dotmac".into(),
             pipeline: PipelineConfig {
@@ -284,6 +290,9 @@ impl Config {
         if self.auth.lockout_failures <= 0 {
             return bad("auth.lockout_failures", "must be at least 1");
         }
+        if let Err(e) = self.kafka_security.check() {
+            return bad(&format!("kafka_security.{}", e.field), e.reason);
+        }
         if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
             return bad("graphql.max_depth", "limits must be positive");
         }
@@ -364,6 +373,7 @@ impl Config {
         }
         let p = &self.pipeline;
         let mut c = dotmac_aggregator::AggregatorConfig::new(&self.kafka_brokers);
+        c.security = self.kafka_security.clone();
         c.group_id.clone_from(&p.group_id);
         c.topics = self.topics();
         c.flush_interval = std::time::Duration::from_millis(p.flush_ms);
@@ -426,6 +436,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`auth.jwt_secret`"));
+        let mut c = Config::default();
+        c.kafka_security.protocol = dotmac_ingest::kafka::SecurityProtocol::SaslPlaintext;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("`kafka_security.sasl_mechanism`"), "{err}");
     }
 
     #[test]

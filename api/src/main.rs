@@ -202,9 +202,13 @@ async fn main() -> anyhow::Result<()> {
                     .migrate()
                     .await
                     .context("migrating clickhouse at clickhouse_url")?;
-                dotmac_ingest::kafka::create_topics(&config.kafka_brokers, &config.topics())
-                    .await
-                    .context("creating topics at kafka_brokers")?;
+                dotmac_ingest::kafka::create_topics(
+                    &config.kafka_brokers,
+                    &config.kafka_security,
+                    &config.topics(),
+                )
+                .await
+                .context("creating topics at kafka_brokers")?;
             }
             println!("migrations applied");
             Ok(())

@@ -59,8 +59,12 @@ pub async fn production_app(config: Config, clock: SharedClock) -> Result<App, S
     let intake: Option<Arc<dyn UsageSink>> = match config.kafka_brokers.as_str() {
         "" => None,
         brokers => Some(Arc::new(
-            KafkaSink::connect(brokers, &config.pipeline.events_topic)
-                .map_err(StartError::Kafka)?,
+            KafkaSink::connect(
+                brokers,
+                &config.kafka_security,
+                &config.pipeline.events_topic,
+            )
+            .map_err(StartError::Kafka)?,
         )),
     };
     let usage = Arc::new(ClickHouseReader(config.usage_store()));

@@ -169,12 +169,15 @@ async fn main() -> anyhow::Result<()> {
         bail!("unexpected intake answer: {probe}");
     }
 
-    let producer: FutureProducer = client_config(&args.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .create()?;
+    let producer: FutureProducer = client_config(
+        &args.brokers,
+        &dotmac_ingest::kafka::KafkaSecurity::default(),
+    )
+    .set("enable.idempotence", "true")
+    .set("acks", "all")
+    .set("linger.ms", "5")
+    .set("batch.num.messages", "10000")
+    .create()?;
     let baseline = {
         let (producer, raw, topic, tenant) =
             (producer.clone(), raw.clone(), topic.clone(), tenant.clone());

@@ -168,13 +168,14 @@ impl Producer {
 }
 
 fn raw_consume(brokers: &str, topic: &str, expected: usize) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = client_config(brokers)
-        .set("group.id", format!("raw-{}", uuid::Uuid::now_v7().simple()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("max.poll.interval.ms", "7000")
-        .create()?;
+    let consumer: BaseConsumer =
+        client_config(brokers, &dotmac_ingest::kafka::KafkaSecurity::default())
+            .set("group.id", format!("raw-{}", uuid::Uuid::now_v7().simple()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("max.poll.interval.ms", "7000")
+            .create()?;
     consumer.subscribe(&[topic])?;
     let started = Instant::now();
     let mut seen = 0usize;
@@ -236,14 +237,22 @@ async fn main() -> anyhow::Result<()> {
         dead_letter: format!("{topic}.dead"),
         partitions: args.partitions,
     };
-    create_topics(&args.brokers, &topics).await?;
+    create_topics(
+        &args.brokers,
+        &dotmac_ingest::kafka::KafkaSecurity::default(),
+        &topics,
+    )
+    .await?;
     let producer = Producer {
-        producer: client_config(&args.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            .create()?,
+        producer: client_config(
+            &args.brokers,
+            &dotmac_ingest::kafka::KafkaSecurity::default(),
+        )
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .create()?,
         topic: topic.clone(),
     };
 

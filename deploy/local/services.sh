@@ -14,6 +14,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# --- Build prerequisites ----------------------------------------------------
+# librdkafka is built with OpenSSL (SASL/SCRAM and TLS towards the brokers).
+if ! pkg-config --exists openssl 2>/dev/null; then
+  log "installing libssl-dev and pkg-config (librdkafka's TLS and SCRAM)"
+  apt_install libssl-dev pkg-config
+fi
+
 # --- PostgreSQL -------------------------------------------------------------
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   log "installing postgresql"

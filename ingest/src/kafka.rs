@@ -52,8 +52,127 @@ pub enum TopicError {
     Client(#[from] KafkaError),
 }
 
-/// Settings every client of the pipeline starts from.
-pub fn client_config(brokers: &str) -> ClientConfig {
+/// How the pipeline's clients reach the broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// No authentication, no encryption: a broker on a private network
+    /// only the platform reaches (the development default).
+    #[default]
+    Plaintext,
+    SaslPlaintext,
+    Ssl,
+    SaslSsl,
+}
+
+/// How a SASL client proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// The credentials and transport security of every client of the pipeline
+/// (the intake's producer, the aggregator's consumer and dead-letter
+/// producer, topic creation). Only the platform's own services hold a
+/// broker credential: ISP deployments send usage through `POST
+/// /v1/events` with a tenant's API key, and the intake keys each record by
+/// that key's tenant, so no one else can produce a record for a tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSecurity {
+    #[serde(default)]
+    pub protocol: SecurityProtocol,
+    #[serde(default)]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate (TLS).
+    #[serde(default)]
+    pub ssl_ca_location: Option<String>,
+}
+
+/// A security setting that cannot work, naming its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SecurityError {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+impl KafkaSecurity {
+    /// Whether the settings fit together: SASL needs a mechanism, a user
+    /// and a password; credentials without SASL would be ignored.
+    pub fn check(&self) -> Result<(), SecurityError> {
+        let sasl = matches!(
+            self.protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        );
+        let err = |field, reason| Err(SecurityError { field, reason });
+        if sasl {
+            if self.sasl_mechanism.is_none() {
+                return err("sasl_mechanism", "is required with a SASL protocol");
+            }
+            if self.sasl_username.as_deref().unwrap_or_default().is_empty() {
+                return err("sasl_username", "is required with a SASL protocol");
+            }
+            if self.sasl_password.as_deref().unwrap_or_default().is_empty() {
+                return err("sasl_password", "is required with a SASL protocol");
+            }
+        } else if self.sasl_mechanism.is_some()
+            || self.sasl_username.is_some()
+            || self.sasl_password.is_some()
+        {
+            return err(
+                "protocol",
+                "must be sasl_plaintext or sasl_ssl when SASL credentials are set",
+            );
+        }
+        Ok(())
+    }
+
+    fn apply(&self, c: &mut ClientConfig) {
+        let protocol = match self.protocol {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        };
+        c.set("security.protocol", protocol);
+        if let Some(m) = self.sasl_mechanism {
+            c.set("sasl.mechanism", m.as_str());
+        }
+        if let Some(u) = &self.sasl_username {
+            c.set("sasl.username", u);
+        }
+        if let Some(p) = &self.sasl_password {
+            c.set("sasl.password", p);
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            c.set("ssl.ca.location", ca);
+        }
+    }
+}
+
+/// Settings every client of the pipeline starts from: the brokers and how
+/// to reach them.
+pub fn client_config(brokers: &str, security: &KafkaSecurity) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         .set("client.id", "dotmac")
@@ -61,12 +180,17 @@ pub fn client_config(brokers: &str) -> ClientConfig {
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
         .set("log_level", "4");
+    security.apply(&mut c);
     c
 }
 
 /// Creates the events and dead-letter topics when they are missing.
-pub async fn create_topics(brokers: &str, topics: &Topics) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+pub async fn create_topics(
+    brokers: &str,
+    security: &KafkaSecurity,
+    topics: &Topics,
+) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, security).create()?;
     let wanted = [
         NewTopic::new(
             &topics.events,
@@ -101,8 +225,12 @@ pub struct UsageProducer {
 impl UsageProducer {
     /// An idempotent producer (no duplicates from its own retries), waiting
     /// for every in-sync replica before an event counts as sent.
-    pub fn new(brokers: &str, topic: &str) -> Result<UsageProducer, KafkaError> {
-        let producer = client_config(brokers)
+    pub fn new(
+        brokers: &str,
+        security: &KafkaSecurity,
+        topic: &str,
+    ) -> Result<UsageProducer, KafkaError> {
+        let producer = client_config(brokers, security)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")

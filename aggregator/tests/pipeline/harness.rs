@@ -100,7 +100,7 @@ impl Pipeline {
             &name,
         ));
         usage.migrate().await.expect("clickhouse migration");
-        create_topics(&config.brokers, &config.topics)
+        create_topics(&config.brokers, &config.security, &config.topics)
             .await
             .expect("topics");
         let mut tenants = BTreeMap::new();

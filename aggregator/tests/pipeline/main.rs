@@ -7,5 +7,6 @@
 mod bad_input;
 mod exactness;
 mod harness;
+mod sasl;
 mod third_party;
 mod totals;

@@ -1,15 +1,19 @@
 //! The production [`UsageSink`]: accepted events are produced to the events
 //! topic, keyed by tenant, and count as sent once the broker acknowledged.
 
-use dotmac_ingest::kafka::UsageProducer;
+use dotmac_ingest::kafka::{KafkaSecurity, UsageProducer};
 
 use super::UsageSink;
 
 pub struct KafkaSink(UsageProducer);
 
 impl KafkaSink {
-    pub fn connect(brokers: &str, topic: &str) -> Result<KafkaSink, String> {
-        let producer = UsageProducer::new(brokers, topic).map_err(|e| e.to_string())?;
+    pub fn connect(
+        brokers: &str,
+        security: &KafkaSecurity,
+        topic: &str,
+    ) -> Result<KafkaSink, String> {
+        let producer = UsageProducer::new(brokers, security, topic).map_err(|e| e.to_string())?;
         Ok(KafkaSink(producer))
     }
 }

@@ -34,9 +34,13 @@ async fn server(backend: Backend) -> TestServer {
     .await;
     if backend == Backend::Postgres {
         let config = &srv.app.config;
-        dotmac_ingest::kafka::create_topics(&config.kafka_brokers, &config.topics())
-            .await
-            .expect("topics");
+        dotmac_ingest::kafka::create_topics(
+            &config.kafka_brokers,
+            &config.kafka_security,
+            &config.topics(),
+        )
+        .await
+        .expect("topics");
     }
     srv
 }

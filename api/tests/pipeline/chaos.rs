@@ -75,6 +75,7 @@ async fn exact_through_kills_and_restarts() {
     // The producer runs alongside the chaos, through the broker restart.
     let producer = dotmac_ingest::kafka::UsageProducer::new(
         &p.config.kafka_brokers,
+        &p.config.kafka_security,
         &p.config.pipeline.events_topic,
     )
     .unwrap();

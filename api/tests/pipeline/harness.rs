@@ -77,9 +77,13 @@ impl Pipeline {
         let config = (*server.app.config).clone();
         let usage = config.usage_store();
         usage.migrate().await.expect("clickhouse migration");
-        dotmac_ingest::kafka::create_topics(&config.kafka_brokers, &config.topics())
-            .await
-            .expect("topics");
+        dotmac_ingest::kafka::create_topics(
+            &config.kafka_brokers,
+            &config.kafka_security,
+            &config.topics(),
+        )
+        .await
+        .expect("topics");
         let admin = server.login(dotmac_api::seed::ADMIN_EMAIL).await;
         let listed = admin
             .gql(
