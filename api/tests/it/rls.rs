@@ -207,8 +207,12 @@ async fn app_role_sees_only_its_scope() {
     assert_eq!(count(&tx, "plans", "").await, 0, "B holds no plan");
     tx.rollback().await.unwrap();
     // A temporary table cannot stand in for `tenants` inside the
-    // predicates: the reseller does not gain B's users by forging one.
-    let tx = app.begin().await.unwrap();
+    // predicates: the reseller does not gain B's users by forging one. (A
+    // session of its own, so no plan of the predicate is cached yet.)
+    let mut one = sea_orm::ConnectOptions::new(srv.app.config.database_url.clone());
+    one.max_connections(1).min_connections(1);
+    let fresh = Database::connect(one).await.unwrap();
+    let tx = fresh.begin().await.unwrap();
     tx.execute_unprepared(&format!(
         "CREATE TEMP TABLE tenants (id text, reseller_id text) ON COMMIT DROP;
          INSERT INTO tenants VALUES ('{tenant_b}', '{reseller}')"
