@@ -134,6 +134,11 @@ pub struct LimitsConfig {
     /// and the burst above it (GCRA); the same per reseller.
     pub tenant_per_minute: u32,
     pub tenant_burst: u32,
+    /// Requests per credential (a user or an API key) of a tenant or
+    /// reseller per minute, and the burst: below the tenant's, so that one
+    /// busy credential cannot starve the tenant's others.
+    pub principal_per_minute: u32,
+    pub principal_burst: u32,
     /// Requests per platform staff member per minute, and the burst.
     pub staff_per_minute: u32,
     pub staff_burst: u32,
@@ -192,6 +197,8 @@ impl Default for Config {
                 trusted_proxies: Vec::new(),
                 tenant_per_minute: 1000,
                 tenant_burst: 2000,
+                principal_per_minute: 600,
+                principal_burst: 1200,
                 staff_per_minute: 3000,
                 staff_burst: 3000,
                 anonymous_per_minute: 120,

@@ -61,6 +61,8 @@ pub fn serve_env<'a>(app_url: &'a str, redis_url: &'a str) -> Vec<(&'static str,
         // no bucket runs dry.
         ("DOTMAC_LIMITS__TENANT_PER_MINUTE", "100000000"),
         ("DOTMAC_LIMITS__TENANT_BURST", "100000000"),
+        ("DOTMAC_LIMITS__PRINCIPAL_PER_MINUTE", "100000000"),
+        ("DOTMAC_LIMITS__PRINCIPAL_BURST", "100000000"),
         ("DOTMAC_LIMITS__STAFF_PER_MINUTE", "100000000"),
         ("DOTMAC_LIMITS__STAFF_BURST", "100000000"),
     ]

@@ -56,10 +56,11 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
-/// Every request is rate-limited (GCRA, `app.limiter`) before it is served,
-/// in one bucket per tenant (all its users and keys together), per
-/// reseller, per platform staff member (their own, larger rate), or per
-/// client address for requests without a credential.
+/// Every request is rate-limited (GCRA, `app.limiter`) before it is served:
+/// a tenant's or reseller's credential in its own bucket and in its
+/// tenant's (or reseller's) shared one, a platform staff member in their
+/// own (larger) bucket, a request without a credential in its client
+/// address's.
 pub async fn within_rate(
     app: &App,
     principal: Option<&Principal>,
@@ -70,10 +71,20 @@ pub async fn within_rate(
         per_minute: l.tenant_per_minute,
         burst: l.tenant_burst,
     };
+    let shared = match principal.map(|p| &p.scope) {
+        Some(Scope::Tenant(t)) => Some(format!("tenant:{t}")),
+        Some(Scope::Reseller(r)) => Some(format!("reseller:{r}")),
+        _ => None,
+    };
     let (key, rate) = match principal {
         Some(p) => match &p.scope {
-            Scope::Tenant(t) => (format!("tenant:{t}"), tenant_rate),
-            Scope::Reseller(r) => (format!("reseller:{r}"), tenant_rate),
+            Scope::Tenant(_) | Scope::Reseller(_) => (
+                format!("principal:{}", p.actor()),
+                Rate {
+                    per_minute: l.principal_per_minute,
+                    burst: l.principal_burst,
+                },
+            ),
             Scope::All => (
                 format!("staff:{}", p.actor()),
                 Rate {
@@ -93,7 +104,11 @@ pub async fn within_rate(
             },
         ),
     };
-    app.limiter.check(&key, rate).await
+    app.limiter.check(&key, rate).await?;
+    match shared {
+        Some(tenant) => app.limiter.check(&tenant, tenant_rate).await,
+        None => Ok(()),
+    }
 }
 
 /// The client's address: the connection's peer, or, when the peer is one

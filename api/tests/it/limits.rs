@@ -115,6 +115,8 @@ async fn every_route_answers_429_past_its_rate() {
         let srv = TestServer::start_with(backend, |c| {
             c.limits.tenant_per_minute = 1;
             c.limits.tenant_burst = 4;
+            c.limits.principal_per_minute = 1;
+            c.limits.principal_burst = 4;
             c.limits.staff_per_minute = 1;
             c.limits.staff_burst = 6;
             c.limits.anonymous_per_minute = 8;
@@ -194,4 +196,47 @@ async fn page_sizes_count_against_the_complexity_limit() {
         "{}",
         big.body
     );
+}
+
+#[tokio::test]
+async fn one_busy_credential_cannot_starve_its_tenants_others() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let srv = TestServer::start_with(backend, |c| {
+            c.limits.tenant_per_minute = 1;
+            c.limits.tenant_burst = 10;
+            c.limits.principal_per_minute = 1;
+            c.limits.principal_burst = 3;
+        })
+        .await;
+        let admin = srv.login("admin@demo.dotmac.dev").await;
+        let acme = tenant_of(&admin, "acme-fiber").await;
+        let key_doc =
+            "mutation($t: ID!) { createApiKey(tenantId: $t, scopes: [USAGE_WRITE]) { secret } }";
+        let mut keys = Vec::new();
+        for _ in 0..2 {
+            let k = admin.gql(key_doc, json!({ "t": acme })).await;
+            keys.push(
+                k.data()["createApiKey"]["secret"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        // The first key uses up its own bucket...
+        let statuses: Vec<u16> = futures::future::join_all(
+            (0..4).map(|_| rest(&srv, "GET", "/v1/whoami", &keys[0], None)),
+        )
+        .await;
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 429).count(),
+            1,
+            "{backend:?}: {statuses:?}"
+        );
+        // ...and the tenant's other key is still served from the shared one.
+        assert_eq!(
+            rest(&srv, "GET", "/v1/whoami", &keys[1], None).await,
+            200,
+            "{backend:?}"
+        );
+    }
 }
