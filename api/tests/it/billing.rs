@@ -170,6 +170,26 @@ pub async fn tenant_id(app: &App, slug: &str) -> String {
     row.id
 }
 
+/// The demo tenants A (acme-fiber), B (bolt-broadband) and C
+/// (comet-wireless), each subscribed to `plan` from 1 October 2026.
+pub async fn subscribe_three(app: &App, plan: &str) -> [String; 3] {
+    let (a, b) = tenant_ids(app).await;
+    let c = tenant_id(app, "comet-wireless").await;
+    for t in [&a, &b, &c] {
+        subscribe(
+            &app.billing,
+            &admin(),
+            t,
+            plan,
+            NaiveDate::from_ymd_opt(2026, 10, 1),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    [a, b, c]
+}
+
 /// The demo tenants A (acme-fiber) and B (bolt-broadband).
 pub async fn tenant_ids(app: &App) -> (String, String) {
     (
@@ -1033,20 +1053,7 @@ async fn concurrent_closes_across_the_grace_boundary() {
     let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
         .await
         .unwrap();
-    let (a, b) = tenant_ids(app).await;
-    let c = tenant_id(app, "comet-wireless").await;
-    for t in [&a, &b, &c] {
-        subscribe(
-            &app.billing,
-            &ctx,
-            t,
-            &plan.id,
-            NaiveDate::from_ymd_opt(2026, 10, 1),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    }
+    let [a, b, c] = subscribe_three(app, &plan.id).await;
     let req = |now: &str| close_request("2026-10-01", now);
     let in_grace = req("2026-11-02T00:00:00Z");
     let after = req("2026-11-28T00:00:00Z");
@@ -1222,20 +1229,7 @@ async fn poisoned_usage_scenario(backend: Backend) {
     let plan = create_plan(&app.billing, &ctx, "Metered", plan)
         .await
         .unwrap();
-    let (a, b) = tenant_ids(app).await;
-    let c = tenant_id(app, "comet-wireless").await;
-    for t in [&a, &b, &c] {
-        subscribe(
-            &app.billing,
-            &ctx,
-            t,
-            &plan.id,
-            NaiveDate::from_ymd_opt(2026, 10, 1),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    }
+    let [a, b, c] = subscribe_three(app, &plan.id).await;
     // Parts committed as a flush commits them (the bounds at intake and in
     // the fold keep new events from doing this; old parts could).
     let commit = |tenant: &str, at_: &str, value: Decimal, offset: i64| {

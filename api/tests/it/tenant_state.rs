@@ -12,7 +12,8 @@ use dotmac_api::service::directory::tenants::{self, NON_PAYMENT};
 use dotmac_schema::TenantAction;
 use serde_json::{json, Value};
 
-use crate::support::{Backend, Client, TestServer, PASSWORD};
+use crate::billing::tenant_id;
+use crate::support::{Backend, TestServer, PASSWORD};
 
 const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }";
 const REFRESH: &str = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }";
@@ -43,24 +44,6 @@ async fn server(backend: Backend) -> TestServer {
         .expect("topics");
     }
     srv
-}
-
-async fn tenant_id(admin: &Client, slug: &str) -> String {
-    let a = admin
-        .gql(
-            "{ tenants(first: 50) { edges { node { id slug } } } }",
-            json!({}),
-        )
-        .await;
-    a.data()["tenants"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["node"]["slug"] == slug)
-        .unwrap()["node"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// (access token, refresh token) of a fresh sign-in, or the error code.
@@ -119,7 +102,7 @@ async fn send_event(
 async fn credentials_follow_the_tenant_state(backend: Backend) {
     let srv = server(backend).await;
     let admin = srv.login("admin@demo.dotmac.dev").await;
-    let acme = tenant_id(&admin, "acme-fiber").await;
+    let acme = tenant_id(&srv.app, "acme-fiber").await;
     let key = admin.gql(KEY, json!({ "t": acme })).await.data()["createApiKey"]["secret"]
         .as_str()
         .unwrap()
@@ -331,7 +314,7 @@ async fn signing_out_revokes_access_tokens_on_embedded_sqlite() {
 async fn resellers_cannot_lift_a_suspension_for_non_payment(backend: Backend) {
     let srv = TestServer::start(backend).await;
     let admin = srv.login("admin@demo.dotmac.dev").await;
-    let acme = tenant_id(&admin, "acme-fiber").await;
+    let acme = tenant_id(&srv.app, "acme-fiber").await;
     let reseller = srv.login("reseller@demo.dotmac.dev").await;
     let reactivate = "mutation($id: ID!) { reactivateTenant(id: $id) { state } }";
     // Suspended by the reseller for its own reason: the reseller lifts it.

@@ -4,27 +4,24 @@
 //! forgotten at once; through another process, within `TTL`. Last use is
 //! then recorded at most once per `TTL` per key and process.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dotmac_schema::Principal;
 use sha2::{Digest, Sha256};
 
+use super::ttl_map::TtlMap;
+
 /// How long a verified key is trusted without asking the database again.
 pub const TTL: Duration = Duration::from_secs(5);
-/// Entries beyond this many trigger a sweep of expired ones.
-const SWEEP_AT: usize = 10_000;
 
-struct Entry {
-    principal: Principal,
-    key_id: String,
-    verified_at: Instant,
-}
+/// Verified keys by the SHA-256 of their secret: the principal and the
+/// key's id (to forget it when revoked).
+pub struct KeyCache(TtlMap<[u8; 32], (Principal, String)>);
 
-#[derive(Default)]
-pub struct KeyCache {
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache(TtlMap::new(TTL))
+    }
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -34,36 +31,17 @@ fn digest(key: &str) -> [u8; 32] {
 impl KeyCache {
     /// The principal of `key` if it was verified within `TTL`.
     pub fn get(&self, key: &str) -> Option<Principal> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(&digest(key))
-            .filter(|e| e.verified_at.elapsed() < TTL)
-            .map(|e| e.principal.clone())
+        self.0.get(&digest(key)).map(|(p, _)| p)
     }
 
     /// Remembers a key the database just verified.
     pub fn put(&self, key: &str, key_id: &str, principal: Principal) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        if entries.len() >= SWEEP_AT {
-            entries.retain(|_, e| e.verified_at.elapsed() < TTL);
-        }
-        entries.insert(
-            digest(key),
-            Entry {
-                principal,
-                key_id: key_id.to_owned(),
-                verified_at: Instant::now(),
-            },
-        );
+        self.0.put(digest(key), (principal, key_id.to_owned()));
     }
 
     /// Forgets the key with id `key_id` (it was revoked).
     pub fn forget(&self, key_id: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, e| e.key_id != key_id);
-        }
+        self.0.forget_where(|(_, id)| id == key_id);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod key_cache;
 pub mod sessions;
 pub mod standing;
+pub mod ttl_map;
 pub mod users;
 
 use std::sync::Arc;

@@ -10,12 +10,11 @@
 //! process is seen at once (it forgets the entry), one made through
 //! another process within [`TTL`].
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dotmac_schema::{Scope, TenantId, TenantState};
 
+use super::ttl_map::TtlMap;
 use super::Identity;
 use crate::caller::Access;
 use crate::error::{ApiError, ApiResult};
@@ -24,8 +23,6 @@ use crate::store::{tenant_rows, token_rows, user_rows};
 /// How long a tenant's state or a user's token generation is trusted
 /// without asking the store again.
 pub const TTL: Duration = Duration::from_secs(5);
-/// Entries beyond this many trigger a sweep of expired ones.
-const SWEEP_AT: usize = 10_000;
 
 /// What a tenant's state leaves its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +48,14 @@ impl TenantStanding {
             | TenantState::Failed => TenantStanding::Open(Access::Full),
         }
     }
+
+    /// What it lets a credential do; UNAUTHENTICATED when closed.
+    fn access(self) -> ApiResult<Access> {
+        match self {
+            TenantStanding::Open(access) => Ok(access),
+            TenantStanding::Closed(state) => Err(closed(state)),
+        }
+    }
 }
 
 /// What the store says of one session: its user's token generation (None:
@@ -62,55 +67,41 @@ struct SessionStanding {
     live: bool,
 }
 
-/// Recently read tenant states and sessions.
-#[derive(Default)]
+/// Recently read tenant states and sessions, by tenant and session id.
 pub struct StandingCache {
-    tenants: Mutex<HashMap<String, (Instant, TenantStanding)>>,
-    sessions: Mutex<HashMap<String, (Instant, SessionStanding)>>,
+    tenants: TtlMap<String, TenantStanding>,
+    sessions: TtlMap<String, SessionStanding>,
 }
 
-fn fresh<V: Clone>(map: &Mutex<HashMap<String, (Instant, V)>>, key: &str) -> Option<V> {
-    let map = map.lock().ok()?;
-    map.get(key)
-        .filter(|(at, _)| at.elapsed() < TTL)
-        .map(|(_, v)| v.clone())
-}
-
-fn remember<V>(map: &Mutex<HashMap<String, (Instant, V)>>, key: &str, value: V) {
-    if let Ok(mut map) = map.lock() {
-        if map.len() >= SWEEP_AT {
-            map.retain(|_, (at, _)| at.elapsed() < TTL);
+impl Default for StandingCache {
+    fn default() -> Self {
+        StandingCache {
+            tenants: TtlMap::new(TTL),
+            sessions: TtlMap::new(TTL),
         }
-        map.insert(key.to_owned(), (Instant::now(), value));
     }
 }
 
 impl StandingCache {
     /// Forgets the tenant's state (it just changed).
     pub fn forget_tenant(&self, id: &str) {
-        if let Ok(mut map) = self.tenants.lock() {
-            map.remove(id);
-        }
+        self.tenants.remove(id);
     }
 
     /// Forgets a session (it was just signed out of).
     pub fn forget_session(&self, id: &str) {
-        if let Ok(mut map) = self.sessions.lock() {
-            map.remove(id);
-        }
+        self.sessions.remove(id);
     }
 
     /// Forgets every session of a user (their token generation moved on).
     pub fn forget_user(&self, id: &str) {
-        if let Ok(mut map) = self.sessions.lock() {
-            map.retain(|_, (_, s)| s.user != id);
-        }
+        self.sessions.forget_where(|s| s.user == id);
     }
 }
 
 /// The tenant's standing, from the cache or the store.
 async fn tenant_standing(identity: &Identity, id: &TenantId) -> ApiResult<TenantStanding> {
-    if let Some(s) = fresh(&identity.standing.tenants, id.as_str()) {
+    if let Some(s) = identity.standing.tenants.get(id.as_str()) {
         return Ok(s);
     }
     let tx = identity.store.begin_system().await?;
@@ -122,7 +113,10 @@ async fn tenant_standing(identity: &Identity, id: &TenantId) -> ApiResult<Tenant
         Err(ApiError::NotFound { .. }) => TenantStanding::Closed(TenantState::Deprovisioned),
         Err(e) => return Err(e),
     };
-    remember(&identity.standing.tenants, id.as_str(), standing);
+    identity
+        .standing
+        .tenants
+        .put(id.as_str().to_owned(), standing);
     Ok(standing)
 }
 
@@ -133,19 +127,13 @@ pub async fn tenant_access(identity: &Identity, scope: &Scope) -> ApiResult<Acce
     let Scope::Tenant(tenant) = scope else {
         return Ok(Access::Full);
     };
-    match tenant_standing(identity, tenant).await? {
-        TenantStanding::Open(access) => Ok(access),
-        TenantStanding::Closed(state) => Err(closed(state)),
-    }
+    tenant_standing(identity, tenant).await?.access()
 }
 
 /// What the tenant of `row` lets its credentials do, read inside the
 /// caller's own transaction; UNAUTHENTICATED when it is closed.
 pub fn check_open(row: &tenant_rows::TenantRow) -> ApiResult<Access> {
-    match TenantStanding::of(row) {
-        TenantStanding::Open(access) => Ok(access),
-        TenantStanding::Closed(state) => Err(closed(state)),
-    }
+    TenantStanding::of(row).access()
 }
 
 /// The answer to every credential of a closed tenant.
@@ -164,7 +152,7 @@ pub async fn check_session(
     generation: i32,
     session: &str,
 ) -> ApiResult<()> {
-    let known = match fresh(&identity.standing.sessions, session) {
+    let known = match identity.standing.sessions.get(session) {
         Some(s) if s.user == user => s,
         _ => {
             let tx = identity.store.begin_system().await?;
@@ -174,7 +162,10 @@ pub async fn check_session(
                 live: token_rows::session_live_system(&tx, session).await?,
             };
             tx.commit().await?;
-            remember(&identity.standing.sessions, session, s.clone());
+            identity
+                .standing
+                .sessions
+                .put(session.to_owned(), s.clone());
             s
         }
     };
@@ -198,20 +189,20 @@ mod tests {
             generation: Some(3),
             live: true,
         };
-        assert_eq!(fresh(&cache.sessions, "s1"), None);
-        remember(&cache.sessions, "s1", s("u1"));
-        remember(&cache.sessions, "s2", s("u1"));
-        remember(&cache.sessions, "s3", s("u2"));
-        assert_eq!(fresh(&cache.sessions, "s1"), Some(s("u1")));
+        assert_eq!(cache.sessions.get("s1"), None);
+        cache.sessions.put("s1".into(), s("u1"));
+        cache.sessions.put("s2".into(), s("u1"));
+        cache.sessions.put("s3".into(), s("u2"));
+        assert_eq!(cache.sessions.get("s1"), Some(s("u1")));
         cache.forget_session("s1");
-        assert_eq!(fresh(&cache.sessions, "s1"), None);
+        assert_eq!(cache.sessions.get("s1"), None);
         cache.forget_user("u1");
-        assert_eq!(fresh(&cache.sessions, "s2"), None);
-        assert_eq!(fresh(&cache.sessions, "s3"), Some(s("u2")));
+        assert_eq!(cache.sessions.get("s2"), None);
+        assert_eq!(cache.sessions.get("s3"), Some(s("u2")));
         let closed = TenantStanding::Closed(TenantState::Cancelled);
-        remember(&cache.tenants, "t1", closed);
-        assert_eq!(fresh(&cache.tenants, "t1"), Some(closed));
+        cache.tenants.put("t1".into(), closed);
+        assert_eq!(cache.tenants.get("t1"), Some(closed));
         cache.forget_tenant("t1");
-        assert_eq!(fresh(&cache.tenants, "t1"), None);
+        assert_eq!(cache.tenants.get("t1"), None);
     }
 }
