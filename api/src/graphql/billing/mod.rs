@@ -8,7 +8,7 @@ pub mod views;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, Subscription, ID};
-use dotmac_schema::{InvoiceId, InvoiceStatus, PaymentMethod, PlanId, Role, SubscriptionId};
+use dotmac_schema::{InvoiceId, InvoiceStatus, PaymentMethod, PlanId, SubscriptionId};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -16,8 +16,7 @@ use super::{connection, covers, ctx, page_request, tenant_in_scope, token_expiry
 use crate::bus::BusEvent;
 use crate::error::ApiError;
 use crate::service::billing::close::close_as;
-use crate::service::billing::periods::parse_month;
-use crate::service::billing::reconcile::reconcile;
+use crate::service::billing::reconcile::reconcile_as;
 use crate::service::billing::settlement;
 use crate::service::billing::{plans, subscriptions, taxes};
 use crate::service::parse_id;
@@ -127,21 +126,7 @@ impl BillingQuery {
     /// raw deduplicated events; each discrepancy with its cause.
     async fn reconciliation(&self, gctx: &Context<'_>, month: String) -> Result<Reconciliation> {
         let (app, rc) = ctx(gctx);
-        let p = rc.principal()?;
-        // It refolds raw events and shows invoiced quantities: platform
-        // staff and a tenant's admin, not read-only members or resellers
-        // (who see invoice summaries, not lines).
-        if !matches!(
-            p.role(),
-            Some(Role::PlatformAdmin | Role::Support | Role::TenantAdmin)
-        ) {
-            return Err(ApiError::Forbidden(
-                "reconciliation is for platform staff and tenant admins".into(),
-            )
-            .into());
-        }
-        let first = parse_month("month", &month)?;
-        let report = reconcile(&app.billing, &p.scope, first).await?;
+        let report = reconcile_as(&app.billing, rc, &month).await?;
         Ok(Reconciliation::new(month, report))
     }
 

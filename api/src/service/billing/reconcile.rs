@@ -10,13 +10,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dotmac_billing::period::Calendar;
 use dotmac_billing::{billed_quantities, Period};
 use dotmac_schema::usage::{fold, Meter, RollupState, UsageEvent};
-use dotmac_schema::{InvoiceStatus, Scope};
+use dotmac_schema::{InvoiceStatus, Role, Scope};
 use rust_decimal::Decimal;
 use sea_orm::EntityTrait;
 
 use super::periods::usage_by_tenant;
 use super::Billing;
-use crate::error::ApiResult;
+use crate::caller::RequestCtx;
+use crate::error::{ApiError, ApiResult};
 use crate::store::billing_rows as rows;
 use crate::store::entity::meter;
 
@@ -99,6 +100,29 @@ fn refold(
         }
     }
     Ok(total.map_or(Decimal::ZERO, |t| t.value()))
+}
+
+/// Reconciles `month` (`YYYY-MM`) for the caller's tenants (GraphQL's path;
+/// the CLI calls [`reconcile`] for the whole platform). It refolds raw
+/// events and shows invoiced quantities: platform staff and a tenant's
+/// admin may, read-only members and resellers (who see invoice summaries,
+/// not lines) may not.
+pub async fn reconcile_as(
+    billing: &Billing,
+    ctx: &RequestCtx,
+    month: &str,
+) -> ApiResult<ReconReport> {
+    let p = ctx.principal()?;
+    if !matches!(
+        p.role(),
+        Some(Role::PlatformAdmin | Role::Support | Role::TenantAdmin)
+    ) {
+        return Err(ApiError::Forbidden(
+            "reconciliation is for platform staff and tenant admins".into(),
+        ));
+    }
+    let first = super::periods::parse_month("month", month)?;
+    reconcile(billing, &p.scope, first).await
 }
 
 /// Reconciles the periods starting in `month` for the tenants in `scope`.
