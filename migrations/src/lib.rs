@@ -2,9 +2,12 @@
 //! `dotmac migrate` (and automatically by `dotmac dev`).
 //!
 //! Postgres additionally gets row-level security on every tenant-owned table:
-//! the app sets `dotmac.scope`, `dotmac.tenant_id` and
-//! `dotmac.reseller_id` per transaction and connects as the non-superuser role
-//! [`APP_ROLE`], so a query that forgets its scope filter still sees nothing.
+//! the app enters its scope per transaction through `dotmac_enter_scope`
+//! (which sets `dotmac.scope`, `dotmac.tenant_id`, `dotmac.reseller_id` and a
+//! proof of them under the session's key) and connects as the non-superuser
+//! role [`APP_ROLE`], so a query that forgets its scope filter still sees
+//! nothing, and SQL run as the app role cannot widen its scope by setting
+//! the variables itself.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -20,6 +23,7 @@ mod m20261128_000009_invoice_writes;
 mod m20261128_000010_rls_predicate_cost;
 mod m20261202_000011_credential_standing;
 mod m20261202_000012_login_and_rls_hardening;
+mod m20261202_000013_proven_scope;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -41,6 +45,16 @@ async fn secure<C: sea_orm_migration::sea_orm::ConnectionTrait>(
             format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
             format!("CREATE POLICY scoped ON {table} USING ({predicate})"),
             format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+            // Tables created after `dotmac_scope_proven` exists (migration
+            // 000013) get its restrictive policy too; earlier ones got it
+            // from that migration.
+            format!(
+                "DO $$ BEGIN
+                   IF to_regprocedure('dotmac_scope_proven()') IS NOT NULL THEN
+                     CREATE POLICY proven ON {table} AS RESTRICTIVE USING ((SELECT dotmac_scope_proven()));
+                   END IF;
+                 END $$"
+            ),
         ] {
             db.execute_unprepared(&sql).await?;
         }
@@ -89,6 +103,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000010_rls_predicate_cost::Migration),
             Box::new(m20261202_000011_credential_standing::Migration),
             Box::new(m20261202_000012_login_and_rls_hardening::Migration),
+            Box::new(m20261202_000013_proven_scope::Migration),
         ]
     }
 }

@@ -24,7 +24,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, InternalError};
 
 pub type Tx = DatabaseTransaction;
 
@@ -32,6 +32,10 @@ pub type Tx = DatabaseTransaction;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// This process's row-level security key: each Postgres session learns
+    /// it on its first transaction and then accepts a scope only with a
+    /// proof made with it (migration `000013_proven_scope`).
+    scope_key: std::sync::Arc<[u8; 32]>,
 }
 
 /// One page of a keyset-paginated list, ordered by id (ids are time-ordered).
@@ -65,7 +69,10 @@ impl Store {
             db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
                 .await?;
         }
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            scope_key: std::sync::Arc::new(rand::random()),
+        })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -111,12 +118,28 @@ impl Store {
                 Scope::Reseller(r) => ("reseller", String::new(), r.to_string()),
                 Scope::Tenant(t) => ("tenant", t.to_string(), String::new()),
             };
-            tx.execute(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT set_config('dotmac.scope', $1, true), set_config('dotmac.tenant_id', $2, true), set_config('dotmac.reseller_id', $3, true)",
-                [kind.into(), tenant.into(), reseller.into()],
-            ))
-            .await?;
+            let proven = tx
+                .query_one(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT dotmac_enter_scope($1, $2, $3, $4) AS proven",
+                    [
+                        kind.into(),
+                        tenant.into(),
+                        reseller.into(),
+                        self.scope_key.to_vec().into(),
+                    ],
+                ))
+                .await?
+                .map(|row| row.try_get::<bool>("", "proven"))
+                .transpose()?;
+            // False only when this session's key is not ours: someone else
+            // installed one first. Every statement would see nothing, so
+            // say so instead of answering empty.
+            if proven != Some(true) {
+                return Err(ApiError::Internal(InternalError::Other(
+                    "row-level security: this database session holds another scope key".into(),
+                )));
+            }
         }
         Ok(tx)
     }

@@ -34,12 +34,149 @@ async fn count(conn: &impl ConnectionTrait, table: &str, filter: &str) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
+/// This test's row-level security key: the first transaction of each of its
+/// sessions installs it, as the server installs its own.
+const TEST_KEY: [u8; 32] = [7; 32];
+
+/// Enters a scope the way the server does, and answers whether the database
+/// took it as proven.
+async fn enter_scope(
+    tx: &impl ConnectionTrait,
+    kind: &str,
+    tenant: &str,
+    reseller: &str,
+    key: &[u8],
+) -> bool {
+    tx.query_one(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT dotmac_enter_scope($1, $2, $3, $4) AS proven",
+        [
+            kind.into(),
+            tenant.into(),
+            reseller.into(),
+            key.to_vec().into(),
+        ],
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<bool>("", "proven")
+    .unwrap()
+}
+
 async fn set_scope(tx: &impl ConnectionTrait, kind: &str, tenant: &str, reseller: &str) {
+    assert!(
+        enter_scope(tx, kind, tenant, reseller, &TEST_KEY).await,
+        "the scope is proven"
+    );
+}
+
+/// The old way in: the variables set directly, as any SQL run by the app
+/// role can.
+async fn forge_scope(tx: &impl ConnectionTrait, kind: &str, tenant: &str, reseller: &str) {
     tx.execute_unprepared(&format!(
         "SELECT set_config('dotmac.scope', '{kind}', true), set_config('dotmac.tenant_id', '{tenant}', true), set_config('dotmac.reseller_id', '{reseller}', true)"
     ))
     .await
     .unwrap();
+}
+
+/// Tenant ids by slug, read as the owner.
+async fn tenant_ids(owner: &impl ConnectionTrait) -> std::collections::HashMap<String, String> {
+    owner
+        .query_all(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, slug FROM tenants",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "slug").unwrap(),
+                r.try_get::<String>("", "id").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// SQL run as the app role cannot widen its scope: the variables set
+/// directly, changed after a proven entry, or entered with a key of its own
+/// all see nothing, and the session's key can be neither read, dropped nor
+/// replaced.
+#[tokio::test]
+async fn the_app_role_cannot_forge_its_scope() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let owner = Database::connect(srv.owner_url.clone().unwrap())
+        .await
+        .unwrap();
+    let ids = tenant_ids(&owner).await;
+    let (a, b) = (&ids["acme-fiber"], &ids["bolt-broadband"]);
+    let b_users = format!("WHERE tenant_id = '{b}'");
+    assert!(count(&owner, "users", &b_users).await > 0, "B has users");
+    let mut one = sea_orm::ConnectOptions::new(srv.app.config.database_url.clone());
+    one.max_connections(1).min_connections(1);
+    let app = Database::connect(one).await.unwrap();
+
+    // Set directly, before the session holds a key and after.
+    for _ in 0..2 {
+        let tx = app.begin().await.unwrap();
+        forge_scope(&tx, "all", "", "").await;
+        assert_eq!(count(&tx, "tenants", "").await, 0, "forged `all`");
+        forge_scope(&tx, "tenant", b, "").await;
+        assert_eq!(count(&tx, "users", "").await, 0, "forged tenant B");
+        tx.rollback().await.unwrap();
+        // The key is installed by the session's first committed entry (a
+        // rolled-back one takes its temporary table with it, and the next
+        // entry, always the app's own, installs it again).
+        let tx = app.begin().await.unwrap();
+        set_scope(&tx, "tenant", a, "").await;
+        tx.commit().await.unwrap();
+    }
+
+    // Changed after a proven entry into A.
+    let tx = app.begin().await.unwrap();
+    set_scope(&tx, "tenant", a, "").await;
+    assert!(count(&tx, "users", "").await > 0, "A's own users");
+    forge_scope(&tx, "tenant", b, "").await;
+    assert_eq!(count(&tx, "users", &b_users).await, 0, "A turned into B");
+    forge_scope(&tx, "all", "", "").await;
+    assert_eq!(count(&tx, "tenants", "").await, 0, "A turned into `all`");
+    tx.rollback().await.unwrap();
+
+    // Entered with a key of its own, in a session that holds another.
+    let tx = app.begin().await.unwrap();
+    assert!(!enter_scope(&tx, "all", "", "", &[9; 32]).await);
+    assert_eq!(count(&tx, "tenants", "").await, 0, "another key");
+    tx.rollback().await.unwrap();
+
+    // The key is out of reach.
+    for sql in [
+        "SELECT * FROM pg_temp.dotmac_scope_key",
+        "DROP TABLE pg_temp.dotmac_scope_key",
+        "INSERT INTO pg_temp.dotmac_scope_key VALUES ('\\x00')",
+    ] {
+        let tx = app.begin().await.unwrap();
+        assert!(tx.execute_unprepared(sql).await.is_err(), "{sql}");
+        tx.rollback().await.unwrap();
+    }
+
+    // A key table made by the app role itself, in a session of its own, is
+    // not a key: nothing is visible, whatever proof it computes.
+    let mut one = sea_orm::ConnectOptions::new(srv.app.config.database_url.clone());
+    one.max_connections(1).min_connections(1);
+    let squatter = Database::connect(one).await.unwrap();
+    squatter
+        .execute_unprepared(
+            "CREATE TEMP TABLE dotmac_scope_key (secret bytea NOT NULL);
+             INSERT INTO dotmac_scope_key VALUES (decode(repeat('09', 32), 'hex'))",
+        )
+        .await
+        .unwrap();
+    let tx = squatter.begin().await.unwrap();
+    assert!(!enter_scope(&tx, "all", "", "", &[9; 32]).await);
+    assert_eq!(count(&tx, "tenants", "").await, 0, "a squatted key");
+    tx.rollback().await.unwrap();
 }
 
 #[tokio::test]
