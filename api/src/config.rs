@@ -147,25 +147,36 @@ pub struct LimitsConfig {
     pub anonymous_per_minute: u32,
 }
 
-/// Top-level keys read from the environment; other `DOTMAC_*` variables
-/// (`DOTMAC_DEMO_PASSWORD`, later services' addresses) belong to other readers.
-const KNOWN_KEYS: &[&str] = &[
-    "listen",
-    "database_url",
-    "database_pool_size",
-    "allow_rls_bypass",
-    "redis_url",
-    "redis_prefix",
-    "auth",
-    "graphql",
-    "limits",
-    "log_format",
-    "kafka_brokers",
-    "kafka_security",
-    "clickhouse_url",
-    "clickhouse_database",
-    "pipeline",
-];
+/// `DOTMAC_*` variables that belong to other readers, not to [`Config`]:
+/// the log filter, the demo and bootstrap passwords, and the deployment
+/// scripts' and test harnesses' own settings (`DOTMAC_TEST_*`).
+const OTHER_READERS: &[&str] = &["LOG", "DEMO_PASSWORD", "ADMIN_PASSWORD", "TANSU", "CACHE"];
+const OTHER_READERS_PREFIX: &str = "TEST_";
+
+/// The top-level keys of [`Config`], from its own fields, so that a section
+/// added to the struct is read from the environment without a list to keep
+/// in step (the `billing` section was once missing from such a list, and
+/// every `DOTMAC_BILLING__*` variable was silently ignored).
+fn top_level_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The first `DOTMAC_*` variable of `vars` that no reader takes, by name.
+fn unknown_variable(vars: impl Iterator<Item = String>) -> Option<String> {
+    let keys = top_level_keys();
+    vars.filter_map(|name| {
+        let rest = name.strip_prefix("DOTMAC_")?.to_owned();
+        let top = rest.split("__").next().unwrap_or_default();
+        let known = keys.iter().any(|k| k.eq_ignore_ascii_case(top))
+            || OTHER_READERS.contains(&rest.as_str())
+            || rest.starts_with(OTHER_READERS_PREFIX);
+        (!known).then_some(name)
+    })
+    .next()
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -231,20 +242,40 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads defaults, then `file` (if it exists), then the environment.
+    /// Loads defaults, then `file` (if it exists), then the environment,
+    /// and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = Config::read(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads defaults, then `file`, then the environment, refusing a key no
+    /// reader takes; values are checked by [`Config::validate`].
+    pub fn read(file: Option<&Path>) -> Result<Config, ConfigError> {
         let file = file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("dotmac.toml"));
+        // A misspelt variable would otherwise leave its setting at the
+        // default without a word.
+        if let Some(name) =
+            unknown_variable(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
+        {
+            return Err(ConfigError::Invalid {
+                key: name,
+                reason: "no such configuration key (the README lists them)".into(),
+            });
+        }
+        let others = |key: &figment::value::UncasedStr| {
+            let key = key.as_str();
+            OTHER_READERS.iter().any(|o| o.eq_ignore_ascii_case(key))
+                || key.to_ascii_uppercase().starts_with(OTHER_READERS_PREFIX)
+        };
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(&file))
             .merge(
                 Env::prefixed("DOTMAC_")
-                    .filter(|key| {
-                        let top = key.as_str().split("__").next().unwrap_or_default();
-                        let top = top.split('.').next().unwrap_or_default();
-                        KNOWN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
-                    })
+                    .filter(move |key| !others(key))
                     .split("__"),
             );
         let config: Config = figment.extract().map_err(|e| {
@@ -258,7 +289,6 @@ impl Config {
                 }
             }
         })?;
-        config.validate()?;
         Ok(config)
     }
 
@@ -465,6 +495,122 @@ mod tests {
             jail.set_env("DOTMAC_LIMITS__MAX_BODY_BYTES", "lots");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("limits.max_body_bytes"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// The README's configuration table: (key, environment variable).
+    fn documented() -> Vec<(String, String)> {
+        let readme = include_str!("../../README.md");
+        readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let var = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+                var.starts_with("DOTMAC_")
+                    .then(|| (key.to_owned(), var.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Every leaf of the configuration, as a dotted path.
+    fn leaves(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (k, v) in fields {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(v, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    fn at<'a>(value: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+        path.split('.').fold(value, |v, k| &v[k])
+    }
+
+    /// A value for `key` unlike its default, as the environment spells it
+    /// and as the configuration holds it.
+    fn sample(key: &str, default: &serde_json::Value) -> (String, serde_json::Value) {
+        use serde_json::{json, Value};
+        match (key, default) {
+            ("kafka_security.protocol", _) => ("sasl_ssl".into(), json!("sasl_ssl")),
+            ("kafka_security.sasl_mechanism", _) => {
+                ("SCRAM-SHA-512".into(), json!("SCRAM-SHA-512"))
+            }
+            ("limits.trusted_proxies", _) => ("[10.0.0.7]".into(), json!(["10.0.0.7"])),
+            (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
+            (_, Value::Number(n)) => {
+                let n = n.as_u64().expect("numeric settings are whole and positive") + 1;
+                (n.to_string(), json!(n))
+            }
+            _ => (format!("set-{key}"), json!(format!("set-{key}"))),
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_key() {
+        let documented: Vec<String> = documented().into_iter().map(|(k, _)| k).collect();
+        let mut all = Vec::new();
+        leaves(
+            &serde_json::to_value(Config::default()).unwrap(),
+            "",
+            &mut all,
+        );
+        let missing: Vec<&String> = all.iter().filter(|k| !documented.contains(k)).collect();
+        assert!(missing.is_empty(), "not in the README's table: {missing:?}");
+        let stale: Vec<&String> = documented.iter().filter(|k| !all.contains(k)).collect();
+        assert!(stale.is_empty(), "in the README but not a key: {stale:?}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn every_documented_variable_is_read_back() {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let documented = documented();
+        assert!(documented.len() > 40, "the README's table was found");
+        figment::Jail::expect_with(|jail| {
+            let mut expected = Vec::new();
+            for (key, var) in &documented {
+                assert_eq!(
+                    *var,
+                    format!("DOTMAC_{}", key.replace('.', "__").to_ascii_uppercase()),
+                    "the variable of `{key}`"
+                );
+                let (text, value) = sample(key, at(&defaults, key));
+                jail.set_env(var, text);
+                expected.push((key, value));
+            }
+            let read = serde_json::to_value(Config::read(None).unwrap()).unwrap();
+            for (key, value) in expected {
+                assert_eq!(at(&read, key), &value, "`{key}` read from the environment");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn an_unknown_variable_stops_the_process_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOTMAC_LOG", "debug");
+            jail.set_env("DOTMAC_TEST_ANYTHING", "x");
+            Config::load(None).unwrap();
+            jail.set_env("DOTMAC_BILING__GRACE_DAYS", "5");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("DOTMAC_BILING__GRACE_DAYS"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOTMAC_BILLING__GRACE_DAY", "5");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("grace_day"), "{err}");
             Ok(())
         });
     }
