@@ -380,6 +380,7 @@ mod tests {
                     value_path: Some("bytes".into()),
                     group_by: vec![],
                     window: Window::Hour,
+                    allow_negative: false,
                 },
                 Meter {
                     slug: "sessions".into(),
@@ -388,6 +389,7 @@ mod tests {
                     value_path: None,
                     group_by: vec![],
                     window: Window::Day,
+                    allow_negative: false,
                 },
             ],
         )

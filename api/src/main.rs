@@ -341,6 +341,12 @@ async fn main() -> anyhow::Result<()> {
                     f.subscription_id, f.tenant_id, f.cause
                 );
             }
+            for c in &report.credit_due {
+                println!(
+                    "usage fell after billing (a credit note is the platform's call): subscription {} of tenant {}, {} for the period from {}: billed {}, counted {}, worth {}",
+                    c.subscription_id, c.tenant_id, c.fall.meter, c.fall.original.start, c.fall.was, c.fall.now, c.fall.credit
+                );
+            }
             if !report.failed.is_empty() {
                 bail!(
                     "{period}: {} subscriptions could not be billed (the others were)",

@@ -224,6 +224,7 @@ pub async fn seed_demo_meters(app: &App) -> ApiResult<()> {
                 value_path: value_path.map(str::to_owned),
                 group_by,
                 window,
+                allow_negative: false,
             },
         )
         .await;

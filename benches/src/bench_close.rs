@@ -128,14 +128,14 @@ async fn seed_postgres(owner_url: &str, tenants: usize) -> anyhow::Result<()> {
             .iter()
             .map(|i| {
                 format!(
-                    "('sub_{i:032x}', '{}', 'pln_{:032x}', 'active', '2026-10-01', false, '{now}', '{now}')",
+                    "('sub_{i:032x}', '{}', 'pln_{:032x}', 'active', '2026-10-01', '2026-10-01T00:00:00Z', false, '{now}', '{now}')",
                     tenant_id(*i),
                     1
                 )
             })
             .collect();
         db.execute_unprepared(&format!(
-            "INSERT INTO subscriptions (id, tenant_id, plan_id, state, anchor_date, cancel_at_period_end, created_at, updated_at) VALUES {}",
+            "INSERT INTO subscriptions (id, tenant_id, plan_id, state, anchor_date, covers_from, cancel_at_period_end, created_at, updated_at) VALUES {}",
             s.join(",")
         ))
         .await?;

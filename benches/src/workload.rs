@@ -26,6 +26,7 @@ pub fn catalog() -> Catalog {
                 value_path: Some("bytes".into()),
                 group_by: vec!["region".into()],
                 window: Window::Hour,
+                allow_negative: false,
             },
             Meter {
                 slug: "sessions".into(),
@@ -34,6 +35,7 @@ pub fn catalog() -> Catalog {
                 value_path: None,
                 group_by: vec![],
                 window: Window::Minute,
+                allow_negative: false,
             },
         ],
     )

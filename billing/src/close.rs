@@ -117,17 +117,40 @@ pub fn without_gaps<T: Clone>(
     out
 }
 
-/// Adjustment lines for `original`, an already finalized period: for each
-/// metered price whose usage moved from `billed` (what invoices have
-/// charged for that period so far) to `counted` (what the rollups say now),
-/// the difference of the two ratings, naming the original period.
+/// Usage of an already finalized period that fell since it was billed:
+/// never refunded by the close. The platform decides on a credit note for
+/// `credit` (what rating the new quantity would have saved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDecrease {
+    pub meter: String,
+    pub original: Period,
+    pub was: Decimal,
+    pub now: Decimal,
+    pub credit: Decimal,
+}
+
+/// What late usage of a finalized period changes: lines for the usage that
+/// grew, and, kept apart, the usage that fell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adjustments {
+    pub lines: Vec<LineDraft>,
+    pub decreases: Vec<UsageDecrease>,
+}
+
+/// Adjustments for `original`, an already finalized period: for each
+/// metered price whose usage grew from `billed` (what invoices have charged
+/// for that period so far) to `counted` (what the rollups say now), a line
+/// with the difference of the two ratings, naming the original period.
+/// Usage that fell is a [`UsageDecrease`], never a negative line: a late
+/// event must not lower a bill already issued on its own (a tenant's key
+/// could send one), only a credit note the platform issues can.
 pub fn adjustment_lines(
     plan: &PlanVersion,
     original: &Period,
     billed: &UsageTotals,
     counted: &UsageTotals,
-) -> Result<Vec<LineDraft>, RatingError> {
-    let mut lines = Vec::new();
+) -> Result<Adjustments, RatingError> {
+    let mut out = Adjustments::default();
     for price in &plan.prices {
         let Some(meter) = &price.meter else { continue };
         let was = billed.get(meter).copied().unwrap_or_default();
@@ -138,7 +161,17 @@ pub fn adjustment_lines(
         let before = rate(price, was)?;
         let after = rate(price, now)?;
         let amount = after.amount() - before.amount();
-        lines.push(LineDraft {
+        if now < was {
+            out.decreases.push(UsageDecrease {
+                meter: meter.clone(),
+                original: *original,
+                was,
+                now,
+                credit: -amount,
+            });
+            continue;
+        }
+        out.lines.push(LineDraft {
             description: format!(
                 "{meter}: late usage for {} to {}, {was} → {now} units",
                 original.start, original.end
@@ -147,7 +180,7 @@ pub fn adjustment_lines(
             amount,
         });
     }
-    Ok(lines)
+    Ok(out)
 }
 
 /// What the lines charge for each meter of `period` (its usage lines and
@@ -245,14 +278,17 @@ mod tests {
 
         let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
         let counted = UsageTotals::from([("gigabytes".to_owned(), dec!(260))]);
-        let adj = adjustment_lines(&plan(), &p, &billed, &counted).unwrap();
+        let adj = adjustment_lines(&plan(), &p, &billed, &counted)
+            .unwrap()
+            .lines;
         assert_eq!(adj.len(), 1);
         assert_eq!(adj[0].amount, dec!(0.50));
         assert!(adj[0].description.contains("2026-11-01 to 2026-12-01"));
         let billed = billed_quantities(lines.iter().chain(&adj).map(|l| &l.kind), &p);
-        assert!(adjustment_lines(&plan(), &p, &billed, &counted)
-            .unwrap()
-            .is_empty());
+        assert_eq!(
+            adjustment_lines(&plan(), &p, &billed, &counted).unwrap(),
+            Adjustments::default()
+        );
     }
 
     proptest! {
@@ -290,34 +326,46 @@ mod tests {
             }
         }
 
-        /// However late usage trickles in after finalization, the period's
-        /// original usage line plus its adjustments charge exactly what
-        /// rating the final usage at once would, and a repeated close with
-        /// no new usage adds nothing.
+        /// However late usage trickles in after finalization, up or down,
+        /// the period's usage line plus its adjustments charge exactly
+        /// what rating the highest usage ever counted would: a fall is
+        /// never refunded by a line, only reported with the credit that
+        /// rating the new usage would give, and a repeated close with no
+        /// new usage changes nothing.
         #[test]
-        fn adjustments_add_up_to_the_final_rating(
+        fn adjustments_charge_the_peak_and_report_every_fall(
             first in 0i64..100_000,
-            later in proptest::collection::vec(-500i64..5_000, 0..6),
+            later in proptest::collection::vec(-5_000i64..5_000, 0..8),
         ) {
             let p = november();
             let meter = "gigabytes".to_owned();
+            let price = &plan().prices[1];
             let mut counted = Decimal::new(first, 1);
+            let mut peak = counted;
             let usage = UsageTotals::from([(meter.clone(), counted)]);
             let mut lines = period_lines(&plan(), &p, p.start_time(), &usage, Rounding::default()).unwrap();
             for step in later {
                 counted = (counted + Decimal::new(step, 1)).max(Decimal::ZERO);
                 let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
                 let now = UsageTotals::from([(meter.clone(), counted)]);
-                lines.extend(adjustment_lines(&plan(), &p, &billed, &now).unwrap());
+                let adj = adjustment_lines(&plan(), &p, &billed, &now).unwrap();
+                prop_assert!(adj.lines.iter().all(|l| l.amount >= Decimal::ZERO));
+                for d in &adj.decreases {
+                    prop_assert_eq!(d.now, counted);
+                    prop_assert!(d.now < d.was);
+                    prop_assert_eq!(d.credit, rate(price, d.was).unwrap().amount() - rate(price, d.now).unwrap().amount());
+                }
+                prop_assert_eq!(adj.decreases.len(), usize::from(counted < peak));
+                lines.extend(adj.lines);
+                peak = peak.max(counted);
                 // Idempotent: closing again with no new usage adds nothing.
                 let billed = billed_quantities(lines.iter().map(|l| &l.kind), &p);
-                prop_assert!(adjustment_lines(&plan(), &p, &billed, &now).unwrap().is_empty());
+                prop_assert!(adjustment_lines(&plan(), &p, &billed, &now).unwrap().lines.is_empty());
             }
             let usage_charged: Decimal = lines.iter()
                 .filter(|l| !matches!(l.kind, LineKind::Recurring | LineKind::Proration))
                 .map(|l| l.amount).sum();
-            let once = rate(&plan().prices[1], counted).unwrap().amount();
-            prop_assert_eq!(usage_charged, once);
+            prop_assert_eq!(usage_charged, rate(price, peak).unwrap().amount());
         }
     }
 }

@@ -19,7 +19,7 @@ pub mod tax;
 
 pub use close::{
     adjustment_lines, billed_quantities, period_lines, recurring_lines, usage_lines, without_gaps,
-    UsageTotals,
+    Adjustments, UsageDecrease, UsageTotals,
 };
 pub use finalize::{due_at, invoice_number, prepaid_credit_used, NET_DAYS};
 pub use invoice::{

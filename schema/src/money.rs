@@ -117,6 +117,17 @@ impl Currency {
         u32::from(self.minor_units)
     }
 
+    /// `amount` as text with the currency's places (`0` → `"0.00"` in USD),
+    /// as every amount is shown. More places than the minor unit are kept,
+    /// never rounded away: rounding is the rating rules' job, not display's.
+    pub fn format(&self, amount: Decimal) -> String {
+        let mut shown = amount;
+        if shown.scale() < self.minor_units() {
+            shown.rescale(self.minor_units());
+        }
+        shown.to_string()
+    }
+
     /// Every supported currency.
     pub fn all() -> impl Iterator<Item = Currency> {
         CURRENCIES.iter().map(|(c, m)| Currency {
@@ -257,6 +268,20 @@ mod tests {
     proptest! {
         /// Rounding lands on the minor unit, moves less than one minor unit,
         /// and is idempotent, for every currency and mode.
+        #[test]
+        fn formatting_keeps_the_value_and_shows_the_places(
+            units in -10_000_000_000i64..10_000_000_000,
+            scale in 0u32..6,
+            currency in proptest::sample::select(Currency::all().collect::<Vec<_>>()),
+        ) {
+            let amount = Decimal::new(units, scale);
+            let shown = currency.format(amount);
+            prop_assert_eq!(shown.parse::<Decimal>().unwrap(), amount);
+            let places = shown.split('.').nth(1).map_or(0, str::len) as u32;
+            prop_assert!(places >= currency.minor_units());
+            prop_assert_eq!(places, scale.max(currency.minor_units()));
+        }
+
         #[test]
         fn rounding_lands_on_the_minor_unit(
             units in -10_000_000_000i64..10_000_000_000,

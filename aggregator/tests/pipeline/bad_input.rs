@@ -78,6 +78,15 @@ async fn bad_records_are_dead_lettered_with_reasons_and_good_ones_counted() {
             "meter calls: data.n: must be at most 10^15 in magnitude",
         ),
         (
+            (
+                t(),
+                event("minus", "call", &now, json!({ "n": -3 }))
+                    .to_string()
+                    .into_bytes(),
+            ),
+            "meter calls: data.n: must not be negative",
+        ),
+        (
             (Some("ten_nobody".into()), good(999).1),
             "key: unknown tenant \"ten_nobody\"",
         ),

@@ -141,9 +141,18 @@ impl Pipeline {
             value_path: value_path.map(str::to_owned),
             group_by: group_by.iter().map(|g| (*g).to_owned()).collect(),
             window,
+            allow_negative: false,
         };
         meter.validate().expect("a valid meter");
         self.meters.lock().unwrap().push(meter);
+    }
+
+    /// Lets every meter added so far take negative values (as a correction
+    /// feed's meter would); meters refuse them by default.
+    pub fn allow_negative_values(&self) {
+        for m in self.meters.lock().unwrap().iter_mut() {
+            m.allow_negative = true;
+        }
     }
 
     pub fn spawn_aggregator(&self) -> RunningAggregator {

@@ -101,6 +101,7 @@ impl MeteringMutation {
                 value_path: input.value_path,
                 group_by: input.group_by,
                 window: input.window,
+                allow_negative: input.allow_negative,
             },
         )
         .await?;
@@ -202,6 +203,10 @@ impl Meter {
     async fn archived_at(&self) -> Option<DateTime<Utc>> {
         self.0.archived_at
     }
+    /// Whether events may carry negative values.
+    async fn allow_negative(&self) -> bool {
+        self.0.allow_negative
+    }
 }
 
 #[derive(InputObject)]
@@ -216,6 +221,10 @@ pub struct CreateMeterInput {
     #[graphql(default)]
     pub group_by: Vec<String>,
     pub window: dotmac_schema::usage::Window,
+    /// Whether events may carry negative values. Off by default: a negative
+    /// value lowers a bill.
+    #[graphql(default)]
+    pub allow_negative: bool,
 }
 
 #[derive(InputObject)]

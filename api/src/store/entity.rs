@@ -225,6 +225,8 @@ pub mod meter {
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
         pub archived_at: Option<ChronoDateTimeUtc>,
+        /// Whether events may carry negative values (refused by default).
+        pub allow_negative: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -276,6 +278,12 @@ pub mod subscription {
         pub trial_ends_at: Option<ChronoDateTimeUtc>,
         pub cancel_at_period_end: bool,
         pub cancelled_at: Option<ChronoDateTimeUtc>,
+        /// Set with `cancel_at_period_end`: the end of the period in which
+        /// the cancellation was asked, when it takes effect.
+        pub cancels_at: Option<ChronoDateTimeUtc>,
+        /// The anchor at 00:00 UTC: no other subscription of the tenant may
+        /// cover an instant from here to `cancelled_at`.
+        pub covers_from: ChronoDateTimeUtc,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
         /// JSON `dotmac_billing::TaxRate` of the tenant's jurisdiction.
@@ -325,6 +333,9 @@ pub mod invoice {
         pub credited: String,
         /// Prepaid credit used at finalization.
         pub credit_applied: String,
+        /// What a negative total gave the tenant as credit, for its next
+        /// invoices.
+        pub credit_issued: String,
         /// Why it was voided or written off.
         pub status_reason: Option<String>,
     }

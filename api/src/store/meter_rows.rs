@@ -28,6 +28,26 @@ pub async fn insert(tx: &Tx, row: MeterRow) -> ApiResult<MeterRow> {
         })
 }
 
+/// Of `slugs`, those that name no meter in use (missing or archived).
+pub async fn unknown_slugs<'a>(tx: &Tx, slugs: &[&'a str]) -> ApiResult<Vec<&'a str>> {
+    if slugs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known: Vec<String> = meter::Entity::find()
+        .select_only()
+        .column(meter::Column::Slug)
+        .filter(meter::Column::Slug.is_in(slugs.iter().copied()))
+        .filter(meter::Column::ArchivedAt.is_null())
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(slugs
+        .iter()
+        .copied()
+        .filter(|s| !known.iter().any(|k| k == s))
+        .collect())
+}
+
 pub async fn get(tx: &Tx, _scope: &Scope, id: &MeterId) -> ApiResult<MeterRow> {
     meter::Entity::find_by_id(id.as_str())
         .one(tx)
@@ -89,5 +109,6 @@ pub fn definition(row: &MeterRow) -> ApiResult<dotmac_schema::usage::Meter> {
         group_by: serde_json::from_str(&row.group_by)
             .map_err(|e| ApiError::internal(e.to_string()))?,
         window: parse(&row.window_size)?,
+        allow_negative: row.allow_negative,
     })
 }

@@ -26,7 +26,7 @@ pub fn admin() -> RequestCtx {
 }
 
 /// 99 USD a month, the first 100 GB free, then 0.05 per GB.
-fn small_plan() -> PlanVersion {
+pub fn small_plan() -> PlanVersion {
     PlanVersion {
         plan: "small".into(),
         version: 1,
@@ -97,7 +97,7 @@ pub async fn commit_usage(
 }
 
 /// The `gigabytes` meter `small_plan` prices (a sum per hour).
-async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
+pub async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
     dotmac_api::service::metering::meters::create(
         &app.metering,
         ctx,
@@ -109,6 +109,7 @@ async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
             value_path: Some("gb".into()),
             group_by: vec![],
             window: dotmac_schema::usage::Window::Hour,
+            allow_negative: false,
         },
     )
     .await
@@ -116,13 +117,13 @@ async fn create_gigabytes(app: &App, ctx: &RequestCtx) {
 }
 
 /// A test server whose usage store (ClickHouse) has its tables.
-async fn billing_server(backend: Backend) -> TestServer {
+pub async fn billing_server(backend: Backend) -> TestServer {
     let srv = TestServer::start(backend).await;
     crate::support::usage_tables(&srv.app).await;
     srv
 }
 
-fn at(s: &str) -> DateTime<Utc> {
+pub fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
@@ -143,7 +144,7 @@ pub async fn close(app: &App, month: &str, now: &str) -> CloseReport {
         .unwrap()
 }
 
-async fn invoices(app: &App) -> Vec<InvoiceRow> {
+pub async fn invoices(app: &App) -> Vec<InvoiceRow> {
     let tx = app.store.begin_system().await.unwrap();
     let rows = invoice::Entity::find()
         .order_by_asc(invoice::Column::PeriodStart)
@@ -202,10 +203,10 @@ async fn close_scenario(backend: Backend) {
     let srv = TestServer::start(backend).await;
     let app = &srv.app;
     let ctx = admin();
+    create_gigabytes(app, &ctx).await;
     let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
         .await
         .unwrap();
-    create_gigabytes(app, &ctx).await;
     let (a, b) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     for t in [&a, &b] {
@@ -495,7 +496,11 @@ pub fn flat(slug: &str, fee: i64) -> PlanVersion {
     }
 }
 
-async fn invoice_total(app: &App, tenant: &str, start: &str) -> Option<(String, String, String)> {
+pub async fn invoice_total(
+    app: &App,
+    tenant: &str,
+    start: &str,
+) -> Option<(String, String, String)> {
     invoices(app)
         .await
         .into_iter()
@@ -629,7 +634,10 @@ async fn terms_scenario(backend: Backend) {
         .unwrap();
     assert_eq!(c_total, p(dec!(99), nov.start_time(), changed_at.1));
 
-    // A ends with December; the coupon is used up; C is not billed again.
+    // A ends with December (asked in December: it takes effect at the end
+    // of the period it is asked in); the coupon is used up; C is not billed
+    // again.
+    srv.clock.set(at("2026-12-10T09:00:00Z"));
     cancel_subscription(&app.billing, &ctx, &sub_a.id, true)
         .await
         .unwrap();
@@ -1050,6 +1058,7 @@ async fn concurrent_closes_across_the_grace_boundary() {
     let srv = billing_server(Backend::Postgres).await;
     let app = &srv.app;
     let ctx = admin();
+    create_gigabytes(app, &ctx).await;
     let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
         .await
         .unwrap();
@@ -1106,10 +1115,10 @@ async fn trial_adjustment_scenario(backend: Backend) {
     let ctx = admin();
     let mut plan = small_plan();
     plan.trial_days = 14;
+    create_gigabytes(app, &ctx).await;
     let plan = create_plan(&app.billing, &ctx, "Trial", plan)
         .await
         .unwrap();
-    create_gigabytes(app, &ctx).await;
     let (a, _) = tenant_ids(app).await;
     let october = NaiveDate::from_ymd_opt(2026, 10, 1);
     let sub = subscribe(

@@ -67,6 +67,13 @@ pub async fn fixture(
     a: &Side,
     b: &Side,
 ) -> BillingIds {
+    platform
+        .gql(
+            "mutation { createMeter(input: { slug: \"iso-gb\", name: \"Isolation GB\", eventType: \"iso.gb\", aggregation: SUM, valuePath: \"gb\", window: HOUR }) { id } }",
+            json!({}),
+        )
+        .await
+        .data();
     let plan_a = create_plan(platform, "plan-acme-iso", "Acme Standard", "99").await;
     let plan_b = create_plan(platform, "plan-bolt-iso", "Bolt Negotiated", "77").await;
     let sub_a = subscribe_tenant(platform, &a.tenant_id, &plan_a).await;

@@ -4,6 +4,7 @@
 
 mod api;
 mod billing;
+mod billing_rules;
 mod dates;
 mod e2e;
 mod embedded_usage;

@@ -108,7 +108,7 @@ async fn settlement_scenario(backend: Backend) {
     .unwrap();
     assert_eq!(
         (note.number.as_str(), note.total.as_str()),
-        ("DM-CN-000001", "30")
+        ("DM-CN-000001", "30.00")
     );
     let err = create_credit_note(
         &app.billing,

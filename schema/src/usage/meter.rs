@@ -89,6 +89,11 @@ pub struct Meter {
     /// Properties of `data` whose values split the rollups.
     pub group_by: Vec<String>,
     pub window: Window,
+    /// Whether a value may be negative. Off by default: a negative value
+    /// lowers a bill, which only a meter made for it (a correction feed)
+    /// should do.
+    #[serde(default)]
+    pub allow_negative: bool,
 }
 
 /// Why a meter definition, or an event under a meter, is not acceptable.
@@ -279,6 +284,12 @@ impl Meter {
             if beyond(n, MAX_EVENT_VALUE) {
                 return Err(value_error(p, "must be at most 10^15 in magnitude"));
             }
+            if n.is_sign_negative() && !n.is_zero() && !self.allow_negative {
+                return Err(value_error(
+                    p,
+                    "must not be negative (the meter allows no negative values)",
+                ));
+            }
             Ok(n)
         };
         let state = match self.aggregation {
@@ -323,6 +334,7 @@ mod tests {
             value_path: value_path.map(str::to_owned),
             group_by: vec!["region".into()],
             window: Window::Hour,
+            allow_negative: false,
         }
     }
 
@@ -365,6 +377,32 @@ mod tests {
             .contribution(&event(json!({})))
             .unwrap_err();
         assert_eq!(err.to_string(), "data.bytes: is missing");
+        // Negative values lower a bill: refused unless the meter allows them.
+        for aggregation in [
+            Aggregation::Sum,
+            Aggregation::Min,
+            Aggregation::Max,
+            Aggregation::Latest,
+        ] {
+            for value in [json!(-5), json!("-0.001"), json!(-1e-3)] {
+                let mut m = meter(aggregation, Some("bytes"));
+                let err = m
+                    .contribution(&event(json!({ "bytes": value })))
+                    .unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    "data.bytes: must not be negative (the meter allows no negative values)"
+                );
+                m.allow_negative = true;
+                assert!(m.contribution(&event(json!({ "bytes": value }))).is_ok());
+            }
+            assert!(
+                meter(aggregation, Some("bytes"))
+                    .contribution(&event(json!({ "bytes": "-0" })))
+                    .is_ok(),
+                "negative zero is zero"
+            );
+        }
         assert!(meter(Aggregation::Count, None).validate().is_ok());
         let e = meter(Aggregation::Sum, None).validate().unwrap_err();
         assert!(matches!(

@@ -295,6 +295,8 @@ mod tests {
             value_path,
             group_by: vec!["region".into()],
             window,
+            // The merge law holds for any sign; the values here run negative.
+            allow_negative: true,
         }
     }
 

@@ -182,6 +182,11 @@ impl Subscription {
     async fn cancel_at_period_end(&self) -> bool {
         self.0.cancel_at_period_end
     }
+    /// When a cancellation at period end takes effect: the end of the
+    /// period in which it was asked.
+    async fn cancels_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancels_at
+    }
     async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancelled_at
     }
@@ -368,6 +373,11 @@ impl Invoice {
     async fn credit_applied(&self) -> &str {
         &self.0.credit_applied
     }
+    /// What a negative total gave the tenant as credit at finalization,
+    /// used by its next invoices.
+    async fn credit_issued(&self) -> &str {
+        &self.0.credit_issued
+    }
     /// Why it was voided or written off.
     async fn status_reason(&self) -> Option<&str> {
         self.0.status_reason.as_deref()
@@ -435,6 +445,25 @@ pub struct CloseReport {
     /// Subscriptions this close could not bill, each with its tenant and
     /// why; every other subscription was billed. The next close retries.
     pub failed: Vec<CloseFailure>,
+    /// Usage of finalized periods that fell after billing: never refunded
+    /// by the close; a platform admin may issue a credit note for it.
+    pub credit_due: Vec<CreditDue>,
+}
+
+/// Usage of a finalized period that fell after it was billed.
+#[derive(SimpleObject)]
+pub struct CreditDue {
+    pub tenant_id: ID,
+    pub subscription_id: ID,
+    pub meter: String,
+    /// The finalized period, `YYYY-MM-DD` (first day).
+    pub period_start: String,
+    /// The quantity billed, and the quantity counted now.
+    pub billed: String,
+    pub counted: String,
+    /// What rating the lower quantity would have saved, in the plan's
+    /// currency.
+    pub credit: String,
 }
 
 /// A subscription a close could not bill.
@@ -463,6 +492,19 @@ impl From<crate::service::billing::close::CloseReport> for CloseReport {
                     tenant_id: ID(f.tenant_id),
                     subscription_id: ID(f.subscription_id),
                     cause: f.cause,
+                })
+                .collect(),
+            credit_due: r
+                .credit_due
+                .into_iter()
+                .map(|c| CreditDue {
+                    tenant_id: ID(c.tenant_id),
+                    subscription_id: ID(c.subscription_id),
+                    meter: c.fall.meter,
+                    period_start: c.fall.original.start.to_string(),
+                    billed: c.fall.was.to_string(),
+                    counted: c.fall.now.to_string(),
+                    credit: c.fall.credit.to_string(),
                 })
                 .collect(),
         }

@@ -10,6 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::required_text;
 use crate::store::audit_log::{self, AuditEntry};
 use crate::store::billing_rows::{self as rows, PlanRow};
+use crate::store::meter_rows;
 
 /// Adds a plan version to the catalogue (platform admins).
 pub async fn create_plan(
@@ -24,6 +25,23 @@ pub async fn create_plan(
         .map_err(|e| ApiError::validation(format!("input.{}", e.field), e.reason))?;
     let row = rows::plan_row(PlanId::new().to_string(), name, &plan, billing.clock.now())?;
     let tx = billing.store.begin(&p.scope).await?;
+    // A misspelt meter would bill its usage as zero, without a word.
+    let slugs: Vec<&str> = plan
+        .prices
+        .iter()
+        .filter_map(|p| p.meter.as_deref())
+        .collect();
+    if let Some(unknown) = meter_rows::unknown_slugs(&tx, &slugs).await?.first() {
+        let i = plan
+            .prices
+            .iter()
+            .position(|p| p.meter.as_deref() == Some(*unknown))
+            .unwrap_or_default();
+        return Err(ApiError::validation(
+            format!("input.prices[{i}].meter"),
+            format!("no meter `{unknown}` (or it is archived)"),
+        ));
+    }
     let row = rows::insert_plan(&tx, row).await?;
     audit_log::record(
         &tx,

@@ -163,10 +163,11 @@ pub async fn reconcile(
         };
         let tx = billing.store.begin(scope).await?;
         let invoice = rows::invoice_for(&tx, &sub.id, period.start).await?;
-        let finalized = rows::finalized_invoices(&tx, &sub.id).await?;
+        let finalized = rows::billed_invoices(&tx, &sub.id).await?;
         tx.commit().await?;
         let mut kinds = Vec::new();
-        if let Some(inv) = &invoice {
+        // A void invoice bills nothing: its lines count for nothing.
+        if let Some(inv) = invoice.as_ref().filter(|i| i.status != InvoiceStatus::Void) {
             kinds.extend(rows::lines(inv)?.into_iter().map(|l| l.kind));
         }
         for other in finalized
@@ -233,14 +234,16 @@ pub async fn reconcile(
                         .into(),
                 ),
                 (Some(inv), Some(q)) if q != rollups => {
-                    let why = if partial {
+                    let why = if inv.status == InvoiceStatus::Void {
+                        "the invoice was voided: it bills nothing"
+                    } else if partial {
                         "usage outside the billed span (trial or cancellation) is not invoiced"
                     } else if inv.status == InvoiceStatus::Draft {
                         "the invoice is a draft: the next close re-rates it"
                     } else if rollups > q {
                         "late usage after finalization: the next invoice's close adds an adjustment"
                     } else {
-                        "usage fell after finalization: the next invoice's close adds a negative adjustment"
+                        "usage fell after finalization: never refunded by the close; the close report lists it for a platform credit note"
                     };
                     causes.push(format!("invoiced {q}, rollups {rollups}: {why}"));
                 }

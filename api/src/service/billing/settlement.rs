@@ -66,9 +66,10 @@ async fn apply(
 ) -> ApiResult<Applied> {
     let mut s = settlement(row)?;
     let applied = op(&mut s).map_err(|e| ApiError::validation(field, e.to_string()))?;
-    row.paid = s.paid.to_string();
-    row.credited = s.credited.to_string();
-    row.amount_due = s.balance().to_string();
+    let currency = currency(row)?;
+    row.paid = currency.format(s.paid);
+    row.credited = currency.format(s.credited);
+    row.amount_due = currency.format(s.balance());
     if s.is_paid() {
         row.status = InvoiceStatus::Paid;
     }
@@ -162,8 +163,8 @@ pub async fn create_credit_note(
         number: rows::next_number(&tx, CREDIT_NOTE_ISSUER).await?,
         reason,
         lines: serde_json::to_string(&credited).map_err(|e| ApiError::internal(e.to_string()))?,
-        total: total.to_string(),
-        to_credit_balance: applied.to_credit_balance.to_string(),
+        total: currency(&invoice)?.format(total),
+        to_credit_balance: currency(&invoice)?.format(applied.to_credit_balance),
         created_at: invoice.updated_at,
     };
     let note = rows::insert_credit_note(&tx, note).await?;
@@ -273,12 +274,12 @@ pub async fn record_payment(
         id: format!("pay_{}", uuid::Uuid::now_v7().simple()),
         tenant_id: invoice.tenant_id.clone(),
         invoice_id: invoice.id.clone(),
-        amount: amount.to_string(),
+        amount: currency(&invoice)?.format(amount),
         currency: invoice.currency.clone(),
         method,
         reference,
-        to_invoice: applied.to_invoice.to_string(),
-        to_credit_balance: applied.to_credit_balance.to_string(),
+        to_invoice: currency(&invoice)?.format(applied.to_invoice),
+        to_credit_balance: currency(&invoice)?.format(applied.to_credit_balance),
         received_at,
     };
     let payment = rows::insert_payment(&tx, payment).await?;
@@ -334,7 +335,7 @@ pub async fn set_status(
     invoice.status = to;
     invoice.status_reason = Some(reason);
     if to == InvoiceStatus::Void {
-        invoice.amount_due = "0".into();
+        invoice.amount_due = currency(&invoice)?.format(Decimal::ZERO);
     }
     invoice.updated_at = billing.clock.now();
     let invoice = rows::save_invoice(&tx, invoice).await?;

@@ -51,6 +51,8 @@ pub async fn subscribe(
         trial_ends_at,
         cancel_at_period_end: false,
         cancelled_at: None,
+        cancels_at: None,
+        covers_from: anchor.and_time(chrono::NaiveTime::MIN).and_utc(),
         created_at: now,
         updated_at: now,
         tax: json(&terms.tax)?,
@@ -207,7 +209,17 @@ pub async fn cancel_subscription(
         if state == SubscriptionState::Cancelled {
             return Err(ApiError::conflict("id", "the subscription is cancelled"));
         }
+        // Dated now, to the end of the period it is asked in (the first
+        // period, for a subscription that has not started): whichever
+        // close runs later, it ends there.
+        let plan = rows::plan_version(&rows::get_plan(&tx, &sub.plan_id).await?)?;
+        let anchor = rows::anchor(&sub)?;
+        let from = now.date_naive().max(anchor);
+        let period = dotmac_billing::Calendar::new(anchor, plan.interval)
+            .period_containing(from)
+            .ok_or_else(|| ApiError::conflict("id", "no billing period contains today"))?;
         sub.cancel_at_period_end = true;
+        sub.cancels_at = Some(period.end_time());
     } else {
         let next = state
             .on(SubscriptionEvent::Cancel)

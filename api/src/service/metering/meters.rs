@@ -11,6 +11,7 @@ use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{parse_id, reason, required_text};
 use crate::store::audit_log::{self, AuditEntry};
+use crate::store::billing_rows;
 use crate::store::meter_rows::{self, MeterRow};
 
 pub struct NewMeter {
@@ -21,6 +22,8 @@ pub struct NewMeter {
     pub value_path: Option<String>,
     pub group_by: Vec<String>,
     pub window: Window,
+    /// Whether events may carry negative values (a correction feed).
+    pub allow_negative: bool,
 }
 
 fn invalid(e: MeterError) -> ApiError {
@@ -50,6 +53,7 @@ pub async fn create(metering: &Metering, ctx: &RequestCtx, input: NewMeter) -> A
         value_path: input.value_path.filter(|v| !v.is_empty()),
         group_by: input.group_by,
         window: input.window,
+        allow_negative: input.allow_negative,
     };
     meter.validate().map_err(invalid)?;
     let now = metering.clock.now();
@@ -66,6 +70,7 @@ pub async fn create(metering: &Metering, ctx: &RequestCtx, input: NewMeter) -> A
         created_at: now,
         updated_at: now,
         archived_at: None,
+        allow_negative: meter.allow_negative,
     };
     let tx = metering.store.begin(&p.scope).await?;
     let row = meter_rows::insert(&tx, row).await?;
@@ -133,6 +138,24 @@ pub async fn archive(
     let before = meter_rows::get(&tx, &p.scope, &id).await?;
     if before.archived_at.is_some() {
         return Err(ApiError::conflict("id", "the meter is already archived"));
+    }
+    // An archived meter counts no new events: a live subscription priced on
+    // it would be billed zero for that usage from here on.
+    let live = billing_rows::live_subscriptions(&tx).await?;
+    for plan in billing_rows::all_plans(&tx).await? {
+        let prices_it = billing_rows::plan_version(&plan)?
+            .prices
+            .iter()
+            .any(|p| p.meter.as_deref() == Some(before.slug.as_str()));
+        if prices_it && live.iter().any(|s| s.plan_id == plan.id) {
+            return Err(ApiError::conflict(
+                "id",
+                format!(
+                    "plan `{}` v{} prices this meter and has live subscriptions",
+                    plan.slug, plan.version
+                ),
+            ));
+        }
     }
     let row = meter_rows::archive(&tx, &before, metering.clock.now()).await?;
     audit_log::record(

@@ -27,8 +27,10 @@ async fn apply_credit_balance(tx: &Tx, invoice_id: &str) -> ApiResult<()> {
         return Ok(());
     }
     set_credit_balance(tx, &row.tenant_id, &row.currency, balance - used).await?;
-    row.credit_applied = (dec(&row.credit_applied)? + used).to_string();
-    row.amount_due = (due - used).to_string();
+    let currency = dotmac_schema::money::Currency::from_code(&row.currency)
+        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    row.credit_applied = currency.format(dec(&row.credit_applied)? + used);
+    row.amount_due = currency.format(due - used);
     if (due - used).is_zero() {
         row.status = InvoiceStatus::Paid;
     }
@@ -127,11 +129,19 @@ async fn set_credit_balance(
     Ok(())
 }
 
-/// Uses prepaid credit on just-finalized invoices, for the tenants that
-/// have some.
+/// Settles just-finalized invoices with credit: a negative total becomes
+/// the tenant's credit (recorded on the invoice as `credit_issued`; nothing
+/// is due on it), then prepaid credit is used on the others, for the
+/// tenants that have some.
 pub async fn apply_prepaid_credit(tx: &Tx, finalized: &[FinalizedInvoice]) -> ApiResult<()> {
     if finalized.is_empty() {
         return Ok(());
+    }
+    for row in finalized {
+        let total = dec(&row.total)?;
+        if total < Decimal::ZERO {
+            issue_credit(tx, row, -total).await?;
+        }
     }
     let tenants: Vec<String> = finalized.iter().map(|r| r.tenant_id.clone()).collect();
     let with_credit: std::collections::HashSet<String> = credit_balance::Entity::find()
@@ -148,5 +158,26 @@ pub async fn apply_prepaid_credit(tx: &Tx, finalized: &[FinalizedInvoice]) -> Ap
     {
         apply_credit_balance(tx, &row.id).await?;
     }
+    Ok(())
+}
+
+/// What a negative total owes the tenant goes to its credit balance, and
+/// the invoice says so; with nothing due, it is settled.
+async fn issue_credit(tx: &Tx, row: &FinalizedInvoice, credit: Decimal) -> ApiResult<()> {
+    let currency = dotmac_schema::money::Currency::from_code(&row.currency)
+        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    add_credit_balance(tx, &row.tenant_id, &row.currency, credit).await?;
+    invoice::Entity::update_many()
+        .col_expr(
+            invoice::Column::CreditIssued,
+            sea_orm::sea_query::Expr::value(currency.format(credit)),
+        )
+        .col_expr(
+            invoice::Column::Status,
+            sea_orm::sea_query::Expr::value(InvoiceStatus::Paid),
+        )
+        .filter(invoice::Column::Id.eq(row.id.as_str()))
+        .exec(tx)
+        .await?;
     Ok(())
 }

@@ -29,11 +29,12 @@ pub async fn invoice_for(
         .await?)
 }
 
-/// The subscription's finalized invoices, in finalization order.
-pub async fn finalized_invoices(tx: &Tx, subscription_id: &str) -> ApiResult<Vec<InvoiceRow>> {
+/// The subscription's invoices that count as billed (finalized, not
+/// voided), in finalization order.
+pub async fn billed_invoices(tx: &Tx, subscription_id: &str) -> ApiResult<Vec<InvoiceRow>> {
     Ok(invoice::Entity::find()
         .filter(invoice::Column::SubscriptionId.eq(subscription_id))
-        .filter(invoice::Column::Status.ne(InvoiceStatus::Draft))
+        .filter(counts_as_billed())
         .order_by_asc(invoice::Column::FinalizedAt)
         .all(tx)
         .await?)
@@ -149,8 +150,15 @@ pub async fn settled_keys_starting(
         .await?)
 }
 
-/// Invoices past draft of the periods starting on `starts` (system
-/// scope): a close's adjustments compare them with the rollups.
+/// What counts as billed: finalized and not voided. A void invoice bills
+/// nothing, so late usage is never adjusted against it and it serves no
+/// coupon period.
+fn counts_as_billed() -> sea_orm::sea_query::SimpleExpr {
+    invoice::Column::Status.is_not_in([InvoiceStatus::Draft, InvoiceStatus::Void])
+}
+
+/// Invoices that count as billed of the periods starting on `starts`
+/// (system scope): a close's adjustments compare them with the rollups.
 pub async fn settled_invoices_starting(
     tx: &Tx,
     starts: &std::collections::BTreeSet<String>,
@@ -160,14 +168,14 @@ pub async fn settled_invoices_starting(
     }
     Ok(invoice::Entity::find()
         .filter(invoice::Column::PeriodStart.is_in(starts.iter().cloned()))
-        .filter(invoice::Column::Status.ne(InvoiceStatus::Draft))
+        .filter(counts_as_billed())
         .order_by_asc(invoice::Column::FinalizedAt)
         .all(tx)
         .await?)
 }
 
-/// The periods (start dates) of each subscription's invoices past draft
-/// that carry a discount: how many periods a coupon has already served.
+/// The periods (start dates) of each subscription's invoices that count as
+/// billed and carry a discount: how many periods a coupon has served.
 pub async fn discounted_periods(
     tx: &Tx,
     subscription_ids: &[String],
@@ -177,9 +185,10 @@ pub async fn discounted_periods(
         invoice::Column::PeriodStart,
         invoice::Column::Discount,
     ];
-    let settled = invoice::Column::Status.ne(InvoiceStatus::Draft);
     let mut out = Vec::new();
-    for (sub, start, discount) in columns_of(tx, subscription_ids, columns, settled).await? {
+    for (sub, start, discount) in
+        columns_of(tx, subscription_ids, columns, counts_as_billed()).await?
+    {
         if !dec(&discount)?.is_zero() {
             out.push((sub, start));
         }

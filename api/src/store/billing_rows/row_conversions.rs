@@ -83,12 +83,24 @@ pub fn period_of(row: &InvoiceRow) -> ApiResult<Period> {
 
 /// Sets a draft row's amounts and lines from `invoice`.
 pub fn set_amounts(row: &mut InvoiceRow, invoice: &Invoice) -> ApiResult<()> {
-    row.currency = invoice.currency.code().to_owned();
-    row.subtotal = invoice.subtotal.to_string();
-    row.discount = invoice.discount.to_string();
-    row.tax = invoice.tax.to_string();
-    row.total = invoice.total.to_string();
-    row.amount_due = invoice.amount_due.to_string();
+    let c = invoice.currency;
+    row.currency = c.code().to_owned();
+    row.subtotal = c.format(invoice.subtotal);
+    row.discount = c.format(invoice.discount);
+    row.tax = c.format(invoice.tax);
+    row.total = c.format(invoice.total);
+    row.amount_due = c.format(invoice.amount_due);
+    // Nothing settled yet on a draft: zero, shown with the places.
+    for settled in [
+        &mut row.paid,
+        &mut row.credited,
+        &mut row.credit_applied,
+        &mut row.credit_issued,
+    ] {
+        if settled.is_empty() {
+            *settled = c.format(rust_decimal::Decimal::ZERO);
+        }
+    }
     row.lines = serde_json::to_string(&invoice.lines).map_err(|e| corrupt("lines", e))?;
     Ok(())
 }

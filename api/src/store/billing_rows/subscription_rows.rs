@@ -21,6 +21,14 @@ pub async fn insert_subscription(tx: &Tx, row: SubscriptionRow) -> ApiResult<Sub
                     "input.tenantId",
                     "the tenant already has a live subscription",
                 )
+            } else if e.to_string().contains("subscriptions_no_overlap") {
+                // The store's rule (an exclusion constraint on Postgres, a
+                // trigger on SQLite): no instant is covered, and billed,
+                // twice.
+                ApiError::conflict(
+                    "input.anchorDate",
+                    "another subscription of the tenant covers part of the time from this anchor; anchor it on or after that one's cancellation",
+                )
             } else {
                 e.into()
             }
@@ -132,6 +140,30 @@ pub async fn move_subscription_state(
         .exec(tx)
         .await?;
     Ok(())
+}
+
+/// Cancels every live subscription whose `cancels_at` is at or before
+/// `now`, dated `cancels_at`; how many.
+pub async fn end_due_cancellations(
+    tx: &Tx,
+    now: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+) -> ApiResult<u64> {
+    let res = subscription::Entity::update_many()
+        .col_expr(
+            subscription::Column::State,
+            Expr::value(SubscriptionState::Cancelled),
+        )
+        .col_expr(
+            subscription::Column::CancelledAt,
+            Expr::col(subscription::Column::CancelsAt).into(),
+        )
+        .col_expr(subscription::Column::UpdatedAt, Expr::value(updated_at))
+        .filter(subscription::Column::State.ne(SubscriptionState::Cancelled))
+        .filter(subscription::Column::CancelsAt.lte(now))
+        .exec(tx)
+        .await?;
+    Ok(res.rows_affected)
 }
 
 /// Every subscription not cancelled (in the transaction's scope).

@@ -87,24 +87,29 @@ impl Book {
         let Some(period) = calendar.period_starting_in(month) else {
             return Ok(None);
         };
-        // A subscription cancelled before this period has nothing to bill.
-        if sub.cancelled_at.is_some_and(|c| c <= period.start_time()) {
+        // A subscription cancelled before this period has nothing to bill;
+        // one to cancel at a period's end ends there, whether or not a
+        // close has ended it yet.
+        let ends_at = sub.cancelled_at.or(sub.cancels_at);
+        if ends_at.is_some_and(|c| c <= period.start_time()) {
+            return Ok(None);
+        }
+        // Nor one anchored after it: the calendar also runs backwards from
+        // the anchor, to periods the subscription was not yet in.
+        let anchored = anchor.and_time(chrono::NaiveTime::MIN).and_utc();
+        if period.end_time() <= anchored {
             return Ok(None);
         }
         report.subscriptions += 1;
         // Fees accrue from the anchor (a subscription may be backdated
         // to it), or from the trial's end, until an immediate
         // cancellation.
-        let anchored = anchor.and_time(chrono::NaiveTime::MIN).and_utc();
         let accrues_from = sub
             .trial_ends_at
             .unwrap_or(anchored)
             .max(anchored)
             .max(period.start_time());
-        let accrues_to = sub
-            .cancelled_at
-            .unwrap_or(period.end_time())
-            .min(period.end_time());
+        let accrues_to = ends_at.unwrap_or(period.end_time()).min(period.end_time());
         if accrues_from >= period.end_time() {
             report.in_trial += 1;
             return Ok(None);

@@ -20,7 +20,7 @@ mod read_model;
 mod writer;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use dotmac_schema::{Role, SubscriptionState};
+use dotmac_schema::Role;
 
 use super::periods::parse_month;
 use super::subscriptions::activate_ended_trials;
@@ -61,6 +61,18 @@ pub struct CloseReport {
     /// Subscriptions the close could not bill, each with its tenant and
     /// why; every other subscription was billed.
     pub failed: Vec<CloseFailure>,
+    /// Usage of finalized periods that fell since they were billed. The
+    /// close never refunds it: each is for a platform admin to settle with
+    /// a credit note (`createCreditNote`) or not.
+    pub credit_due: Vec<CreditDue>,
+}
+
+/// Usage of a subscription's finalized period that fell after billing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditDue {
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub fall: dotmac_billing::UsageDecrease,
 }
 
 /// A subscription one close could not bill (its data cannot be totalled or
@@ -165,18 +177,7 @@ pub async fn close_period_in_chunks(
             "a subscription could not be billed; the others were"
         );
     }
-    let failed: std::collections::HashSet<&str> = report
-        .failed
-        .iter()
-        .map(|f| f.subscription_id.as_str())
-        .collect();
-    for d in due.iter().filter(|d| {
-        d.sub.cancel_at_period_end
-            && req.now >= d.period.end_time()
-            && !failed.contains(d.sub.id.as_str())
-    }) {
-        end_at_period_end(billing, &d.sub.id, d.period.end_time()).await?;
-    }
+    end_due_cancellations(billing, req.now).await?;
     Ok(report)
 }
 
@@ -193,16 +194,13 @@ pub async fn close_as(billing: &Billing, ctx: &RequestCtx, month: &str) -> ApiRe
     close_period(billing, &req, &|_, _| {}).await
 }
 
-/// Ends a subscription that was to cancel at the end of a closed period.
-async fn end_at_period_end(billing: &Billing, id: &str, at: DateTime<Utc>) -> ApiResult<()> {
+/// Ends every subscription whose cancellation at period end is due by
+/// `now`, dated to the end of the period in which it was asked, whichever
+/// month this close was for. (Ending it leaves its last period billable in
+/// full: a cancellation at the period's end accrues to that end.)
+async fn end_due_cancellations(billing: &Billing, now: DateTime<Utc>) -> ApiResult<()> {
     let tx = billing.store.begin_system().await?;
-    let mut sub = rows::get_subscription(&tx, &dotmac_schema::Scope::All, id).await?;
-    if sub.state != SubscriptionState::Cancelled {
-        sub.state = SubscriptionState::Cancelled;
-        sub.cancelled_at = Some(at);
-        sub.updated_at = billing.clock.now();
-        rows::save_subscription(&tx, sub).await?;
-    }
+    rows::end_due_cancellations(&tx, now, billing.clock.now()).await?;
     tx.commit().await?;
     Ok(())
 }

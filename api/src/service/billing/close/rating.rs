@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use dotmac_billing::{
-    adjustment_lines, billed_quantities, build_invoice, recurring_lines, usage_lines, LineDraft,
-    RatingError, UsageTotals,
+    adjustment_lines, billed_quantities, build_invoice, recurring_lines, usage_lines, RatingError,
+    UsageTotals,
 };
 use dotmac_schema::money::Rounding;
 use dotmac_schema::{InvoiceId, InvoiceStatus};
@@ -85,7 +85,15 @@ pub(super) async fn rate(
         let counted = usage
             .while_running(billing, d, d.previous, from, d.previous.end_time())
             .await?;
-        lines.extend(adjustments(d, history, &counted)?);
+        let adjusted = adjustments(d, history, &counted)?;
+        lines.extend(adjusted.lines);
+        report
+            .credit_due
+            .extend(adjusted.decreases.into_iter().map(|fall| super::CreditDue {
+                tenant_id: d.sub.tenant_id.clone(),
+                subscription_id: d.sub.id.clone(),
+                fall,
+            }));
     }
     // The subscription's own rate, else its tenant's jurisdiction's in
     // force on the period's last day.
@@ -164,9 +172,11 @@ pub(super) fn new_draft(
         due_at: None,
         created_at: now,
         updated_at: now,
-        paid: "0".into(),
-        credited: "0".into(),
-        credit_applied: "0".into(),
+        // Zero with the currency's places, set with the amounts below.
+        paid: String::new(),
+        credited: String::new(),
+        credit_applied: String::new(),
+        credit_issued: String::new(),
         status_reason: None,
     };
     rows::set_amounts(&mut row, invoice)?;
@@ -181,7 +191,7 @@ pub(super) fn adjustments(
     d: &Due,
     history: &[InvoiceRow],
     counted: &UsageTotals,
-) -> ApiResult<Vec<LineDraft>> {
+) -> ApiResult<dotmac_billing::Adjustments> {
     let mut all_lines = Vec::new();
     for row in history {
         all_lines.extend(rows::lines(row)?);

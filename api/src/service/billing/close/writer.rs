@@ -84,6 +84,7 @@ pub(super) async fn rate_and_write(
     report.unchanged += rated.unchanged + written.unchanged;
     report.cancelled_in_period += rated.cancelled_in_period;
     report.failed.extend(rated.failed);
+    report.credit_due.extend(rated.credit_due);
     report.drafted += written.drafted;
     report.updated += written.updated;
     report.finalized += written.finalized;
