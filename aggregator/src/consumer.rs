@@ -14,7 +14,7 @@
 //! there (memory is bounded by configuration, not by the backlog), and the
 //! flush is retried with exponential backoff.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::catalog::{Catalog, CatalogSource};
+use crate::catalog::{Catalog, CatalogSource, METERED_STATES};
 use crate::clickhouse::ClickHouseError;
 use crate::dedupe_set::DedupeSet;
 use crate::fold::{PartitionBatch, Record, TimeLimits};
@@ -115,6 +115,9 @@ pub struct AggregatorStats {
     pub paused: AtomicBool,
     pub dedupe_keys: AtomicU64,
     pub dedupe_bytes: AtomicU64,
+    /// Times this aggregator left and joined its group again after a stall
+    /// (no partition while events waited, see `watch_assignment`).
+    pub consumer_rejoins: AtomicU64,
 }
 
 /// What one successful flush committed, for live updates and latency.
@@ -196,7 +199,10 @@ struct Aggregator {
     config: AggregatorConfig,
     store: UsageStore,
     catalog_source: Arc<dyn CatalogSource>,
-    catalog: Option<(Catalog, Instant)>,
+    /// The catalog, when it was loaded (for its refresh), and the wall
+    /// time of that load in microseconds (compared with the broker's
+    /// timestamps, which are wall time too).
+    catalog: Option<(Catalog, Instant, i64)>,
     stats: Arc<AggregatorStats>,
     shutdown: watch::Receiver<bool>,
     on_flush: Option<FlushHook>,
@@ -211,6 +217,59 @@ struct Aggregator {
     last_prune: Instant,
     /// Next offset per partition after the last successful flush.
     flushed_offsets: HashMap<i32, i64>,
+    stall: StallWatch,
+}
+
+/// What [`Aggregator::watch_assignment`] has seen of a stall so far.
+struct StallWatch {
+    last_check: Instant,
+    /// Since when this consumer has held no partition (or since the last
+    /// look at the offsets).
+    unassigned_since: Option<Instant>,
+    /// The partitions with events waiting, and their committed offsets, at
+    /// the last look.
+    waiting: Option<BTreeMap<i32, Option<i64>>>,
+}
+
+impl Default for StallWatch {
+    fn default() -> Self {
+        StallWatch {
+            last_check: Instant::now(),
+            unassigned_since: None,
+            waiting: None,
+        }
+    }
+}
+
+/// How long a consumer holds no partition, and then how long the waiting
+/// offsets stay still, before it joins again: three session timeouts, the
+/// longest a healthy rebalance after a member's death takes.
+fn stall_after(config: &AggregatorConfig) -> Duration {
+    Duration::from_millis(3 * u64::from(config.session_timeout_ms))
+}
+
+/// A consumer of the events topic in the aggregators' group, subscribed.
+fn subscribed_consumer(
+    config: &AggregatorConfig,
+    revoked: &Arc<Mutex<Vec<i32>>>,
+) -> Result<BaseConsumer<RebalanceContext>, AggregatorError> {
+    let consumer: BaseConsumer<RebalanceContext> = client_config(&config.brokers, &config.security)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "max.poll.interval.ms",
+            config.max_poll_interval_ms.to_string(),
+        )
+        // The prefetch queue is part of the memory bound.
+        .set("queued.max.messages.kbytes", "16384")
+        .create_with_context(RebalanceContext {
+            revoked: revoked.clone(),
+        })?;
+    consumer.subscribe(&[&config.topics.events])?;
+    Ok(consumer)
 }
 
 impl Aggregator {
@@ -224,23 +283,7 @@ impl Aggregator {
         handle: Handle,
     ) -> Result<Aggregator, AggregatorError> {
         let revoked = Arc::new(Mutex::new(Vec::new()));
-        let consumer: BaseConsumer<RebalanceContext> =
-            client_config(&config.brokers, &config.security)
-                .set("group.id", &config.group_id)
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("session.timeout.ms", config.session_timeout_ms.to_string())
-                .set(
-                    "max.poll.interval.ms",
-                    config.max_poll_interval_ms.to_string(),
-                )
-                // The prefetch queue is part of the memory bound.
-                .set("queued.max.messages.kbytes", "16384")
-                .create_with_context(RebalanceContext {
-                    revoked: revoked.clone(),
-                })?;
-        consumer.subscribe(&[&config.topics.events])?;
+        let consumer = subscribed_consumer(&config, &revoked)?;
         let dead_letters: FutureProducer = client_config(&config.brokers, &config.security)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -264,7 +307,84 @@ impl Aggregator {
             backoff: None,
             last_prune: Instant::now(),
             flushed_offsets: HashMap::new(),
+            stall: StallWatch::default(),
         })
+    }
+
+    /// The group stall seen about one chaos run in six (a member that
+    /// joined after a broker restart is never given a partition while the
+    /// events wait): when this consumer has held no partition for
+    /// [`stall_after`], with nothing pending, and in that time no partition
+    /// with events waiting has committed anything, it leaves the group and
+    /// joins again with a new consumer. A consumer that has no partition
+    /// because the others hold them all sees their commits move, and stays.
+    fn watch_assignment(&mut self) {
+        if self.stall.last_check.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.stall.last_check = Instant::now();
+        let assigned = self.consumer.assignment().map_or(0, |a| a.count());
+        if assigned > 0 || self.pending_total > 0 {
+            self.stall = StallWatch::default();
+            return;
+        }
+        let since = *self.stall.unassigned_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < stall_after(&self.config) {
+            return;
+        }
+        let waiting = match self.waiting_offsets() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the topic's offsets");
+                return;
+            }
+        };
+        let stuck = !waiting.is_empty() && self.stall.waiting.as_ref() == Some(&waiting);
+        if !stuck {
+            // Look again one period later: only offsets that did not move
+            // in a whole period mean nobody consumes them.
+            self.stall.waiting = Some(waiting);
+            self.stall.unassigned_since = Some(Instant::now());
+            return;
+        }
+        tracing::warn!(
+            partitions_waiting = waiting.len(),
+            "no partition assigned while events wait and nothing commits; joining the group again"
+        );
+        match subscribed_consumer(&self.config, &self.revoked) {
+            Ok(consumer) => {
+                // The old consumer leaves the group as it is dropped.
+                self.consumer = consumer;
+                self.partitions.clear();
+                self.flushed_offsets.clear();
+                self.stats.paused.store(false, Ordering::Relaxed);
+                self.stats.consumer_rejoins.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not create a new consumer"),
+        }
+        self.stall = StallWatch::default();
+    }
+
+    /// The partitions with events past what ClickHouse has committed for
+    /// them, with that committed offset.
+    fn waiting_offsets(&self) -> Result<BTreeMap<i32, Option<i64>>, AggregatorError> {
+        let topic = &self.config.topics.events;
+        let timeout = Duration::from_secs(5);
+        let metadata = self.consumer.fetch_metadata(Some(topic), timeout)?;
+        let mut waiting = BTreeMap::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let (low, high) = self.consumer.fetch_watermarks(topic, p.id(), timeout)?;
+                let committed = self
+                    .handle
+                    .block_on(self.store.last_committed_offset(p.id()))?;
+                let next = committed.map_or(low, |c| (c + 1).max(low));
+                if high > next {
+                    waiting.insert(p.id(), committed);
+                }
+            }
+        }
+        Ok(waiting)
     }
 
     fn run_loop(&mut self) -> Result<(), AggregatorError> {
@@ -301,6 +421,7 @@ impl Aggregator {
             if self.flush_due() {
                 self.flush_and_account();
             }
+            self.watch_assignment();
         }
         self.drain()
     }
@@ -413,22 +534,62 @@ impl Aggregator {
         let stale = self
             .catalog
             .as_ref()
-            .is_none_or(|(_, at)| at.elapsed() >= self.config.catalog_refresh);
+            .is_none_or(|(_, at, _)| at.elapsed() >= self.config.catalog_refresh);
         if !stale {
             return Ok(());
         }
-        match self.handle.block_on(self.catalog_source.load()) {
-            Ok(c) => {
-                self.catalog = Some((c, Instant::now()));
-                Ok(())
-            }
+        match self.load_catalog() {
+            Ok(()) => Ok(()),
             // A stale catalog beats stopping; no catalog at all cannot fold.
             Err(e) if self.catalog.is_some() => {
                 tracing::warn!(error = %e, "keeping the previous catalog");
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
+    }
+
+    fn load_catalog(&mut self) -> Result<(), AggregatorError> {
+        // Taken before the load: a tenant activated while it runs is in it
+        // or arrives after this instant.
+        let started_us = Utc::now().timestamp_micros();
+        let c = self.handle.block_on(self.catalog_source.load())?;
+        self.catalog = Some((c, Instant::now(), started_us));
+        Ok(())
+    }
+
+    /// Reloads the catalog, whatever its age, when a pending record names
+    /// a tenant it does not meter and reached the broker after it was
+    /// loaded: that tenant may have been activated since, and a verdict on
+    /// the old catalog would dead-letter, for good, usage the platform had
+    /// already accepted. A failed reload fails the flush (the records stay
+    /// pending and are retried), never the records. A tenant unknown to a
+    /// catalog loaded after its record arrived is judged by it. (At most
+    /// one reload per flush: only the platform produces to the topic, so
+    /// records of tenants it does not know are rare.)
+    fn reload_for_unknown_tenants(&mut self) -> Result<(), AggregatorError> {
+        let Some((catalog, _, loaded_us)) = &self.catalog else {
+            return Ok(());
+        };
+        // Broker and aggregator clocks disagree a little: records stamped
+        // up to this long before the load are treated as after it.
+        const CLOCK_SKEW_US: i64 = 5_000_000;
+        let unknown_since_load = self
+            .partitions
+            .values()
+            .flat_map(|s| s.pending.iter())
+            .filter(|r| r.received_at_us >= loaded_us.saturating_sub(CLOCK_SKEW_US))
+            .any(|r| match r.key.as_deref().map(std::str::from_utf8) {
+                Some(Ok(t)) if !t.is_empty() => !catalog
+                    .tenant_state(t)
+                    .is_some_and(|state| METERED_STATES.contains(&state)),
+                _ => false,
+            });
+        if unknown_since_load {
+            tracing::info!("a record names a tenant the catalog does not meter; reloading it");
+            self.load_catalog()?;
+        }
+        Ok(())
     }
 
     fn recover(&mut self, limits: &TimeLimits) -> Result<(), AggregatorError> {
@@ -467,8 +628,9 @@ impl Aggregator {
         }
         let limits = TimeLimits::new(self.config.clock.now(), self.config.dedupe_horizon);
         self.refresh_catalog()?;
+        self.reload_for_unknown_tenants()?;
         self.recover(&limits)?;
-        let Some((catalog, _)) = &self.catalog else {
+        let Some((catalog, _, _)) = &self.catalog else {
             return Ok(());
         };
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dotmac_aggregator::catalog::{Catalog, StaticCatalog};
+use dotmac_aggregator::catalog::{Catalog, CatalogFuture, CatalogSource};
 use dotmac_aggregator::store::{BatchTotals, UsageStore};
 use dotmac_aggregator::testkit::{self, RawRecord};
 use dotmac_aggregator::{AggregatorConfig, AggregatorError, AggregatorStats};
@@ -55,7 +55,9 @@ pub struct Pipeline {
     pub clock: ManualClock,
     /// slug → id.
     tenants: BTreeMap<String, String>,
-    states: BTreeMap<String, String>,
+    /// Tenant states, read by every catalog load of the aggregators
+    /// spawned (a tenant activated later is seen on their next load).
+    states: Arc<Mutex<BTreeMap<String, String>>>,
     meters: Mutex<Vec<Meter>>,
 }
 
@@ -115,9 +117,19 @@ impl Pipeline {
             usage,
             clock,
             tenants,
-            states,
+            states: Arc::new(Mutex::new(states)),
             meters: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A tenant activated now, after any catalog already loaded.
+    pub fn activate_tenant(&self) -> String {
+        let id = TenantId::new().to_string();
+        self.states
+            .lock()
+            .unwrap()
+            .insert(id.clone(), "active".to_owned());
+        id
     }
 
     pub fn tenant(&self, slug: &str) -> String {
@@ -156,13 +168,16 @@ impl Pipeline {
     }
 
     pub fn spawn_aggregator(&self) -> RunningAggregator {
-        let catalog = Catalog::new(self.states.clone(), self.meters.lock().unwrap().clone());
+        let catalog = LiveCatalog {
+            states: self.states.clone(),
+            meters: self.meters.lock().unwrap().clone(),
+        };
         let stats = Arc::new(AggregatorStats::default());
         let (stop, stopped) = watch::channel(false);
         let handle = tokio::spawn(dotmac_aggregator::run(
             self.config.clone(),
             self.usage.clone(),
-            Arc::new(StaticCatalog(catalog)),
+            Arc::new(catalog),
             stats.clone(),
             stopped,
             None,
@@ -201,4 +216,17 @@ impl Pipeline {
 /// A CloudEvents usage event as JSON.
 pub fn event(id: &str, event_type: &str, time: &str, data: Value) -> Value {
     json!({ "specversion": "1.0", "id": id, "source": "//isp/test", "type": event_type, "time": time, "data": data })
+}
+
+/// The tenants as they are at each load, with the meters fixed at spawn.
+struct LiveCatalog {
+    states: Arc<Mutex<BTreeMap<String, String>>>,
+    meters: Vec<Meter>,
+}
+
+impl CatalogSource for LiveCatalog {
+    fn load(&self) -> CatalogFuture<'_> {
+        let c = Catalog::new(self.states.lock().unwrap().clone(), self.meters.clone());
+        Box::pin(async move { Ok(c) })
+    }
 }

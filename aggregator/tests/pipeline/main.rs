@@ -4,6 +4,7 @@
 //! and the close's ClickHouse totals read. (The HTTP intake, billing from
 //! the pipeline and the chaos test of `dotmac aggregate` are the API's.)
 
+mod activation;
 mod bad_input;
 mod exactness;
 mod harness;
