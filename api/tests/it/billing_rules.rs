@@ -29,6 +29,21 @@ fn october() -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(2026, 10, 1)
 }
 
+/// The `gigabytes` meter, the small plan that prices it, and tenant A
+/// subscribed to it from 1 October on `terms`; A's id.
+async fn a_on_the_small_plan(app: &App, terms: SubscriptionTerms) -> String {
+    let ctx = admin();
+    create_gigabytes(app, &ctx).await;
+    let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
+        .await
+        .unwrap();
+    let (a, _) = tenant_ids(app).await;
+    subscribe(&app.billing, &ctx, &a, &plan.id, october(), terms)
+        .await
+        .unwrap();
+    a
+}
+
 async fn subscription_row(app: &App, id: &str) -> subscription::Model {
     let tx = app.store.begin_system().await.unwrap();
     let row = subscription::Entity::find_by_id(id)
@@ -220,22 +235,7 @@ async fn no_overlap_on_embedded_sqlite() {
 async fn late_decrease_scenario(backend: Backend) {
     let srv = billing_server(backend).await;
     let app = &srv.app;
-    let ctx = admin();
-    create_gigabytes(app, &ctx).await;
-    let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
-        .await
-        .unwrap();
-    let (a, _) = tenant_ids(app).await;
-    subscribe(
-        &app.billing,
-        &ctx,
-        &a,
-        &plan.id,
-        october(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let a = a_on_the_small_plan(app, Default::default()).await;
     commit_usage(
         app,
         &a,
@@ -303,11 +303,6 @@ async fn void_scenario(backend: Backend) {
     let srv = billing_server(backend).await;
     let app = &srv.app;
     let ctx = admin();
-    create_gigabytes(app, &ctx).await;
-    let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
-        .await
-        .unwrap();
-    let (a, _) = tenant_ids(app).await;
     let terms = SubscriptionTerms {
         tax: None,
         coupon: Some(Coupon {
@@ -316,9 +311,7 @@ async fn void_scenario(backend: Backend) {
             duration: CouponDuration::Periods(1),
         }),
     };
-    subscribe(&app.billing, &ctx, &a, &plan.id, october(), terms)
-        .await
-        .unwrap();
+    let a = a_on_the_small_plan(app, terms).await;
     close(app, "2026-10-01", "2026-11-05T00:00:00Z").await;
     let october_invoice = invoice_of(app, &a, "2026-10-01").await.unwrap();
     assert_ne!(october_invoice.discount, "0.00");
@@ -377,8 +370,9 @@ async fn credit_and_places_scenario(backend: Backend) {
     let srv = billing_server(backend).await;
     let app = &srv.app;
     let ctx = admin();
-    create_gigabytes(app, &ctx).await;
+    let a = a_on_the_small_plan(app, Default::default()).await;
     let mut typo = small_plan();
+    typo.plan = "typo".into();
     typo.prices[1].meter = Some("gigabites".into());
     let err = create_plan(&app.billing, &ctx, "Typo", typo)
         .await
@@ -387,20 +381,6 @@ async fn credit_and_places_scenario(backend: Backend) {
         err.to_string(),
         "input.prices[1].meter: no meter `gigabites` (or it is archived)"
     );
-    let plan = create_plan(&app.billing, &ctx, "Small", small_plan())
-        .await
-        .unwrap();
-    let (a, _) = tenant_ids(app).await;
-    subscribe(
-        &app.billing,
-        &ctx,
-        &a,
-        &plan.id,
-        october(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
     let gigabytes = {
         use dotmac_api::store::entity::meter;
         let tx = app.store.begin_system().await.unwrap();

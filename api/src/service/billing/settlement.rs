@@ -43,7 +43,7 @@ fn money(text: &str, field: &str) -> ApiResult<Decimal> {
 }
 
 fn currency(row: &InvoiceRow) -> ApiResult<Currency> {
-    Currency::from_code(&row.currency).map_err(|e| ApiError::internal(e.to_string()))
+    rows::currency(&row.currency)
 }
 
 fn settlement(row: &InvoiceRow) -> ApiResult<Settlement> {

@@ -27,8 +27,7 @@ async fn apply_credit_balance(tx: &Tx, invoice_id: &str) -> ApiResult<()> {
         return Ok(());
     }
     set_credit_balance(tx, &row.tenant_id, &row.currency, balance - used).await?;
-    let currency = dotmac_schema::money::Currency::from_code(&row.currency)
-        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    let currency = super::currency(&row.currency)?;
     row.credit_applied = currency.format(dec(&row.credit_applied)? + used);
     row.amount_due = currency.format(due - used);
     if (due - used).is_zero() {
@@ -164,8 +163,7 @@ pub async fn apply_prepaid_credit(tx: &Tx, finalized: &[FinalizedInvoice]) -> Ap
 /// What a negative total owes the tenant goes to its credit balance, and
 /// the invoice says so; with nothing due, it is settled.
 async fn issue_credit(tx: &Tx, row: &FinalizedInvoice, credit: Decimal) -> ApiResult<()> {
-    let currency = dotmac_schema::money::Currency::from_code(&row.currency)
-        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    let currency = super::currency(&row.currency)?;
     add_credit_balance(tx, &row.tenant_id, &row.currency, credit).await?;
     invoice::Entity::update_many()
         .col_expr(

@@ -51,6 +51,11 @@ pub fn dec(text: &str) -> ApiResult<Decimal> {
     text.parse().map_err(|e| corrupt("amount", e))
 }
 
+/// The currency of a stored amount (an invoice's, a balance's).
+pub fn currency(code: &str) -> ApiResult<dotmac_schema::money::Currency> {
+    dotmac_schema::money::Currency::from_code(code).map_err(|e| corrupt("currency", e))
+}
+
 /// What a finalized invoice is announced with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinalizedInvoice {
