@@ -36,8 +36,9 @@ use crate::clickhouse::ClickHouseError;
 use crate::dedupe_set::DedupeSet;
 use crate::fold::{PartitionBatch, Record, TimeLimits};
 use crate::rows::BatchRow;
-use crate::store::UsageStore;
+use crate::store::{Claim, UsageStore};
 use dotmac_ingest::kafka::{client_config, KafkaSecurity, Topics};
+use dotmac_ingest::partition::owning_partition;
 
 /// How the aggregator runs.
 #[derive(Debug, Clone)]
@@ -61,6 +62,10 @@ pub struct AggregatorConfig {
     /// What decides which events are too late or too far ahead (the wall
     /// clock, except in tests that set a date).
     pub clock: SharedClock,
+    /// Fault injection for tests, never configured in production: the first
+    /// flush stops this long between writing its rows and committing them,
+    /// as a process frozen by the OS would (the zombie of the fencing test).
+    pub commit_pause: Option<Duration>,
 }
 
 impl AggregatorConfig {
@@ -78,6 +83,7 @@ impl AggregatorConfig {
             max_poll_interval_ms: 30_000,
             write_timeout: Duration::from_secs(10),
             clock: dotmac_schema::clock::system(),
+            commit_pause: None,
         }
     }
 }
@@ -92,6 +98,12 @@ pub enum AggregatorError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("dead-letter topic: {0}")]
     DeadLetter(String),
+    #[error("moving a record to the partition that owns its key: {0}")]
+    Forward(String),
+    #[error("the events topic {0} has no partitions in the broker's metadata")]
+    NoPartitions(String),
+    #[error("drawing an epoch from {topic} (created by `dotmac migrate`): {reason}")]
+    Epoch { topic: String, reason: String },
     #[error("clickhouse at {0} does not answer its ping")]
     ClickHouseDown(String),
     #[error("clickhouse write timed out after {0:?}")]
@@ -115,6 +127,9 @@ pub struct AggregatorStats {
     pub paused: AtomicBool,
     pub dedupe_keys: AtomicU64,
     pub dedupe_bytes: AtomicU64,
+    /// Records found on a partition that does not own their key, produced
+    /// again to the owner.
+    pub forwarded: AtomicU64,
     /// Times this aggregator left and joined its group again after a stall
     /// (no partition while events waited, see `watch_assignment`).
     pub consumer_rejoins: AtomicU64,
@@ -186,6 +201,8 @@ impl ConsumerContext for RebalanceContext {
 struct PartitionState {
     /// Read back from ClickHouse when the partition is first flushed.
     recovered: bool,
+    /// This owner's claim on the partition, written on every batch row.
+    epoch: u64,
     committed_last: Option<i64>,
     dedupe: DedupeSet,
     pending: Vec<Record>,
@@ -208,7 +225,8 @@ struct Aggregator {
     on_flush: Option<FlushHook>,
     handle: Handle,
     consumer: BaseConsumer<RebalanceContext>,
-    dead_letters: FutureProducer,
+    /// Dead letters, and records moved to the partition owning their key.
+    producer: FutureProducer,
     revoked: Arc<Mutex<Vec<i32>>>,
     partitions: HashMap<i32, PartitionState>,
     pending_total: usize,
@@ -218,6 +236,9 @@ struct Aggregator {
     /// Next offset per partition after the last successful flush.
     flushed_offsets: HashMap<i32, i64>,
     stall: StallWatch,
+    /// The events topic's partition count (which partition owns a key),
+    /// read from the broker with the catalog.
+    partition_count: Option<(i32, Instant)>,
 }
 
 /// What [`Aggregator::watch_assignment`] has seen of a stall so far.
@@ -284,7 +305,7 @@ impl Aggregator {
     ) -> Result<Aggregator, AggregatorError> {
         let revoked = Arc::new(Mutex::new(Vec::new()));
         let consumer = subscribed_consumer(&config, &revoked)?;
-        let dead_letters: FutureProducer = client_config(&config.brokers, &config.security)
+        let producer: FutureProducer = client_config(&config.brokers, &config.security)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "10000")
@@ -299,7 +320,7 @@ impl Aggregator {
             on_flush,
             handle,
             consumer,
-            dead_letters,
+            producer,
             revoked,
             partitions: HashMap::new(),
             pending_total: 0,
@@ -308,6 +329,7 @@ impl Aggregator {
             last_prune: Instant::now(),
             flushed_offsets: HashMap::new(),
             stall: StallWatch::default(),
+            partition_count: None,
         })
     }
 
@@ -389,7 +411,9 @@ impl Aggregator {
 
     fn run_loop(&mut self) -> Result<(), AggregatorError> {
         tracing::info!(topic = %self.config.topics.events, group = %self.config.group_id, "aggregator started");
-        while !*self.shutdown.borrow() {
+        // Stops when asked, or when whoever could ask is gone (a test that
+        // panicked must not leave this thread holding its runtime open).
+        while !*self.shutdown.borrow() && self.shutdown.has_changed().is_ok() {
             self.apply_revocations();
             let wait = if self.pending_total == 0 { 100 } else { 5 };
             // Take everything already fetched before deciding to flush.
@@ -601,20 +625,111 @@ impl Aggregator {
             .map(|(p, _)| *p)
             .collect();
         for p in waiting {
+            // The epoch first: claims are ordered as they are drawn, so a
+            // later owner always outranks this one.
+            let epoch = self.draw_epoch(p)?;
             let last = self.handle.block_on(self.store.last_committed_offset(p))?;
+            let from = last.map_or(0, |l| l + 1);
+            let claim = self.handle.block_on(self.store.claim(p, epoch, from))?;
+            if let Claim::Superseded { epoch: by, from } = claim {
+                tracing::warn!(partition = p, epoch, superseded_by = by, from, "a later owner claimed this partition; what this one writes from there is fenced");
+            }
             let keys = self
                 .handle
                 .block_on(self.store.committed_keys(p, horizon))?;
+            let rewind = self.rewind_to_committed(p, last)?;
             let state = self.partitions.entry(p).or_default();
             state.committed_last = last;
+            state.epoch = epoch;
             state.dedupe = DedupeSet::default();
             for (k, t) in keys {
                 state.dedupe.insert(k, t);
             }
             state.recovered = true;
-            tracing::info!(partition = p, committed_last = ?last, dedupe_keys = state.dedupe.len(), "partition recovered from clickhouse");
+            if rewind {
+                self.pending_total -= state.pending.len();
+                state.pending.clear();
+            }
+            tracing::info!(partition = p, epoch, committed_last = ?last, rewind, dedupe_keys = state.dedupe.len(), "partition recovered from clickhouse");
         }
         Ok(())
+    }
+
+    /// An epoch for a claim of `partition`: the offset of a record this
+    /// aggregator produces to the epochs topic, plus one (epoch 0 is the
+    /// batches from before fencing). The broker orders the records, so a
+    /// claim drawn later has a higher epoch, whoever draws it.
+    fn draw_epoch(&self, partition: i32) -> Result<u64, AggregatorError> {
+        let topic = self.config.topics.epochs();
+        let payload = format!(
+            "{{\"partition\":{partition},\"group\":{:?}}}",
+            self.config.group_id
+        );
+        let record: FutureRecord<'_, str, str> = FutureRecord::to(&topic)
+            .partition(0)
+            .key(self.config.group_id.as_str())
+            .payload(payload.as_str());
+        let delivery = self
+            .handle
+            .block_on(
+                self.producer
+                    .send(record, Timeout::After(Duration::from_secs(10))),
+            )
+            .map_err(|(e, _)| AggregatorError::Epoch {
+                topic: topic.clone(),
+                reason: e.to_string(),
+            })?;
+        u64::try_from(delivery.offset)
+            .map(|o| o + 1)
+            .map_err(|_| AggregatorError::Epoch {
+                topic,
+                reason: format!("the broker answered offset {}", delivery.offset),
+            })
+    }
+
+    /// Moves the consumer of `partition` back to just after `last` (the
+    /// last offset a counted batch covers) when its pending records start
+    /// beyond it: the group's committed offset ran ahead of what counts (a
+    /// fenced owner committed it), and the batch rows are the truth.
+    /// Returns whether it moved; the pending records are then read again.
+    fn rewind_to_committed(
+        &self,
+        partition: i32,
+        last: Option<i64>,
+    ) -> Result<bool, AggregatorError> {
+        let (Some(last), Some(first)) = (
+            last,
+            self.partitions
+                .get(&partition)
+                .and_then(|s| s.pending.first())
+                .map(|r| r.offset),
+        ) else {
+            return Ok(false);
+        };
+        if first <= last + 1 {
+            return Ok(false);
+        }
+        let topic = &self.config.topics.events;
+        let (low, _) = self
+            .consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        // Records before the log's start are gone; nothing to read again.
+        if last + 1 < low {
+            return Ok(false);
+        }
+        tracing::warn!(
+            partition,
+            from = last + 1,
+            was = first,
+            "the group's offset is past what counts; reading again from there"
+        );
+        self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(last + 1),
+            Duration::from_secs(5),
+        )?;
+        Ok(true)
     }
 
     fn flush(&mut self) -> Result<(), AggregatorError> {
@@ -630,6 +745,11 @@ impl Aggregator {
         self.refresh_catalog()?;
         self.reload_for_unknown_tenants()?;
         self.recover(&limits)?;
+        let partitions = self.partition_count()?;
+        tracing::debug!(
+            partitions,
+            "flush: catalog, recovery and partition count ready"
+        );
         let Some((catalog, _, _)) = &self.catalog else {
             return Ok(());
         };
@@ -656,6 +776,13 @@ impl Aggregator {
                     skipped += 1;
                     continue;
                 }
+                if let Some(key) = record.key.as_deref().filter(|k| !k.is_empty()) {
+                    let owner = owning_partition(key, partitions);
+                    if owner != *p {
+                        batch.forward(record, key, owner);
+                        continue;
+                    }
+                }
                 batch.add(record, catalog, &state.dedupe, &limits);
             }
             if batch.events > 0 {
@@ -664,6 +791,8 @@ impl Aggregator {
         }
 
         self.send_dead_letters(&batches)?;
+        self.send_forwards(&batches)?;
+        tracing::debug!("flush: dead letters and forwards acknowledged");
         let written_at = Utc::now();
         let mut raw = Vec::new();
         let mut parts = Vec::new();
@@ -697,12 +826,24 @@ impl Aggregator {
                 accepted: b.accepted,
                 duplicates: b.duplicates,
                 dead_lettered: b.dead_lettered(),
+                epoch: self.partitions.get(&b.partition).map_or(0, |s| s.epoch),
             });
         }
-        let write = self.store.write_flush(&raw, &parts, &batch_rows);
         let timeout = self.config.write_timeout;
+        let write = self.store.write_rows(&raw, &parts);
         self.handle
             .block_on(async { tokio::time::timeout(timeout, write).await })
+            .map_err(|_| AggregatorError::WriteTimeout(timeout))??;
+        if let Some(pause) = self.config.commit_pause.take() {
+            tracing::warn!(
+                ?pause,
+                "fault injection: pausing between the write and its commit"
+            );
+            std::thread::sleep(pause);
+        }
+        let commit = self.store.commit_batches(&batch_rows);
+        self.handle
+            .block_on(async { tokio::time::timeout(timeout, commit).await })
             .map_err(|_| AggregatorError::WriteTimeout(timeout))??;
 
         // Durable: now the keys count as seen and the offsets may advance.
@@ -722,6 +863,9 @@ impl Aggregator {
             self.stats
                 .dead_lettered
                 .fetch_add(u64::from(b.dead_lettered()), Ordering::Relaxed);
+            self.stats
+                .forwarded
+                .fetch_add(u64::from(b.forwarded()), Ordering::Relaxed);
         }
         for state in self.partitions.values_mut() {
             state.pending.clear();
@@ -773,13 +917,72 @@ impl Aggregator {
             if let Some(p) = &d.payload {
                 record = record.payload(p.as_slice());
             }
-            self.dead_letters
+            self.producer
                 .send(record, Timeout::After(Duration::from_secs(10)))
         });
         let results = self.handle.block_on(join_all(sends));
         for r in results {
             if let Err((e, _)) = r {
                 return Err(AggregatorError::DeadLetter(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The events topic's partition count, read again with each catalog
+    /// refresh. Without it no record can be placed, so the flush fails
+    /// and the records stay pending.
+    fn partition_count(&mut self) -> Result<i32, AggregatorError> {
+        if let Some((n, at)) = self.partition_count {
+            if at.elapsed() < self.config.catalog_refresh {
+                return Ok(n);
+            }
+        }
+        let topic = &self.config.topics.events;
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        let n = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .sum::<usize>();
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        if n == 0 {
+            return Err(AggregatorError::NoPartitions(topic.clone()));
+        }
+        self.partition_count = Some((n, Instant::now()));
+        Ok(n)
+    }
+
+    /// Produces each record found on a partition that does not own its key
+    /// to the owner, with its key, bytes and broker time, before the batch
+    /// that covers the original commits (at least once: the owner's dedupe
+    /// set makes a second copy a duplicate).
+    fn send_forwards(&self, batches: &[PartitionBatch]) -> Result<(), AggregatorError> {
+        let topic = &self.config.topics.events;
+        let sends = batches.iter().flat_map(|b| b.forwards.iter()).map(|f| {
+            let origin = format!("{}/{}", f.from_partition, f.from_offset);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "dotmac-forwarded-from",
+                value: Some(origin.as_bytes()),
+            });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .partition(f.to_partition)
+                .key(f.key.as_slice())
+                .headers(headers)
+                .timestamp(f.received_at_us / 1000);
+            if let Some(p) = &f.payload {
+                record = record.payload(p.as_slice());
+            }
+            self.producer
+                .send(record, Timeout::After(Duration::from_secs(10)))
+        });
+        let results = self.handle.block_on(join_all(sends));
+        for r in results {
+            if let Err((e, _)) = r {
+                return Err(AggregatorError::Forward(e.to_string()));
             }
         }
         Ok(())

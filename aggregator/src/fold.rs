@@ -107,6 +107,21 @@ pub enum Verdict {
     Accepted,
     Duplicate,
     DeadLettered,
+    /// On a partition that does not own its key: produced again to the
+    /// owner, whose dedupe state decides (see [`PartitionBatch::forward`]).
+    Forwarded,
+}
+
+/// A record moved to the partition that owns its key.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub to_partition: i32,
+    pub from_partition: i32,
+    pub from_offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Option<Vec<u8>>,
+    /// The broker's time of the original, kept on the copy.
+    pub received_at_us: i64,
 }
 
 /// Event times the fold accepts, relative to `now`.
@@ -145,6 +160,8 @@ pub struct PartitionBatch {
     pub raw: Vec<RawRow>,
     pub rollups: RollupMap,
     pub dead: Vec<DeadLetter>,
+    /// Records of keys another partition owns, to produce there.
+    pub forwards: Vec<Forward>,
     /// Keys this batch counts, entered into the dedupe set only after the
     /// batch is durably written.
     pub new_keys: Vec<(DedupeKey, i64)>,
@@ -178,6 +195,7 @@ impl PartitionBatch {
         self.raw.clear();
         self.rollups.clear();
         self.dead.clear();
+        self.forwards.clear();
         self.new_keys.clear();
         self.seen.clear();
         self.interned.clear();
@@ -212,6 +230,27 @@ impl PartitionBatch {
             reason,
         });
         Verdict::DeadLettered
+    }
+
+    /// Takes a record whose key `owner` owns instead of folding it here:
+    /// dedupe state is per partition, so the same event produced twice
+    /// with different partitioners (the HTTP intake, a Java client, a
+    /// retry) must meet in one partition's set. The copy is folded, or
+    /// found a duplicate, by the owner; copying twice (a replay after a
+    /// crash) is harmless for the same reason.
+    pub fn forward(&mut self, record: &Record, key: &[u8], owner: i32) -> Verdict {
+        self.events += 1;
+        self.first_offset = self.first_offset.min(record.offset);
+        self.last_offset = self.last_offset.max(record.offset);
+        self.forwards.push(Forward {
+            to_partition: owner,
+            from_partition: record.partition,
+            from_offset: record.offset,
+            key: key.to_vec(),
+            payload: record.payload.clone(),
+            received_at_us: record.received_at_us,
+        });
+        Verdict::Forwarded
     }
 
     /// Folds one record in.
@@ -347,6 +386,10 @@ impl PartitionBatch {
 
     pub fn dead_lettered(&self) -> u32 {
         self.dead.len() as u32
+    }
+
+    pub fn forwarded(&self) -> u32 {
+        self.forwards.len() as u32
     }
 
     /// The rollup part rows of this batch under `write_id`.

@@ -26,6 +26,9 @@ pub struct BatchRow {
     pub accepted: u32,
     pub duplicates: u32,
     pub dead_lettered: u32,
+    /// The writer's claim on the partition (`usage_claims`): a later
+    /// owner's fence on this epoch voids the batch.
+    pub epoch: u64,
 }
 
 /// One accepted event, kept whole so every rollup can be recomputed.

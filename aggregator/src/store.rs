@@ -21,16 +21,85 @@ pub enum ReadError {
 }
 
 /// The DDL, applied statement by statement (each is idempotent).
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_usage",
-    include_str!("../../migrations/clickhouse/0001_usage.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_usage",
+        include_str!("../../migrations/clickhouse/0001_usage.sql"),
+    ),
+    (
+        "0002_fencing",
+        include_str!("../../migrations/clickhouse/0002_fencing.sql"),
+    ),
+];
 
 /// Rows per INSERT request of raw rows and rollup parts.
 pub const WRITE_CHUNK_ROWS: usize = 50_000;
 
-/// Rows count only when their write has a batch row: the commit record.
-pub(crate) const COMMITTED: &str = "write_id IN (SELECT write_id FROM usage_batches)";
+/// Each batch's fence, joined on (partition, epoch): `fenced` is 1 and
+/// `fenced_from` the lowest fence when a later owner fenced that epoch.
+/// (A plain equi-join: ClickHouse 18.16 cannot capture columns in the
+/// lambdas a search over claims would need.)
+macro_rules! unfenced_batches {
+    () => {
+        "SELECT write_id FROM usage_batches ANY LEFT JOIN \
+         (SELECT partition, epoch, min(fenced_from) AS fenced_from, 1 AS fenced \
+         FROM usage_fences GROUP BY partition, epoch) USING (partition, epoch) \
+         WHERE (fenced = 0 OR last_offset < fenced_from)"
+    };
+}
+
+/// Rows count only when their write has a batch row (the commit record)
+/// that no later owner of its partition fenced.
+pub(crate) const COMMITTED: &str = concat!("write_id IN (", unfenced_batches!(), ")");
+
+/// What a partition's owner learned when it claimed the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// No later claim exists: this owner's batches count.
+    Owner,
+    /// A claim of a higher epoch exists (this process lost the partition
+    /// while it claimed it): its batches from `from` on are fenced.
+    Superseded { epoch: u64, from: i64 },
+}
+
+/// The fences a claim `(epoch, from)` writes, given every claim of the
+/// partition and the lowest fence each epoch already has: each lower
+/// epoch (and epoch 0, batches from before fencing) not yet fenced at or
+/// below `from` is fenced at `from`; when a higher claim exists this
+/// claim's own epoch is fenced at the lowest `from` among them.
+pub fn fences_for_claim(
+    epoch: u64,
+    from: i64,
+    claims: &[(u64, i64)],
+    fences: &BTreeMap<u64, i64>,
+) -> (Vec<(u64, i64)>, Claim) {
+    let mut lower: Vec<u64> = claims
+        .iter()
+        .map(|(e, _)| *e)
+        .filter(|e| *e < epoch)
+        .chain(std::iter::once(0))
+        .collect();
+    lower.sort_unstable();
+    lower.dedup();
+    let mut out: Vec<(u64, i64)> = lower
+        .into_iter()
+        .filter(|e| fences.get(e).is_none_or(|f| *f > from))
+        .map(|e| (e, from))
+        .collect();
+    let superseded = claims
+        .iter()
+        .filter(|(e, _)| *e > epoch)
+        .min_by_key(|(_, f)| *f)
+        .copied();
+    let claim = match superseded {
+        Some((e, f)) => {
+            out.push((epoch, f));
+            Claim::Superseded { epoch: e, from: f }
+        }
+        None => Claim::Owner,
+    };
+    (out, claim)
+}
 
 /// Totals over every committed batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -40,6 +109,10 @@ pub struct BatchTotals {
     pub accepted: u64,
     pub duplicates: u64,
     pub dead_lettered: u64,
+    /// Records moved to the partition owning their key: the rest of
+    /// `events` (they are counted again, as accepted or duplicates, there).
+    #[serde(default)]
+    pub forwarded: u64,
 }
 
 /// Each tenant's total of one meter, and the tenants whose parts could not
@@ -83,10 +156,33 @@ impl UsageStore {
         self.ch.create_database().await?;
         for (_, sql) in MIGRATIONS {
             for statement in statements(sql) {
+                // 18.16 has no ADD COLUMN IF NOT EXISTS: asked first.
+                if let Some((table, column)) = added_column(&statement) {
+                    if self.has_column(table, column).await? {
+                        continue;
+                    }
+                }
                 self.ch.execute(&statement).await?;
             }
         }
         Ok(())
+    }
+
+    async fn has_column(&self, table: &str, column: &str) -> Result<bool, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            n: u64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT count() AS n FROM system.columns WHERE database = currentDatabase() \
+                 AND table = {} AND name = {}",
+                quote(table),
+                quote(column)
+            ))
+            .await?;
+        Ok(rows.first().is_some_and(|r| r.n > 0))
     }
 
     /// Writes one flush: raw events, then rollup parts, then the batch rows
@@ -99,6 +195,17 @@ impl UsageStore {
         parts: &[RollupPartRow],
         batches: &[BatchRow],
     ) -> Result<(), ClickHouseError> {
+        self.write_rows(raw, parts).await?;
+        self.commit_batches(batches).await
+    }
+
+    /// A flush's raw rows and parts, which count once their batch rows are
+    /// written ([`UsageStore::commit_batches`]).
+    pub async fn write_rows(
+        &self,
+        raw: &[RawRow],
+        parts: &[RollupPartRow],
+    ) -> Result<(), ClickHouseError> {
         // Raw rows and parts need no atomicity (the batch rows commit them),
         // so they go in bounded requests: the request body, not the flush,
         // sets the memory a write costs.
@@ -108,6 +215,11 @@ impl UsageStore {
         for chunk in parts.chunks(WRITE_CHUNK_ROWS) {
             self.ch.insert("usage_rollup_parts", chunk).await?;
         }
+        Ok(())
+    }
+
+    /// The commit of a flush: one insert of its batch rows.
+    pub async fn commit_batches(&self, batches: &[BatchRow]) -> Result<(), ClickHouseError> {
         // Stamped as late as possible: written_at_us - an event's broker
         // timestamp is its event-to-queryable latency, less this last insert.
         let now = chrono::Utc::now().timestamp_micros();
@@ -119,6 +231,95 @@ impl UsageStore {
             })
             .collect();
         self.ch.insert("usage_batches", &stamped).await
+    }
+
+    /// Records a claim of `partition` at `epoch` from offset `from`, then
+    /// fences what it supersedes (see [`fences_for_claim`]). Reading the
+    /// claims after inserting this one is what makes two concurrent claims
+    /// safe: whichever inserted later sees the other.
+    pub async fn claim(
+        &self,
+        partition: i32,
+        epoch: u64,
+        from: i64,
+    ) -> Result<Claim, ClickHouseError> {
+        #[derive(serde::Serialize)]
+        struct ClaimRow {
+            partition: i32,
+            epoch: u64,
+            from_offset: i64,
+            claimed_at_us: i64,
+        }
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct FenceRow {
+            partition: i32,
+            epoch: u64,
+            fenced_from: i64,
+            fenced_at_us: i64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Claimed {
+            epoch: u64,
+            from_offset: i64,
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        self.ch
+            .insert(
+                "usage_claims",
+                &[ClaimRow {
+                    partition,
+                    epoch,
+                    from_offset: from,
+                    claimed_at_us: now,
+                }],
+            )
+            .await?;
+        let claims: Vec<Claimed> = self
+            .ch
+            .select(&format!(
+                "SELECT epoch, from_offset FROM usage_claims WHERE partition = {partition}"
+            ))
+            .await?;
+        let fenced: Vec<FenceRow> = self
+            .ch
+            .select(&format!(
+                "SELECT partition, epoch, min(fenced_from) AS fenced_from, max(fenced_at_us) AS fenced_at_us \
+                 FROM usage_fences WHERE partition = {partition} GROUP BY partition, epoch"
+            ))
+            .await?;
+        let claims: Vec<(u64, i64)> = claims.iter().map(|c| (c.epoch, c.from_offset)).collect();
+        let fences: BTreeMap<u64, i64> = fenced.iter().map(|f| (f.epoch, f.fenced_from)).collect();
+        let (write, claim) = fences_for_claim(epoch, from, &claims, &fences);
+        if !write.is_empty() {
+            let rows: Vec<FenceRow> = write
+                .into_iter()
+                .map(|(epoch, fenced_from)| FenceRow {
+                    partition,
+                    epoch,
+                    fenced_from,
+                    fenced_at_us: now,
+                })
+                .collect();
+            self.ch.insert("usage_fences", &rows).await?;
+        }
+        Ok(claim)
+    }
+
+    /// Batches a later owner fenced (written, never counted): for tests and
+    /// operators.
+    pub async fn fenced_batches(&self) -> Result<u64, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            n: u64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT count() AS n FROM usage_batches WHERE write_id NOT IN ({})",
+                unfenced_batches!()
+            ))
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.n))
     }
 
     /// The last offset of `partition` that a committed batch covers.
@@ -133,7 +334,8 @@ impl UsageStore {
         let rows: Vec<Row> = self
             .ch
             .select(&format!(
-                "SELECT last_offset FROM usage_batches WHERE partition = {partition} ORDER BY last_offset DESC LIMIT 1"
+                "SELECT last_offset FROM usage_batches WHERE partition = {partition} AND {COMMITTED} \
+                 ORDER BY last_offset DESC LIMIT 1"
             ))
             .await?;
         Ok(rows.first().map(|r| r.last_offset))
@@ -156,7 +358,8 @@ impl UsageStore {
             .select(&format!(
                 "SELECT dedupe_key AS k, intDiv(event_time_us, 1000000) AS t FROM usage_raw \
                  WHERE partition = {partition} AND event_time_us >= {since_us} \
-                 AND write_id IN (SELECT write_id FROM usage_batches WHERE partition = {partition})",
+                 AND write_id IN ({unfenced} AND partition = {partition})",
+                unfenced = unfenced_batches!(),
                 since_us = since_secs.saturating_mul(1_000_000)
             ))
             .await?;
@@ -328,12 +531,17 @@ impl UsageStore {
     pub async fn totals(&self) -> Result<BatchTotals, ClickHouseError> {
         let rows: Vec<BatchTotals> = self
             .ch
-            .select(
+            .select(&format!(
                 "SELECT count() AS batches, toUInt64(sum(events)) AS events, toUInt64(sum(accepted)) AS accepted, \
-                 toUInt64(sum(duplicates)) AS duplicates, toUInt64(sum(dead_lettered)) AS dead_lettered FROM usage_batches",
-            )
+                 toUInt64(sum(duplicates)) AS duplicates, toUInt64(sum(dead_lettered)) AS dead_lettered \
+                 FROM usage_batches WHERE {COMMITTED}"
+            ))
             .await?;
-        Ok(rows.into_iter().next().unwrap_or_default())
+        let mut totals = rows.into_iter().next().unwrap_or_default();
+        totals.forwarded = totals
+            .events
+            .saturating_sub(totals.accepted + totals.duplicates + totals.dead_lettered);
+        Ok(totals)
     }
 
     /// Committed raw events of `tenants` (none when empty) and one type
@@ -403,6 +611,23 @@ pub fn merge_parts(
     Ok(merged)
 }
 
+/// `(table, column)` of an `ALTER TABLE t ADD COLUMN c ...` statement.
+fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let mut words = statement.split_whitespace();
+    let head: Vec<&str> = words.by_ref().take(5).collect();
+    match head.as_slice() {
+        [alter, table_kw, table, add, column_kw]
+            if alter.eq_ignore_ascii_case("ALTER")
+                && table_kw.eq_ignore_ascii_case("TABLE")
+                && add.eq_ignore_ascii_case("ADD")
+                && column_kw.eq_ignore_ascii_case("COLUMN") =>
+        {
+            Some((table, words.next()?))
+        }
+        _ => None,
+    }
+}
+
 /// Splits a SQL file into statements: `;`-terminated, `--` comments dropped.
 pub fn statements(sql: &str) -> Vec<String> {
     let without_comments: String = sql
@@ -423,12 +648,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ddl_splits_into_its_tables() {
+    fn the_ddl_splits_into_its_statements() {
         let all: Vec<String> = MIGRATIONS.iter().flat_map(|(_, s)| statements(s)).collect();
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 6);
+        // Every statement can run twice: created if missing, or a column
+        // added only when absent.
         assert!(all
             .iter()
-            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")
+                || added_column(s) == Some(("usage_batches", "epoch"))));
+    }
+
+    /// Every lower epoch (and the epoch of batches from before fencing) is
+    /// fenced where the new owner starts, once; a claim that finds a later
+    /// one fences itself where that one starts.
+    #[test]
+    fn a_claim_fences_what_it_supersedes() {
+        let none = BTreeMap::new();
+        let (w, c) = fences_for_claim(7, 100, &[(3, 10), (7, 100)], &none);
+        assert_eq!(w, vec![(0, 100), (3, 100)]);
+        assert_eq!(c, Claim::Owner);
+        // Already fenced lower: not again.
+        let fenced = BTreeMap::from([(0, 10), (3, 50)]);
+        let (w, _) = fences_for_claim(7, 100, &[(3, 10), (7, 100)], &fenced);
+        assert!(w.is_empty(), "{w:?}");
+        // A later claim exists: this one is fenced where it starts.
+        let (w, c) = fences_for_claim(5, 80, &[(5, 80), (9, 90), (8, 95)], &fenced);
+        assert_eq!(w, vec![(5, 90)]);
+        assert_eq!(c, Claim::Superseded { epoch: 9, from: 90 });
+    }
+
+    #[test]
+    fn only_add_column_statements_are_guarded() {
+        assert_eq!(
+            added_column("ALTER TABLE usage_batches ADD COLUMN epoch UInt64 DEFAULT 0"),
+            Some(("usage_batches", "epoch"))
+        );
+        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS x (a Int32)"), None);
     }
 
     #[test]

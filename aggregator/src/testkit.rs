@@ -233,12 +233,10 @@ pub type RawRecord = (Option<String>, Vec<u8>);
 /// acknowledged by the broker.
 pub async fn produce(brokers: &str, topic: &str, records: &[RawRecord]) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = dotmac_ingest::kafka::client_config(
+    let producer: FutureProducer = dotmac_ingest::kafka::events_producer_config(
         brokers,
         &dotmac_ingest::kafka::KafkaSecurity::default(),
     )
-    .set("enable.idempotence", "true")
-    .set("acks", "all")
     .set("linger.ms", "5")
     .create()
     .expect("a producer");
@@ -265,13 +263,18 @@ pub async fn wait_for_records(
 ) -> crate::store::BatchTotals {
     let deadline = Instant::now() + timeout;
     loop {
-        let totals = usage.totals().await.unwrap_or_default();
+        // A read may fail while ClickHouse restarts (the chaos test); the
+        // last failure is shown if the wait runs out.
+        let (totals, failure) = match usage.totals().await {
+            Ok(t) => (t, None),
+            Err(e) => (Default::default(), Some(e.to_string())),
+        };
         if totals.events >= records {
             return totals;
         }
         assert!(
             Instant::now() < deadline,
-            "only {} of {records} records committed after {timeout:?}: {totals:?}",
+            "only {} of {records} records committed after {timeout:?}: {totals:?} (last read error: {failure:?})",
             totals.events
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -12,6 +12,7 @@ use crate::auth::TokenKeys;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::limiter::RateLimiter;
+use crate::outbox::Outbox;
 use crate::pipeline::{UsageReader, UsageSink};
 use crate::service::billing::Billing;
 use crate::service::directory::Directory;
@@ -30,6 +31,8 @@ pub struct App {
     pub clock: SharedClock,
     /// Subscriptions listen here.
     pub bus: Arc<dyn EventBus>,
+    /// Announcements of committed changes wait here for the relay.
+    pub outbox: Arc<Outbox>,
     /// Per-tenant request rates.
     pub limiter: Arc<dyn RateLimiter>,
     /// Where `POST /v1/events` sends accepted events; `None` when no broker
@@ -64,10 +67,16 @@ impl App {
             intake,
         } = ports;
         let standing = Arc::new(StandingCache::default());
+        let outbox = Outbox::new(store.clone(), bus.clone(), clock.clone());
+        // The relay runs for the life of the process (every process has
+        // one: what a dead one recorded is published by the others).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(outbox.clone().run());
+        }
         let directory = Directory {
             store: store.clone(),
             clock: clock.clone(),
-            bus: bus.clone(),
+            outbox: outbox.clone(),
             standing: standing.clone(),
         };
         let identity = Identity {
@@ -88,7 +97,7 @@ impl App {
         let billing = Billing {
             store: store.clone(),
             clock: clock.clone(),
-            bus: bus.clone(),
+            outbox: outbox.clone(),
             usage,
             directory: directory.clone(),
             settings: config.billing.clone(),
@@ -98,6 +107,7 @@ impl App {
             store,
             clock,
             bus,
+            outbox,
             limiter,
             intake,
             directory,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod limiter;
+pub mod outbox;
 pub mod pipeline;
 pub mod seed;
 pub mod service;

@@ -326,6 +326,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| anyhow::anyhow!("closing {period}: {e}"))?;
+            publish_before_exit(&app).await;
             println!(
                 "{period}: {} subscriptions, {} drafted, {} updated, {} unchanged, {} finalized, {} in trial",
                 report.subscriptions,
@@ -405,6 +406,7 @@ async fn main() -> anyhow::Result<()> {
             let r = dotmac_api::service::billing::dunning::run_dunning(&app.billing, now, days)
                 .await
                 .map_err(|e| anyhow::anyhow!("dunning: {e}"))?;
+            publish_before_exit(&app).await;
             println!(
                 "dunning: {} past due, {} suspended, {} reactivated",
                 r.past_due, r.suspended, r.reactivated
@@ -490,5 +492,13 @@ async fn main() -> anyhow::Result<()> {
             wiring::serve(app, listener).await?;
             Ok(())
         }
+    }
+}
+
+/// A CLI run publishes what it recorded in the outbox before it exits; what
+/// it cannot publish waits there for a serving process's relay.
+async fn publish_before_exit(app: &dotmac_api::app::App) {
+    if let Err(e) = app.outbox.drain().await {
+        eprintln!("announcements wait in the outbox for a serving process: {e}");
     }
 }

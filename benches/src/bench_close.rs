@@ -177,6 +177,7 @@ async fn seed_clickhouse(store: &UsageStore, tenants: usize, days: usize) -> any
                 accepted: 0,
                 duplicates: 0,
                 dead_lettered: 0,
+                epoch: 0,
             }],
         )
         .await?;

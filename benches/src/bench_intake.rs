@@ -14,7 +14,7 @@ use clap::Parser;
 use dotmac_benches::install::{drop_database, fresh_database, migrate, serve, serve_env};
 use dotmac_benches::proc::rss_mib;
 use dotmac_benches::workload::event;
-use dotmac_ingest::kafka::client_config;
+use dotmac_ingest::kafka::events_producer_config;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde_json::json;
@@ -169,12 +169,10 @@ async fn main() -> anyhow::Result<()> {
         bail!("unexpected intake answer: {probe}");
     }
 
-    let producer: FutureProducer = client_config(
+    let producer: FutureProducer = events_producer_config(
         &args.brokers,
         &dotmac_ingest::kafka::KafkaSecurity::default(),
     )
-    .set("enable.idempotence", "true")
-    .set("acks", "all")
     .set("linger.ms", "5")
     .set("batch.num.messages", "10000")
     .create()?;

@@ -31,7 +31,7 @@ use dotmac_aggregator::testkit::OwnClickHouse;
 use dotmac_aggregator::{self as aggregator, AggregatorConfig, AggregatorStats};
 use dotmac_benches::proc::rss_mib;
 use dotmac_benches::workload::{catalog, event, tenant};
-use dotmac_ingest::kafka::{client_config, create_topics, Topics};
+use dotmac_ingest::kafka::{client_config, create_topics, events_producer_config, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -244,12 +244,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let producer = Producer {
-        producer: client_config(
+        producer: events_producer_config(
             &args.brokers,
             &dotmac_ingest::kafka::KafkaSecurity::default(),
         )
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .create()?,

@@ -24,6 +24,15 @@ pub struct Topics {
     pub partitions: i32,
 }
 
+impl Topics {
+    /// Where aggregators draw the epochs of their partition claims: one
+    /// partition, so its offsets order every claim (`dotmac migrate`
+    /// creates it with the others).
+    pub fn epochs(&self) -> String {
+        format!("{}.epochs", self.events)
+    }
+}
+
 impl Default for Topics {
     fn default() -> Topics {
         Topics {
@@ -184,6 +193,20 @@ pub fn client_config(brokers: &str, security: &KafkaSecurity) -> ClientConfig {
     c
 }
 
+/// Settings of every producer of the events topic: idempotent, acknowledged
+/// by all in-sync replicas, and placing keys with Kafka's own partitioner
+/// (the Java client's and kafka-python's, [`crate::partition`]), so that a
+/// tenant's records land on one partition whichever client sends them.
+/// (librdkafka's default, CRC32, would place them elsewhere; the aggregator
+/// would then move each record to its owner, at the cost of a copy.)
+pub fn events_producer_config(brokers: &str, security: &KafkaSecurity) -> ClientConfig {
+    let mut c = client_config(brokers, security);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random");
+    c
+}
+
 /// Creates the events and dead-letter topics when they are missing.
 pub async fn create_topics(
     brokers: &str,
@@ -191,6 +214,7 @@ pub async fn create_topics(
     topics: &Topics,
 ) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = client_config(brokers, security).create()?;
+    let epochs = topics.epochs();
     let wanted = [
         NewTopic::new(
             &topics.events,
@@ -198,6 +222,7 @@ pub async fn create_topics(
             TopicReplication::Fixed(1),
         ),
         NewTopic::new(&topics.dead_letter, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&epochs, 1, TopicReplication::Fixed(1)),
     ];
     let options =
         AdminOptions::new().operation_timeout(Some(Timeout::After(Duration::from_secs(20))));
@@ -230,9 +255,7 @@ impl UsageProducer {
         security: &KafkaSecurity,
         topic: &str,
     ) -> Result<UsageProducer, KafkaError> {
-        let producer = client_config(brokers, security)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
+        let producer = events_producer_config(brokers, security)
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set("message.timeout.ms", "30000")

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod dedupe;
 pub mod kafka;
+pub mod partition;
 
 pub use batch::{parse_body, parse_body_raw, BatchError, MAX_BATCH_EVENTS};
 pub use dedupe::DedupeKey;

@@ -25,6 +25,7 @@ mod m20261202_000011_credential_standing;
 mod m20261202_000012_login_and_rls_hardening;
 mod m20261202_000013_proven_scope;
 mod m20261202_000014_billing_correctness;
+mod m20261202_000015_outbox;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -106,6 +107,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_login_and_rls_hardening::Migration),
             Box::new(m20261202_000013_proven_scope::Migration),
             Box::new(m20261202_000014_billing_correctness::Migration),
+            Box::new(m20261202_000015_outbox::Migration),
         ]
     }
 }

@@ -168,6 +168,11 @@ impl Pipeline {
     }
 
     pub fn spawn_aggregator(&self) -> RunningAggregator {
+        self.spawn_aggregator_with(self.config.clone())
+    }
+
+    /// An aggregator of this pipeline's group with its own settings.
+    pub fn spawn_aggregator_with(&self, config: AggregatorConfig) -> RunningAggregator {
         let catalog = LiveCatalog {
             states: self.states.clone(),
             meters: self.meters.lock().unwrap().clone(),
@@ -175,7 +180,7 @@ impl Pipeline {
         let stats = Arc::new(AggregatorStats::default());
         let (stop, stopped) = watch::channel(false);
         let handle = tokio::spawn(dotmac_aggregator::run(
-            self.config.clone(),
+            config,
             self.usage.clone(),
             Arc::new(catalog),
             stats.clone(),

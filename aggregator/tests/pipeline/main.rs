@@ -7,6 +7,7 @@
 mod activation;
 mod bad_input;
 mod exactness;
+mod fencing;
 mod harness;
 mod sasl;
 mod third_party;

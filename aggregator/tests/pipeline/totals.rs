@@ -31,6 +31,7 @@ fn batch(write_id: &str) -> BatchRow {
         accepted: 0,
         duplicates: 0,
         dead_lettered: 0,
+        epoch: 0,
     }
 }
 

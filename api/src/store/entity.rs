@@ -204,6 +204,30 @@ pub mod audit {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    /// An announcement written with the change it announces, waiting for
+    /// the relay while `published_at` is empty.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: Option<String>,
+        pub reseller_id: Option<String>,
+        pub kind: String,
+        pub event: String,
+        pub created_at: ChronoDateTimeUtc,
+        pub published_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod meter {
     use sea_orm::entity::prelude::*;
 

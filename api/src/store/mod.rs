@@ -8,6 +8,7 @@ pub mod billing_rows;
 pub mod entity;
 pub mod login_attempt_rows;
 pub mod meter_rows;
+pub mod outbox_rows;
 pub mod reseller_rows;
 pub mod tax_rate_rows;
 pub mod tenant_rows;

@@ -92,6 +92,7 @@ pub async fn commit_usage(
         accepted: 1,
         duplicates: 0,
         dead_lettered: 0,
+        epoch: 0,
     };
     crate::support::commit_part(app, part, batch).await;
 }
@@ -1265,6 +1266,7 @@ async fn poisoned_usage_scenario(backend: Backend) {
             accepted: 1,
             duplicates: 0,
             dead_lettered: 0,
+            epoch: 0,
         };
         (part, batch)
     };

@@ -552,6 +552,7 @@ async fn committed_usage(app: &dotmac_api::app::App, tenant: &str, meter: &str, 
         accepted: 1,
         duplicates: 0,
         dead_lettered: 0,
+        epoch: 0,
     };
     crate::support::commit_part(app, part, batch).await;
 }

@@ -12,6 +12,7 @@ mod errors;
 mod isolation;
 mod layout;
 mod limits;
+mod outbox;
 mod rls;
 mod settlement;
 mod support;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{event, Pipeline};
 
-async fn api_key(p: &Pipeline, tenant: &str, scopes: &str) -> String {
+pub async fn api_key(p: &Pipeline, tenant: &str, scopes: &str) -> String {
     let created = p
         .admin
         .gql(
@@ -22,7 +22,12 @@ async fn api_key(p: &Pipeline, tenant: &str, scopes: &str) -> String {
         .to_owned()
 }
 
-async fn post(p: &Pipeline, key: Option<&str>, content_type: &str, body: String) -> (u16, Value) {
+pub async fn post(
+    p: &Pipeline,
+    key: Option<&str>,
+    content_type: &str,
+    body: String,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{}/v1/events", p.server.url))
         .header("content-type", content_type)
@@ -37,7 +42,7 @@ async fn post(p: &Pipeline, key: Option<&str>, content_type: &str, body: String)
     )
 }
 
-const BATCH: &str = "application/cloudevents-batch+json";
+pub const BATCH: &str = "application/cloudevents-batch+json";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_answers_per_event_and_accepted_events_are_aggregated() {

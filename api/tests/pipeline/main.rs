@@ -9,5 +9,6 @@ mod support;
 
 mod billing;
 mod chaos;
+mod every_path;
 mod harness;
 mod intake;

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use dotmac_schema::SharedClock;
 
 use super::directory::Directory;
-use crate::bus::EventBus;
 use crate::config::BillingConfig;
+use crate::outbox::Outbox;
 use crate::pipeline::UsageReader;
 use crate::store::Store;
 
@@ -28,8 +28,8 @@ use crate::store::Store;
 pub struct Billing {
     pub store: Store,
     pub clock: SharedClock,
-    /// Finalized invoices are announced here.
-    pub bus: Arc<dyn EventBus>,
+    /// Finalized invoices are recorded here, in their chunk's transaction.
+    pub outbox: Arc<Outbox>,
     /// Committed usage (ClickHouse, or the embedded store).
     pub usage: Arc<dyn UsageReader>,
     /// Dunning suspends and reactivates tenants through their lifecycle.

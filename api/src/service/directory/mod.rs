@@ -1,5 +1,5 @@
 //! Who is on the platform: tenants (onboarding, their lifecycle, announced
-//! on the bus) and resellers.
+//! through the outbox) and resellers.
 
 pub mod resellers;
 pub mod tenants;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dotmac_schema::SharedClock;
 
-use crate::bus::EventBus;
+use crate::outbox::Outbox;
 use crate::service::identity::standing::StandingCache;
 use crate::store::Store;
 
@@ -17,8 +17,8 @@ use crate::store::Store;
 pub struct Directory {
     pub store: Store,
     pub clock: SharedClock,
-    /// Tenant lifecycle changes are announced here.
-    pub bus: Arc<dyn EventBus>,
+    /// Tenant lifecycle changes are recorded here, in their transaction.
+    pub outbox: Arc<Outbox>,
     /// Credentials' view of tenant states: forgotten on every change, so
     /// that a suspension or cancellation binds this process's next request.
     pub standing: Arc<StandingCache>,

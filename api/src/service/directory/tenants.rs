@@ -15,6 +15,7 @@ use crate::store::audit_log::{self, AuditEntry};
 use crate::store::entity::tenant;
 use crate::store::reseller_rows;
 use crate::store::tenant_rows::{self, TenantRow};
+use crate::store::Tx;
 
 #[derive(Debug, Default, Clone)]
 pub struct NewTenant {
@@ -140,8 +141,9 @@ pub async fn create(
         },
     )
     .await?;
+    announce(&tx, directory, &row, None, None, None, p.actor()).await?;
     tx.commit().await?;
-    publish(directory, &row, None, None, None, p.actor()).await;
+    directory.outbox.committed();
     Ok(row)
 }
 
@@ -287,9 +289,19 @@ pub async fn transition(
         },
     )
     .await?;
+    announce(
+        &tx,
+        directory,
+        &row,
+        Some(from),
+        Some(action),
+        why,
+        p.actor(),
+    )
+    .await?;
     tx.commit().await?;
     directory.standing.forget_tenant(&row.id);
-    publish(directory, &row, Some(from), Some(action), why, p.actor()).await;
+    directory.outbox.committed();
     Ok(row)
 }
 
@@ -306,15 +318,17 @@ fn action_name(a: TenantAction) -> &'static str {
     }
 }
 
-/// Publishing happens after commit; a failed publish is logged, the change stands.
-async fn publish(
+/// Records the change's announcement in its transaction (the outbox): it is
+/// published if and only if the change commits, whatever happens after.
+async fn announce(
+    tx: &Tx,
     directory: &Directory,
     row: &TenantRow,
     from: Option<TenantState>,
     action: Option<TenantAction>,
     reason: Option<String>,
     actor: String,
-) {
+) -> ApiResult<()> {
     let to = row.state;
     let event = TenantEvent {
         tenant_id: row.id.clone(),
@@ -326,9 +340,10 @@ async fn publish(
         actor,
         at: directory.clock.now(),
     };
-    if let Err(e) = directory.bus.publish(&BusEvent::Tenant(event)).await {
-        tracing::error!(error = %e, tenant = %row.id, "could not publish tenant event");
-    }
+    directory
+        .outbox
+        .record(tx, &[BusEvent::Tenant(event)])
+        .await
 }
 
 /// Seeding helper: a tenant straight into `state` via the legal path.

@@ -1,12 +1,12 @@
 //! Writing a close: rated chunks go to the store one transaction each, new
 //! invoices past their grace inserted finalized with numbers drawn in that
 //! transaction, while the next chunk is rated; each committed chunk's
-//! finalized invoices are then announced.
+//! finalized invoices are announced through the outbox in that transaction.
 
 use std::collections::HashMap;
 
 use super::book::Due;
-use super::finalized_events::announce;
+use super::finalized_events::announcements;
 use super::rating::{rate, Pending, Write};
 use super::read_model::{Known, Usage};
 use super::{CloseReport, CloseRequest};
@@ -91,7 +91,8 @@ pub(super) async fn rate_and_write(
     Ok(())
 }
 
-/// Writes one chunk in one transaction, then announces what it finalized.
+/// Writes one chunk in one transaction, with the announcements of what it
+/// finalized, then wakes the outbox's relay.
 pub(super) async fn write(
     billing: &Billing,
     req: &CloseRequest,
@@ -100,11 +101,11 @@ pub(super) async fn write(
     report: &mut CloseReport,
 ) -> ApiResult<()> {
     let started = std::time::Instant::now();
-    let (written, direct) = match write_chunk(billing, req, pending, true).await? {
+    let (written, direct) = match write_chunk(billing, req, pending, resellers, true).await? {
         Some(written) => (written, true),
         // Another close wrote some of these invoices since this one read:
         // draft what is missing, then finalize whatever is there.
-        None => match write_chunk(billing, req, pending, false).await? {
+        None => match write_chunk(billing, req, pending, resellers, false).await? {
             Some(written) => (written, false),
             None => return Err(ApiError::internal("a chunk could not be written")),
         },
@@ -113,13 +114,13 @@ pub(super) async fn write(
     report.updated += written.updated;
     report.unchanged += written.unchanged;
     report.finalized += written.finalized.len();
-    let committed_at = started.elapsed();
-    announce(billing, req.now, written.finalized, resellers).await;
+    if !written.finalized.is_empty() {
+        billing.outbox.committed();
+    }
     tracing::debug!(
         invoices = pending.len(),
         direct,
-        write_ms = committed_at.as_millis(),
-        announce_ms = (started.elapsed() - committed_at).as_millis(),
+        write_ms = started.elapsed().as_millis(),
         "chunk written"
     );
     Ok(())
@@ -143,6 +144,7 @@ pub(super) async fn write_chunk(
     billing: &Billing,
     req: &CloseRequest,
     pending: &[Pending],
+    resellers: &HashMap<String, Option<String>>,
     direct: bool,
 ) -> ApiResult<Option<Written>> {
     let mut written = Written::default();
@@ -220,6 +222,11 @@ pub(super) async fn write_chunk(
     written
         .finalized
         .extend(rows::finalize_many(&tx, &ripe, PLATFORM_ISSUER, req.now).await?);
+    // Announced if and only if this chunk commits.
+    billing
+        .outbox
+        .record(&tx, &announcements(req.now, &written.finalized, resellers))
+        .await?;
     tx.commit().await?;
     Ok(Some(written))
 }
