@@ -130,6 +130,11 @@ pub struct AggregatorStats {
     /// Records found on a partition that does not own their key, produced
     /// again to the owner.
     pub forwarded: AtomicU64,
+    /// Partitions taken over whose dedupe keys were read from ClickHouse,
+    /// and partitions given back to this aggregator with nothing committed
+    /// since, whose keys it kept instead.
+    pub dedupe_reloads: AtomicU64,
+    pub dedupe_kept: AtomicU64,
     /// Times this aggregator left and joined its group again after a stall
     /// (no partition while events waited, see `watch_assignment`).
     pub consumer_rejoins: AtomicU64,
@@ -239,7 +244,22 @@ struct Aggregator {
     /// The events topic's partition count (which partition owns a key),
     /// read from the broker with the catalog.
     partition_count: Option<(i32, Instant)>,
+    /// Dedupe state of partitions revoked from this aggregator, kept a
+    /// while: a rebalance usually gives most of them back, and when nobody
+    /// committed anything in between the set is still exact, so the whole
+    /// horizon of keys need not be read again.
+    parked: HashMap<i32, Parked>,
 }
+
+/// A revoked partition's dedupe state, and what it was exact up to.
+struct Parked {
+    committed_last: Option<i64>,
+    dedupe: DedupeSet,
+    at: Instant,
+}
+
+/// How long a revoked partition's dedupe set is kept for its return.
+const PARKED_FOR: Duration = Duration::from_secs(120);
 
 /// What [`Aggregator::watch_assignment`] has seen of a stall so far.
 struct StallWatch {
@@ -330,6 +350,7 @@ impl Aggregator {
             flushed_offsets: HashMap::new(),
             stall: StallWatch::default(),
             partition_count: None,
+            parked: HashMap::new(),
         })
     }
 
@@ -506,8 +527,19 @@ impl Aggregator {
                     dropped = state.pending.len(),
                     "partition revoked"
                 );
+                if state.recovered {
+                    self.parked.insert(
+                        p,
+                        Parked {
+                            committed_last: state.committed_last,
+                            dedupe: state.dedupe,
+                            at: Instant::now(),
+                        },
+                    );
+                }
             }
         }
+        self.parked.retain(|_, k| k.at.elapsed() < PARKED_FOR);
         self.stats
             .pending
             .store(self.pending_total as u64, Ordering::Relaxed);
@@ -634,17 +666,34 @@ impl Aggregator {
             if let Claim::Superseded { epoch: by, from } = claim {
                 tracing::warn!(partition = p, epoch, superseded_by = by, from, "a later owner claimed this partition; what this one writes from there is fenced");
             }
-            let keys = self
-                .handle
-                .block_on(self.store.committed_keys(p, horizon))?;
+            // Back with nothing committed since it left: its keys are exact.
+            let kept = self
+                .parked
+                .remove(&p)
+                .filter(|k| k.committed_last == last)
+                .map(|k| k.dedupe);
+            let dedupe = match kept {
+                Some(set) => {
+                    self.stats.dedupe_kept.fetch_add(1, Ordering::Relaxed);
+                    set
+                }
+                None => {
+                    let mut set = DedupeSet::default();
+                    for (k, t) in self
+                        .handle
+                        .block_on(self.store.committed_keys(p, horizon))?
+                    {
+                        set.insert(k, t);
+                    }
+                    self.stats.dedupe_reloads.fetch_add(1, Ordering::Relaxed);
+                    set
+                }
+            };
             let rewind = self.rewind_to_committed(p, last)?;
             let state = self.partitions.entry(p).or_default();
             state.committed_last = last;
             state.epoch = epoch;
-            state.dedupe = DedupeSet::default();
-            for (k, t) in keys {
-                state.dedupe.insert(k, t);
-            }
+            state.dedupe = dedupe;
             state.recovered = true;
             if rewind {
                 self.pending_total -= state.pending.len();

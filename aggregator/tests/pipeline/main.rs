@@ -9,6 +9,7 @@ mod bad_input;
 mod exactness;
 mod fencing;
 mod harness;
+mod rebalance;
 mod sasl;
 mod third_party;
 mod totals;
