@@ -12,6 +12,7 @@ pub mod clickhouse;
 pub mod consumer;
 pub mod dedupe_set;
 pub mod fold;
+pub mod retention;
 pub mod rows;
 pub mod store;
 #[cfg(feature = "testkit")]

@@ -233,6 +233,36 @@ impl UsageStore {
         self.ch.insert("usage_batches", &stamped).await
     }
 
+    /// The `usage_raw` partitions (30-day buckets of event time) that hold
+    /// rows.
+    pub async fn raw_buckets(&self) -> Result<Vec<i64>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            partition: String,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(
+                "SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() \
+                 AND table = 'usage_raw' AND active",
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                r.partition.trim_matches('\'').parse::<i64>().map_err(|e| {
+                    ClickHouseError::Decode(format!("usage_raw partition {:?}: {e}", r.partition))
+                })
+            })
+            .collect()
+    }
+
+    /// Drops one `usage_raw` bucket (retention decides which).
+    pub async fn drop_raw_bucket(&self, bucket: i64) -> Result<(), ClickHouseError> {
+        self.ch
+            .execute(&format!("ALTER TABLE usage_raw DROP PARTITION {bucket}"))
+            .await
+    }
+
     /// Records a claim of `partition` at `epoch` from offset `from`, then
     /// fences what it supersedes (see [`fences_for_claim`]). Reading the
     /// claims after inserting this one is what makes two concurrent claims

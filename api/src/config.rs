@@ -88,6 +88,9 @@ pub struct PipelineConfig {
     pub max_pending_records: usize,
     /// How long `(tenant, source, id)` is remembered, in days.
     pub dedupe_horizon_days: i64,
+    /// Raw events are kept this many days (never fewer than the dedupe
+    /// horizon or the periods still open for billing).
+    pub raw_retention_days: i64,
     /// How often aggregators reload tenants and meters, in seconds.
     pub catalog_refresh_secs: u64,
     /// Consumer session timeout: how fast a dead aggregator's partitions move.
@@ -227,6 +230,7 @@ impl Default for Config {
                 flush_ms: 200,
                 max_pending_records: 100_000,
                 dedupe_horizon_days: 32,
+                raw_retention_days: 400,
                 catalog_refresh_secs: 5,
                 session_timeout_ms: 6000,
                 max_poll_interval_ms: 30_000,
@@ -375,6 +379,9 @@ impl Config {
         if !(1..=366).contains(&p.dedupe_horizon_days) {
             return bad("pipeline.dedupe_horizon_days", "must be 1 to 366");
         }
+        if !(1..=36_500).contains(&p.raw_retention_days) {
+            return bad("pipeline.raw_retention_days", "must be 1 to 36500");
+        }
         if p.session_timeout_ms < 1000 || p.max_poll_interval_ms < p.session_timeout_ms {
             return bad(
                 "pipeline.max_poll_interval_ms",
@@ -421,6 +428,15 @@ impl Config {
         c.max_poll_interval_ms = p.max_poll_interval_ms;
         c.write_timeout = std::time::Duration::from_millis(u64::from(p.max_poll_interval_ms) / 3);
         Ok(c)
+    }
+
+    /// What the raw-event retention job keeps.
+    pub fn retention(&self) -> dotmac_aggregator::retention::Retention {
+        dotmac_aggregator::retention::Retention {
+            keep: chrono::TimeDelta::days(self.pipeline.raw_retention_days),
+            dedupe_horizon: chrono::TimeDelta::days(self.pipeline.dedupe_horizon_days),
+            grace: chrono::TimeDelta::days(self.billing.grace_days),
+        }
     }
 
     pub fn topics(&self) -> dotmac_ingest::kafka::Topics {

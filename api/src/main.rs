@@ -235,6 +235,23 @@ async fn main() -> anyhow::Result<()> {
                 let _ = stop.send(true);
             });
             let stats = Arc::new(dotmac_aggregator::AggregatorStats::default());
+            // Raw-event retention, hourly, beside the consumer.
+            let (retention, usage, clock) = (
+                config.retention(),
+                config.usage_store(),
+                settings.clock.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let cutoff = retention.raw_cutoff(clock.now());
+                    if let Err(e) =
+                        dotmac_aggregator::retention::drop_expired_raw(&usage, cutoff).await
+                    {
+                        tracing::warn!(error = %e, "raw-event retention failed; retried in an hour");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+            });
             dotmac_aggregator::run(
                 settings,
                 config.usage_store(),

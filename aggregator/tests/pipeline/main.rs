@@ -10,6 +10,7 @@ mod exactness;
 mod fencing;
 mod harness;
 mod rebalance;
+mod retention;
 mod sasl;
 mod third_party;
 mod totals;
