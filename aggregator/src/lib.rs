@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod clickhouse;
+pub mod compaction;
 pub mod consumer;
 pub mod dedupe_set;
 pub mod fold;

@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_fencing",
         include_str!("../../migrations/clickhouse/0002_fencing.sql"),
     ),
+    (
+        "0003_compaction",
+        include_str!("../../migrations/clickhouse/0003_compaction.sql"),
+    ),
 ];
 
 /// Rows per INSERT request of raw rows and rollup parts.
@@ -51,6 +55,24 @@ macro_rules! unfenced_batches {
 /// Rows count only when their write has a batch row (the commit record)
 /// that no later owner of its partition fenced.
 pub(crate) const COMMITTED: &str = concat!("write_id IN (", unfenced_batches!(), ")");
+
+/// Rollup windows are compacted in 30-day buckets of `window_start`
+/// (seconds), the partition key of both rollup tables.
+pub const ROLLUP_BUCKET_SECS: i64 = 2_592_000;
+
+/// Every committed rollup row matching `filter` (a condition on the rollup
+/// columns), as one subquery with the parts table's columns: parts of
+/// buckets not compacted whose write is committed, and the rows of each
+/// compacted bucket's latest compaction. Every read of rollups goes
+/// through here, so compaction never changes what a read sees.
+pub(crate) fn committed_rollups(filter: &str) -> String {
+    format!(
+        "(SELECT * FROM usage_rollup_parts WHERE {filter} AND {COMMITTED} \
+         AND intDiv(window_start, {ROLLUP_BUCKET_SECS}) NOT IN (SELECT bucket FROM usage_compactions) \
+         UNION ALL SELECT * FROM usage_rollup_compacted WHERE {filter} \
+         AND write_id IN (SELECT argMax(compaction_id, compacted_at_us) FROM usage_compactions GROUP BY bucket))"
+    )
+}
 
 /// What a partition's owner learned when it claimed the partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,30 +258,113 @@ impl UsageStore {
     /// The `usage_raw` partitions (30-day buckets of event time) that hold
     /// rows.
     pub async fn raw_buckets(&self) -> Result<Vec<i64>, ClickHouseError> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            partition: String,
-        }
-        let rows: Vec<Row> = self
-            .ch
-            .select(
-                "SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() \
-                 AND table = 'usage_raw' AND active",
-            )
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                r.partition.trim_matches('\'').parse::<i64>().map_err(|e| {
-                    ClickHouseError::Decode(format!("usage_raw partition {:?}: {e}", r.partition))
-                })
-            })
-            .collect()
+        self.buckets_of("usage_raw").await
     }
 
     /// Drops one `usage_raw` bucket (retention decides which).
     pub async fn drop_raw_bucket(&self, bucket: i64) -> Result<(), ClickHouseError> {
         self.ch
             .execute(&format!("ALTER TABLE usage_raw DROP PARTITION {bucket}"))
+            .await
+    }
+
+    /// The buckets (of `window_start`) that have rollup parts.
+    pub async fn rollup_buckets(&self) -> Result<Vec<i64>, ClickHouseError> {
+        self.buckets_of("usage_rollup_parts").await
+    }
+
+    async fn buckets_of(&self, table: &str) -> Result<Vec<i64>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            partition: String,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select(&format!(
+                "SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() \
+                 AND table = {} AND active",
+                quote(table)
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                r.partition.trim_matches('\'').parse::<i64>().map_err(|e| {
+                    ClickHouseError::Decode(format!("{table} partition {:?}: {e}", r.partition))
+                })
+            })
+            .collect()
+    }
+
+    /// The buckets a committed compaction holds.
+    pub async fn compacted_buckets(
+        &self,
+    ) -> Result<std::collections::BTreeSet<i64>, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            bucket: i64,
+        }
+        let rows: Vec<Row> = self
+            .ch
+            .select("SELECT DISTINCT bucket FROM usage_compactions")
+            .await?;
+        Ok(rows.into_iter().map(|r| r.bucket).collect())
+    }
+
+    /// The committed parts of one bucket of windows, as a compaction reads
+    /// them.
+    pub async fn committed_bucket_parts(
+        &self,
+        bucket: i64,
+    ) -> Result<Vec<RollupPartRow>, ClickHouseError> {
+        self.ch
+            .select(&format!(
+                "SELECT * FROM usage_rollup_parts \
+                 WHERE intDiv(window_start, {ROLLUP_BUCKET_SECS}) = {bucket} AND {COMMITTED}"
+            ))
+            .await
+    }
+
+    /// Writes a bucket's compacted rows, then the row that commits them:
+    /// until it is written no reader sees them, and after it no reader
+    /// sees the bucket's parts.
+    pub async fn commit_compaction(
+        &self,
+        bucket: i64,
+        compaction_id: &str,
+        parts: u64,
+        rows: &[RollupPartRow],
+    ) -> Result<(), ClickHouseError> {
+        #[derive(serde::Serialize)]
+        struct CompactionRow<'a> {
+            bucket: i64,
+            compaction_id: &'a str,
+            parts: u64,
+            rows: u64,
+            compacted_at_us: i64,
+        }
+        for chunk in rows.chunks(WRITE_CHUNK_ROWS) {
+            self.ch.insert("usage_rollup_compacted", chunk).await?;
+        }
+        self.ch
+            .insert(
+                "usage_compactions",
+                &[CompactionRow {
+                    bucket,
+                    compaction_id,
+                    parts,
+                    rows: rows.len() as u64,
+                    compacted_at_us: chrono::Utc::now().timestamp_micros(),
+                }],
+            )
+            .await
+    }
+
+    /// Drops one bucket of rollup parts (only once it is compacted).
+    pub async fn drop_rollup_bucket(&self, bucket: i64) -> Result<(), ClickHouseError> {
+        self.ch
+            .execute(&format!(
+                "ALTER TABLE usage_rollup_parts DROP PARTITION {bucket}"
+            ))
             .await
     }
 
@@ -420,12 +525,12 @@ impl UsageStore {
                 ts.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")
             ),
         };
+        let filter = format!(
+            "meter = {meter}{tenant_filter} AND window_start >= {from_secs} AND window_start < {to_secs}",
+            meter = quote(meter)
+        );
         self.ch
-            .select(&format!(
-                "SELECT * FROM usage_rollup_parts WHERE meter = {meter}{tenant_filter} \
-                 AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED}",
-                meter = quote(meter)
-            ))
+            .select(&format!("SELECT * FROM {}", committed_rollups(&filter)))
             .await
     }
 
@@ -461,10 +566,11 @@ impl UsageStore {
                 "SELECT tenant, groupUniqArray(aggregation) AS aggregations, groupArray(value) AS values, \
                  sum(count) AS count, groupArray(uniques) AS uniques, groupArray(latest_time_us) AS latest_times, \
                  groupArray(latest_id) AS latest_ids \
-                 FROM usage_rollup_parts WHERE meter = {meter} \
-                 AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED} \
-                 GROUP BY tenant",
-                meter = quote(meter)
+                 FROM {rollups} GROUP BY tenant",
+                rollups = committed_rollups(&format!(
+                    "meter = {} AND window_start >= {from_secs} AND window_start < {to_secs}",
+                    quote(meter)
+                ))
             ))
             .await?;
         let mut out = TenantTotals::default();
@@ -680,7 +786,7 @@ mod tests {
     #[test]
     fn the_ddl_splits_into_its_statements() {
         let all: Vec<String> = MIGRATIONS.iter().flat_map(|(_, s)| statements(s)).collect();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 8);
         // Every statement can run twice: created if missing, or a column
         // added only when absent.
         assert!(all

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::clickhouse::quote;
 use crate::rows::PartError;
-use crate::store::{ReadError, UsageStore, COMMITTED};
+use crate::store::{committed_rollups, ReadError, UsageStore};
 
 /// Digits `Decimal128(18)` holds left of the point.
 const INTEGER_DIGITS: u32 = 20;
@@ -49,8 +49,10 @@ fn guarded_parts(meters: &str, from_secs: i64, to_secs: i64) -> String {
          if(dot = 0, toInt64(length(value)), toInt64(dot) - 1) AS digits, \
          match(value, '^-?[0-9]{{1,{INTEGER_DIGITS}}}(\\\\.[0-9]{{1,{FRACTION_DIGITS}}})?$') AS exact, \
          toDecimal128(if(exact, value, '0'), {FRACTION_DIGITS}) AS d \
-         FROM usage_rollup_parts WHERE meter IN ({meters}) \
-         AND window_start >= {from_secs} AND window_start < {to_secs} AND {COMMITTED}"
+         FROM {rollups}",
+        rollups = committed_rollups(&format!(
+            "meter IN ({meters}) AND window_start >= {from_secs} AND window_start < {to_secs}"
+        ))
     )
 }
 

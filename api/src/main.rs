@@ -235,7 +235,8 @@ async fn main() -> anyhow::Result<()> {
                 let _ = stop.send(true);
             });
             let stats = Arc::new(dotmac_aggregator::AggregatorStats::default());
-            // Raw-event retention, hourly, beside the consumer.
+            // Raw-event retention and compaction of closed rollup buckets,
+            // hourly, beside the consumer.
             let (retention, usage, clock) = (
                 config.retention(),
                 config.usage_store(),
@@ -248,6 +249,15 @@ async fn main() -> anyhow::Result<()> {
                         dotmac_aggregator::retention::drop_expired_raw(&usage, cutoff).await
                     {
                         tracing::warn!(error = %e, "raw-event retention failed; retried in an hour");
+                    }
+                    if let Err(e) = dotmac_aggregator::compaction::compact_closed(
+                        &usage,
+                        clock.now(),
+                        retention.dedupe_horizon,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "compaction failed; retried in an hour");
                     }
                     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 }

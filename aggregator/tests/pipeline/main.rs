@@ -6,6 +6,7 @@
 
 mod activation;
 mod bad_input;
+mod compaction;
 mod exactness;
 mod fencing;
 mod harness;
