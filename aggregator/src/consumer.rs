@@ -969,11 +969,17 @@ impl Aggregator {
             self.producer
                 .send(record, Timeout::After(Duration::from_secs(10)))
         });
-        let results = self.handle.block_on(join_all(sends));
-        for r in results {
-            if let Err((e, _)) = r {
-                return Err(AggregatorError::DeadLetter(e.to_string()));
-            }
+        self.acknowledged(sends)
+            .map_err(|e| AggregatorError::DeadLetter(e.to_string()))
+    }
+
+    /// Waits for every send; the first refusal, if any.
+    fn acknowledged<F>(&self, sends: impl Iterator<Item = F>) -> Result<(), KafkaError>
+    where
+        F: std::future::Future<Output = rdkafka::producer::future_producer::OwnedDeliveryResult>,
+    {
+        for r in self.handle.block_on(join_all(sends)) {
+            r.map_err(|(e, _)| e)?;
         }
         Ok(())
     }
@@ -1028,13 +1034,8 @@ impl Aggregator {
             self.producer
                 .send(record, Timeout::After(Duration::from_secs(10)))
         });
-        let results = self.handle.block_on(join_all(sends));
-        for r in results {
-            if let Err((e, _)) = r {
-                return Err(AggregatorError::Forward(e.to_string()));
-            }
-        }
-        Ok(())
+        self.acknowledged(sends)
+            .map_err(|e| AggregatorError::Forward(e.to_string()))
     }
 
     fn commit(&self, offsets: &[(i32, i64)], mode: CommitMode) {

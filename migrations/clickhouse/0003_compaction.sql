@@ -7,22 +7,10 @@
 -- parts, so the bucket's parts can then be dropped: a read over a year
 -- costs the same whatever number of flushes wrote it.
 
-CREATE TABLE IF NOT EXISTS usage_rollup_compacted (
-    tenant String,
-    meter String,
-    window_start Int64,
-    group_key String,
-    partition Int32,
-    write_id String,
-    aggregation String,
-    value String,
-    count UInt64,
-    uniques Array(String),
-    latest_time_us Int64,
-    latest_id String
-) ENGINE = MergeTree
-PARTITION BY intDiv(window_start, 2592000)
-ORDER BY (tenant, meter, window_start, group_key);
+-- The same columns, in the same order, partitioning and sort as the parts
+-- (readers take both with one UNION ALL of SELECT *); write_id holds the
+-- compaction id.
+CREATE TABLE IF NOT EXISTS usage_rollup_compacted AS usage_rollup_parts;
 
 CREATE TABLE IF NOT EXISTS usage_compactions (
     bucket Int64,

@@ -95,15 +95,3 @@ pub async fn forget_published(
     tx.commit().await?;
     Ok(gone)
 }
-
-/// How many announcements wait (for tests and readiness).
-pub async fn waiting(store: &Store) -> ApiResult<u64> {
-    use sea_orm::PaginatorTrait;
-    let tx = store.begin_system().await?;
-    let n = outbox::Entity::find()
-        .filter(outbox::Column::PublishedAt.is_null())
-        .count(&tx)
-        .await?;
-    tx.commit().await?;
-    Ok(n)
-}
