@@ -15,6 +15,8 @@ use crate::limiter::RateLimiter;
 use crate::outbox::Outbox;
 use crate::pipeline::{UsageReader, UsageSink};
 use crate::service::billing::Billing;
+use crate::service::directory::instance_watch;
+use crate::service::directory::instances::{self, InstanceDefaults, Orchestration};
 use crate::service::directory::Directory;
 use crate::service::identity::standing::StandingCache;
 use crate::service::identity::Identity;
@@ -53,6 +55,8 @@ pub struct Ports {
     pub keys: TokenKeys,
     pub usage: Arc<dyn UsageReader>,
     pub intake: Option<Arc<dyn UsageSink>>,
+    /// Where tenants' instances are declared; `None` without a cluster target.
+    pub instances: Option<Arc<dyn dotmac_orchestrator::cluster::Instances>>,
 }
 
 impl App {
@@ -65,6 +69,7 @@ impl App {
             keys,
             usage,
             intake,
+            instances,
         } = ports;
         let standing = Arc::new(StandingCache::default());
         let outbox = Outbox::new(store.clone(), bus.clone(), clock.clone());
@@ -73,12 +78,33 @@ impl App {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(outbox.clone().run());
         }
+        let orchestration = instances.map(|instances| {
+            let o = &config.orchestrator;
+            Orchestration::new(
+                instances,
+                InstanceDefaults {
+                    image: o.image.clone(),
+                    version: o.version.clone(),
+                    domain_suffix: (!o.domain_suffix.is_empty()).then(|| o.domain_suffix.clone()),
+                    onboarding_deadline: chrono::TimeDelta::seconds(
+                        i64::try_from(o.onboarding_deadline_secs).unwrap_or(i64::MAX),
+                    ),
+                },
+            )
+        });
         let directory = Directory {
             store: store.clone(),
             clock: clock.clone(),
             outbox: outbox.clone(),
             standing: standing.clone(),
+            orchestration: orchestration.clone(),
         };
+        // The sync and the watcher of tenants' instances run for the life
+        // of the process, like the relay.
+        if let (Some(o), Ok(runtime)) = (orchestration, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(instances::run_sync(directory.clone(), o.clone()));
+            runtime.spawn(instance_watch::run_watch(directory.clone(), o));
+        }
         let identity = Identity {
             store: store.clone(),
             clock: clock.clone(),

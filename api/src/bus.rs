@@ -48,6 +48,19 @@ pub struct InvoiceFinalized {
     pub finalized_at: DateTime<Utc>,
 }
 
+/// A tenant's instance reported a new status (phase, Ready condition).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceChanged {
+    pub tenant_id: String,
+    pub reseller_id: Option<String>,
+    /// The instance's phase (Provisioning, Ready, Degraded, …).
+    pub phase: String,
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything that travels on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -55,6 +68,7 @@ pub enum BusEvent {
     Tenant(TenantEvent),
     Usage(UsageUpdate),
     Invoice(InvoiceFinalized),
+    Instance(InstanceChanged),
 }
 
 /// Where events are published and received. Two implementations: [`LocalBus`] and [`RedisBus`].

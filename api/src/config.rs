@@ -51,6 +51,53 @@ pub struct Config {
     pub clickhouse_database: String,
     pub pipeline: PipelineConfig,
     pub billing: BillingConfig,
+    /// Vault/OpenBao address; env `DOTMAC_VAULT_ADDR`. Empty: tenants'
+    /// secrets are kept in a sealed store in the data dir (dev only).
+    pub vault_addr: String,
+    /// The platform's Vault token; env `DOTMAC_VAULT_TOKEN`.
+    pub vault_token: String,
+    pub orchestrator: OrchestratorConfig,
+}
+
+/// Where tenants' instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrchestratorTarget {
+    /// No cluster: provisioning is finished by an operator (`activateTenant`).
+    None,
+    /// The local recorder in a folder (what `dev` runs).
+    Local,
+    /// A Kubernetes cluster, reconciled by `dotmac orchestrate`.
+    Kubernetes,
+}
+
+/// Tenant instances and their secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    pub target: OrchestratorTarget,
+    /// Kubeconfig file; empty: `$KUBECONFIG`, `~/.kube/config`, then in-cluster.
+    pub kubeconfig: String,
+    /// Folder of the local recorder (target `local`); empty in `dev`: the data dir's `cluster/`.
+    pub local_dir: String,
+    /// The ISP framework's image repository and the version new instances run.
+    pub image: String,
+    pub version: String,
+    /// Instances answer on `<slug>.<domain_suffix>`; empty: no Ingress.
+    pub domain_suffix: String,
+    /// A tenant whose instance is not Ready this long after provisioning is
+    /// marked failed, naming the step that is not done.
+    pub onboarding_deadline_secs: u64,
+    /// How long a rollout may take before it is rolled back.
+    pub progress_deadline_secs: i32,
+    /// Reconciles at once in `dotmac orchestrate`.
+    pub concurrency: u16,
+    /// Only instances labelled with this shard (empty: all).
+    pub shard: String,
+    /// The KV v2 mount of tenants' secrets in Vault.
+    pub vault_mount: String,
+    /// Rotate every tenant's secrets this often, in days; 0: only on demand.
+    pub rotate_secrets_days: u32,
 }
 
 /// The longest grace a draft invoice may have, in days.
@@ -241,6 +288,22 @@ impl Default for Config {
                 payment_webhook_secret: String::new(),
                 schedule_minutes: 60,
             },
+            vault_addr: String::new(),
+            vault_token: String::new(),
+            orchestrator: OrchestratorConfig {
+                target: OrchestratorTarget::None,
+                kubeconfig: String::new(),
+                local_dir: String::new(),
+                image: "ghcr.io/dotmac/isp-framework".into(),
+                version: "1.0.0".into(),
+                domain_suffix: String::new(),
+                onboarding_deadline_secs: 300,
+                progress_deadline_secs: 600,
+                concurrency: 16,
+                shard: String::new(),
+                vault_mount: "secret".into(),
+                rotate_secrets_days: 0,
+            },
         }
     }
 }
@@ -404,7 +467,44 @@ impl Config {
                 "must be at least 32 characters when set",
             );
         }
+        let o = &self.orchestrator;
+        if o.image.trim().is_empty() || o.image.contains(char::is_whitespace) {
+            return bad("orchestrator.image", "must be an image repository");
+        }
+        if dotmac_orchestrator::builders::valid_version(&o.version).is_err() {
+            return bad("orchestrator.version", "must be a version such as 1.4.0");
+        }
+        if !(30..=86_400).contains(&o.onboarding_deadline_secs) {
+            return bad(
+                "orchestrator.onboarding_deadline_secs",
+                "must be 30 to 86400",
+            );
+        }
+        if !(5..=86_400).contains(&o.progress_deadline_secs) {
+            return bad("orchestrator.progress_deadline_secs", "must be 5 to 86400");
+        }
+        if o.concurrency == 0 {
+            return bad("orchestrator.concurrency", "must be at least 1");
+        }
+        let vault_ok = self.vault_addr.is_empty()
+            || self.vault_addr.starts_with("http://")
+            || self.vault_addr.starts_with("https://");
+        if !vault_ok {
+            return bad("vault_addr", "must start with http:// or https://");
+        }
         Ok(())
+    }
+
+    /// The orchestrator's settings for every instance.
+    pub fn orchestrator_settings(&self) -> dotmac_orchestrator::Settings {
+        let o = &self.orchestrator;
+        dotmac_orchestrator::Settings {
+            image: o.image.clone(),
+            progress_deadline_seconds: o.progress_deadline_secs,
+            concurrency: o.concurrency,
+            shard: (!o.shard.is_empty()).then(|| o.shard.clone()),
+            ..Default::default()
+        }
     }
 
     /// The aggregator's settings.

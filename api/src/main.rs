@@ -67,6 +67,18 @@ enum Command {
         #[command(subcommand)]
         command: BillCommand,
     },
+    /// The orchestrator: reconciles tenants' instances on Kubernetes
+    /// (orchestrator.kubeconfig) with their secrets in Vault (DOTMAC_VAULT_ADDR).
+    Orchestrate {
+        #[command(subcommand)]
+        command: Option<OrchestrateCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrchestrateCommand {
+    /// Prints the TenantInstance CRD (YAML), to apply before the first run.
+    Crd,
 }
 
 #[derive(Subcommand)]
@@ -440,6 +452,31 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Orchestrate {
+            command: Some(OrchestrateCommand::Crd),
+        } => {
+            print!("{}", dotmac_orchestrator::resource::crd_yaml());
+            Ok(())
+        }
+        Command::Orchestrate { command: None } => {
+            init_tracing(&config.log_format);
+            let o = &config.orchestrator;
+            let kubeconfig = (!o.kubeconfig.is_empty()).then(|| PathBuf::from(&o.kubeconfig));
+            let kube = dotmac_orchestrator::kube_cluster::config(kubeconfig.as_deref()).await?;
+            let client =
+                dotmac_orchestrator::kube_cluster::client(kube, Default::default()).await?;
+            let vault = wiring::secret_vault(&config, None)?;
+            tracing::info!(secrets = %vault.describe(), "orchestrating tenant instances");
+            dotmac_orchestrator::controller::run(
+                client,
+                vault,
+                config.orchestrator_settings(),
+                dotmac_schema::clock::system(),
+                wiring::shutdown_signal(),
+            )
+            .await?;
+            Ok(())
+        }
         Command::Serve => {
             init_tracing(&config.log_format);
             let listen = config.listen.clone();
@@ -465,6 +502,12 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding --listen {listen}"))?;
             let addr = listener.local_addr()?;
+            // The demo's tenants get instances: on the local recorder unless
+            // a cluster was configured.
+            let mut config = config;
+            if config.orchestrator.target == dotmac_api::config::OrchestratorTarget::None {
+                config.orchestrator.target = dotmac_api::config::OrchestratorTarget::Local;
+            }
             let (app, pipeline) =
                 wiring::embedded(config, &data_dir, dotmac_schema::clock::system()).await?;
             let fresh = seed::seed_demo(&app, &password)

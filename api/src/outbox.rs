@@ -149,6 +149,7 @@ fn entry(event: &BusEvent) -> ApiResult<OutboxEntry> {
         BusEvent::Tenant(t) => ("tenant", &t.tenant_id, &t.reseller_id),
         BusEvent::Usage(u) => ("usage", &u.tenant_id, &u.reseller_id),
         BusEvent::Invoice(i) => ("invoice", &i.tenant_id, &i.reseller_id),
+        BusEvent::Instance(i) => ("instance", &i.tenant_id, &i.reseller_id),
     };
     Ok(OutboxEntry {
         tenant_id: Some(tenant_id.clone()),

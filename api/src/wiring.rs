@@ -2,7 +2,7 @@
 //! (`serve`) or over a SQLite file and in-process bus and limiter (`dev`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dotmac_schema::SharedClock;
@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::app::{App, Ports};
 use crate::auth::TokenKeys;
 use crate::bus::{LocalBus, RedisBus};
-use crate::config::Config;
+use crate::config::{Config, OrchestratorTarget};
 use crate::graphql::build_schemas;
 use crate::limiter::{LocalLimiter, RedisLimiter};
 use crate::pipeline::clickhouse::ClickHouseReader;
@@ -19,6 +19,12 @@ use crate::pipeline::embedded::EmbeddedPipeline;
 use crate::pipeline::kafka::KafkaSink;
 use crate::pipeline::UsageSink;
 use crate::store::Store;
+use dotmac_orchestrator::cluster::Instances;
+use dotmac_orchestrator::kube_cluster::{self, KubeCluster};
+use dotmac_orchestrator::local::LocalCluster;
+use dotmac_orchestrator::secrets::local::LocalSecrets;
+use dotmac_orchestrator::secrets::openbao::{OpenBao, OpenBaoSettings};
+use dotmac_orchestrator::secrets::{SecretValue, SecretVault};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +43,85 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("kafka at `kafka_brokers`: {0}")]
     Kafka(String),
+    #[error("orchestrator: {0}")]
+    Orchestrator(#[from] dotmac_orchestrator::Error),
+}
+
+/// Where tenants' secrets live: Vault/OpenBao when `vault_addr` is set,
+/// else (only with a data dir, i.e. in `dev`) the sealed local store.
+pub fn secret_vault(
+    config: &Config,
+    data_dir: Option<&Path>,
+) -> Result<Arc<dyn SecretVault>, StartError> {
+    if !config.vault_addr.is_empty() {
+        if config.vault_token.is_empty() {
+            return Err(crate::config::ConfigError::Invalid {
+                key: "vault_token".into(),
+                reason: "must be set with vault_addr (env DOTMAC_VAULT_TOKEN)".into(),
+            }
+            .into());
+        }
+        return Ok(Arc::new(OpenBao::new(OpenBaoSettings {
+            address: config.vault_addr.clone(),
+            token: SecretValue::new(config.vault_token.clone()),
+            mount: config.orchestrator.vault_mount.clone(),
+            max_versions: 10,
+        })?));
+    }
+    match data_dir {
+        Some(dir) => Ok(Arc::new(LocalSecrets::open(&dir.join("secrets"))?)),
+        None => Err(crate::config::ConfigError::Invalid {
+            key: "vault_addr".into(),
+            reason:
+                "must be set outside dev (env DOTMAC_VAULT_ADDR): tenants' secrets live in Vault"
+                    .into(),
+        }
+        .into()),
+    }
+}
+
+/// Where tenants' instances are declared, by `orchestrator.target`. The
+/// local target also runs its controller in this process.
+pub async fn cluster_target(
+    config: &Config,
+    data_dir: Option<&Path>,
+    clock: SharedClock,
+) -> Result<Option<Arc<dyn Instances>>, StartError> {
+    let o = &config.orchestrator;
+    match o.target {
+        OrchestratorTarget::None => Ok(None),
+        OrchestratorTarget::Local => {
+            let dir = match (o.local_dir.as_str(), data_dir) {
+                ("", Some(d)) => d.join("cluster"),
+                ("", None) => {
+                    return Err(crate::config::ConfigError::Invalid {
+                        key: "orchestrator.local_dir".into(),
+                        reason: "must be set for the local target outside dev".into(),
+                    }
+                    .into())
+                }
+                (dir, _) => PathBuf::from(dir),
+            };
+            let vault = secret_vault(config, data_dir)?;
+            let cluster = LocalCluster::open(&dir, clock.clone())?;
+            tokio::spawn(cluster.clone().run(
+                vault,
+                config.orchestrator_settings(),
+                clock,
+                std::time::Duration::from_secs(2),
+            ));
+            Ok(Some(cluster))
+        }
+        OrchestratorTarget::Kubernetes => {
+            let kubeconfig = (!o.kubeconfig.is_empty()).then(|| PathBuf::from(&o.kubeconfig));
+            let kube = kube_cluster::config(kubeconfig.as_deref()).await?;
+            let client = kube_cluster::client(kube, Default::default()).await?;
+            let shard = (!o.shard.is_empty()).then(|| o.shard.clone());
+            Ok(Some(Arc::new(
+                KubeCluster::new(client, None).with_shard(shard),
+            )))
+        }
+    }
 }
 
 /// Production wiring: Postgres (as a role subject to RLS) and Redis.
@@ -68,6 +153,7 @@ pub async fn production_app(config: Config, clock: SharedClock) -> Result<App, S
         )),
     };
     let usage = Arc::new(ClickHouseReader(config.usage_store()));
+    let instances = cluster_target(&config, None, clock.clone()).await?;
     Ok(App::new(
         config,
         Ports {
@@ -78,6 +164,7 @@ pub async fn production_app(config: Config, clock: SharedClock) -> Result<App, S
             keys,
             usage,
             intake,
+            instances,
         },
     ))
 }
@@ -116,6 +203,7 @@ pub async fn embedded(
         clock.clone(),
     );
     tokio::spawn(embedded.clone().run());
+    let instances = cluster_target(&config, Some(data_dir), clock.clone()).await?;
     let app = App::new(
         config,
         Ports {
@@ -126,6 +214,7 @@ pub async fn embedded(
             keys,
             usage: embedded.clone(),
             intake: Some(embedded.clone()),
+            instances,
         },
     );
     Ok((app, embedded))

@@ -259,6 +259,7 @@ pub fn children(
     owner: Option<&OwnerReference>,
 ) -> Result<Vec<Child>, Error> {
     let ns = namespace_for(&spec.tenant_id)?;
+    valid_version(version)?;
     let sizing = Sizing::of(spec.tier.into())?;
     let mut out = vec![
         Child::of(ChildKind::Namespace, &namespace(spec, &ns))?,
@@ -614,6 +615,24 @@ pub fn service(spec: &TenantInstanceSpec, ns: &str, owner: Option<&OwnerReferenc
     }
 }
 
+/// A framework version as an image tag accepts it (`1.4.0`, `2.0.0-rc.1`).
+pub fn valid_version(version: &str) -> Result<(), Error> {
+    let ok = !version.is_empty()
+        && version.len() <= 128
+        && version.as_bytes()[0].is_ascii_alphanumeric()
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            field: "spec.version",
+            reason: format!("{version:?} is not an image tag (letters, digits, '.', '-', '_')"),
+        })
+    }
+}
+
 /// A host name as an Ingress rule accepts it (RFC 1123, lowercase).
 fn valid_host(domain: &str) -> bool {
     domain.len() <= 253
@@ -842,6 +861,16 @@ mod tests {
         rotated.version = 4;
         let kids4 = children(&s, "1.4.0", &rotated, &Settings::default(), None).unwrap();
         assert_ne!(d, digest(&kids4, 4));
+    }
+
+    #[test]
+    fn versions_are_image_tags() {
+        for ok in ["1.4.0", "2.0.0-rc.1", "v3_beta"] {
+            assert!(valid_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-1", "1.0 ; rm", "a/b", "1:2", &"9".repeat(129)] {
+            assert!(valid_version(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! local recorder of `dotmac dev` ([`crate::local`]).
 
 use crate::builders::Child;
+
 use crate::resource::{ChildRef, TenantInstance, TenantInstanceSpec, TenantInstanceStatus};
 use crate::Error;
 
@@ -64,4 +65,7 @@ pub trait Instances: Send + Sync {
     /// Asks for the instance's deletion: its finalizer then cleans up, or
     /// waits while deletion protection is on. Only ever for one named tenant.
     async fn request_deletion(&self, tenant_id: &str) -> Result<(), Error>;
+    /// Every instance now, then every change (spec or status) as it
+    /// happens; reconnects on its own. For the control plane's watcher.
+    fn watch(&self) -> futures::stream::BoxStream<'static, TenantInstance>;
 }

@@ -283,12 +283,8 @@ impl Instances for KubeCluster {
             Err(e) => Err(e.into()),
         }
     }
-}
 
-impl KubeCluster {
-    /// Every change of any instance (spec or status), for the control
-    /// plane's status watcher; restarts and relists on its own after errors.
-    pub fn watch(&self) -> BoxStream<'static, TenantInstance> {
+    fn watch(&self) -> BoxStream<'static, TenantInstance> {
         use kube::runtime::{watcher, WatchStreamExt};
         let mut config = watcher::Config::default();
         if let Some(shard) = &self.shard {

@@ -37,6 +37,8 @@ pub struct LocalCluster {
     wake: tokio::sync::Notify,
     /// Stamps deletions, as the API server would.
     clock: SharedClock,
+    /// Every saved instance, for watchers.
+    changes: tokio::sync::broadcast::Sender<TenantInstance>,
 }
 
 fn io(op: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -83,6 +85,7 @@ impl LocalCluster {
             workloads: Mutex::new(BTreeMap::new()),
             wake: tokio::sync::Notify::new(),
             clock,
+            changes: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 
@@ -99,7 +102,10 @@ impl LocalCluster {
                 .join(INSTANCES)
                 .join(format!("{}.yaml", inst.name_any())),
             &yaml(inst)?,
-        )
+        )?;
+        // Nobody listening is fine: a watcher starts from `list()`.
+        let _ = self.changes.send(inst.clone());
+        Ok(())
     }
 
     fn update<F: FnOnce(&mut TenantInstance)>(&self, name: &str, f: F) -> Result<(), Error> {
@@ -319,6 +325,15 @@ impl Instances for LocalCluster {
         self.wake.notify_one();
         Ok(())
     }
+
+    fn watch(&self) -> futures::stream::BoxStream<'static, TenantInstance> {
+        use futures::StreamExt;
+        // Subscribed before the snapshot: a change between the two is seen
+        // (perhaps twice, which a watcher tolerates), never lost.
+        let changes = tokio_stream::wrappers::BroadcastStream::new(self.changes.subscribe())
+            .filter_map(|r| async move { r.ok() });
+        futures::stream::iter(self.list()).chain(changes).boxed()
+    }
 }
 
 /// A stable uid for a local instance (its name is already unique).
@@ -347,6 +362,27 @@ mod tests {
             secrets_generation: 0,
             abandon_cleanup: false,
         }
+    }
+
+    #[tokio::test]
+    async fn watchers_see_every_status_written() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let clock: SharedClock = Arc::new(SystemClock);
+        let cluster = LocalCluster::open(&dir.path().join("cluster"), clock.clone()).unwrap();
+        let vault = LocalSecrets::open(&dir.path().join("secrets")).unwrap();
+        let mut reports = cluster.watch();
+        cluster.put(&spec()).await.unwrap();
+        cluster
+            .reconcile_all(&vault, &Settings::default(), &clock)
+            .await;
+        let first = reports.next().await.unwrap();
+        assert!(first.status.is_none(), "the put itself");
+        let second = tokio::time::timeout(Duration::from_secs(5), reports.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.status.unwrap().phase, Phase::Ready);
     }
 
     #[tokio::test]

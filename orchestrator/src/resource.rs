@@ -218,7 +218,7 @@ pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
     let crd = TenantInstance::crd();
     format!(
-        "# Generated from dotmac_orchestrator::resource::TenantInstance by\n# `cargo run -p dotmac-api -- orchestrate crd`; do not edit.\n{}",
+        "# Generated from dotmac_orchestrator::resource::TenantInstance by\n# `dotmac orchestrate crd`; do not edit.\n{}",
         serde_yaml::to_string(&crd).expect("a CRD serializes")
     )
 }

@@ -13,12 +13,14 @@ use dotmac_schema::{ResellerId, ResellerTier, ResourceTier, TenantAction, Tenant
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::instance_views::TenantInstanceView;
 use super::{connection, covers, ctx, page_request, token_expiry, Result};
 use crate::bus::{BusEvent, TenantEvent as BusTenantEvent};
 use crate::error::ApiResult;
 use crate::service::directory::resellers::{self, NewReseller};
 use crate::service::directory::tenants::{self, NewTenant, TenantPatch};
 use crate::service::parse_id;
+use crate::store::instance_rows::{self, InstanceRow};
 use crate::store::reseller_rows::{self as reseller_rows, ResellerRow};
 use crate::store::tenant_rows::{self as tenant_rows, TenantRow};
 
@@ -77,6 +79,16 @@ impl DirectoryQuery {
         } else {
             tenant_rows::list(&tx, &p.scope, &filter, page).await?
         };
+        // Instances of the whole page in one query, not one per tenant.
+        if node.field("instance").exists() {
+            let ids: Vec<String> = rows.items.iter().map(|t| t.id.clone()).collect();
+            batch.instances = instance_rows::get_many(&tx, &p.scope, &ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.tenant_id.clone(), r))
+                .collect();
+            batch.instances_loaded = true;
+        }
         // Resellers of the whole page in one query, not one per tenant.
         if node.field("reseller").exists() {
             let mut ids: Vec<String> = rows
@@ -322,6 +334,9 @@ pub struct TenantBatch {
     pub resellers: HashMap<String, ResellerRow>,
     pub user_counts: HashMap<String, i64>,
     pub api_key_counts: HashMap<String, i64>,
+    pub instances: HashMap<String, InstanceRow>,
+    /// `instances` was looked up (an absent tenant then has none).
+    pub instances_loaded: bool,
 }
 
 /// An ISP onboarded onto the platform.
@@ -421,6 +436,27 @@ impl Tenant {
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.row.updated_at
+    }
+    /// Its ISP-framework instance on the cluster, once provisioning asked
+    /// for one: phase, the conditions naming any failing step, versions.
+    async fn instance(
+        &self,
+        gctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<TenantInstanceView>> {
+        if let Some(b) = self.batch.as_ref().filter(|b| b.instances_loaded) {
+            return Ok(b
+                .instances
+                .get(&self.row.id)
+                .cloned()
+                .map(TenantInstanceView::new));
+        }
+        let (app, rc) = ctx(gctx);
+        let p = rc.principal()?;
+        let id: TenantId = parse_id("id", &self.row.id)?;
+        let tx = app.store.begin(&p.scope).await?;
+        let row = instance_rows::get(&tx, &p.scope, &id).await?;
+        tx.commit().await?;
+        Ok(row.map(TenantInstanceView::new))
     }
 }
 

@@ -8,6 +8,8 @@ pub mod billing;
 pub mod directory;
 pub mod errors;
 pub mod identity;
+pub mod instance_views;
+pub mod instances;
 pub mod metering;
 
 use async_graphql::connection::{Connection, Edge};
@@ -36,6 +38,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     identity::IdentityMutation,
     directory::DirectoryMutation,
+    instances::InstanceMutation,
     metering::MeteringMutation,
     billing::BillingMutation,
 );
@@ -44,6 +47,7 @@ pub struct MutationRoot(
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(
     directory::DirectorySubscription,
+    instances::InstanceSubscription,
     metering::MeteringSubscription,
     billing::BillingSubscription,
 );

@@ -53,6 +53,9 @@ pub fn parse_id<T: std::str::FromStr<Err = dotmac_schema::IdError>>(
 }
 
 /// Lifecycle reasons are kept for operators; bound their size.
+/// The longest reason a transition (or any operator's action) records.
+pub const REASON_MAX: usize = 1000;
+
 pub fn reason(value: Option<&str>, required: bool) -> ApiResult<Option<String>> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None if required => Err(ApiError::validation(
@@ -60,7 +63,7 @@ pub fn reason(value: Option<&str>, required: bool) -> ApiResult<Option<String>> 
             "must be given for this transition",
         )),
         None => Ok(None),
-        Some(v) => required_text("reason", v, 1000).map(Some),
+        Some(v) => required_text("reason", v, REASON_MAX).map(Some),
     }
 }
 

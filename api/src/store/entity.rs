@@ -228,6 +228,37 @@ pub mod outbox {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod tenant_instance {
+    use sea_orm::entity::prelude::*;
+
+    /// What the control plane wants of a tenant's instance, how far the
+    /// cluster was told, and what it last reported.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tenant_instances")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        /// The `TenantInstanceSpec` as JSON.
+        pub desired: String,
+        pub desired_generation: i64,
+        pub synced_generation: i64,
+        pub delete_requested: bool,
+        /// Why the last sync to the cluster failed (cleared by a success).
+        pub sync_error: Option<String>,
+        /// The instance's `Phase`, as the cluster reported it.
+        pub phase: Option<String>,
+        /// The reported status (conditions, versions) as JSON.
+        pub observed: Option<String>,
+        pub observed_at: Option<ChronoDateTimeUtc>,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod meter {
     use sea_orm::entity::prelude::*;
 

@@ -6,6 +6,7 @@ pub mod api_key_rows;
 pub mod audit_log;
 pub mod billing_rows;
 pub mod entity;
+pub mod instance_rows;
 pub mod login_attempt_rows;
 pub mod meter_rows;
 pub mod outbox_rows;

@@ -213,3 +213,20 @@ pub async fn counts(
     let to_map = |rows: Vec<CountRow>| rows.into_iter().map(|r| (r.tenant_id, r.n)).collect();
     Ok((to_map(users), to_map(keys)))
 }
+
+/// Tenants (platform-wide: the orchestrator's question) that have been
+/// provisioning since before `cutoff`, oldest first, at most `limit`.
+pub async fn provisioning_since_before(
+    tx: &Tx,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> ApiResult<Vec<TenantRow>> {
+    Ok(tenant::Entity::find()
+        .filter(tenant_rows_in(&Scope::All))
+        .filter(tenant::Column::State.eq(TenantState::Provisioning))
+        .filter(tenant::Column::StateChangedAt.lt(cutoff))
+        .order_by_asc(tenant::Column::StateChangedAt)
+        .limit(limit)
+        .all(tx)
+        .await?)
+}

@@ -13,6 +13,8 @@ use crate::support::{Answer, Backend, Client, TestServer, PASSWORD};
 
 #[path = "isolation_billing.rs"]
 mod billing;
+#[path = "isolation_instances.rs"]
+mod instances;
 
 /// The root fields of one operation type, read from the SDL.
 pub fn root_fields(sdl: &str, type_name: &str) -> Vec<String> {
@@ -84,6 +86,9 @@ struct World {
     r2_id: String,
     r2_name: String,
     billing: billing::BillingIds,
+    backend: Backend,
+    /// A world with a cluster target, built by the first case that needs it.
+    instances: tokio::sync::OnceCell<instances::InstanceWorld>,
 }
 
 /// A principal and the side whose data it must never see.
@@ -159,6 +164,8 @@ impl World {
         let billing = billing::fixture(&srv.app, &platform, &a, &b).await;
         World {
             billing,
+            backend,
+            instances: tokio::sync::OnceCell::new(),
             srv,
             platform,
             support,
@@ -341,6 +348,8 @@ async fn query_case(w: &World, field: &str) {
             }
             let own = w.reseller.gql(doc, json!({ "id": w.a.tenant_id })).await;
             assert_eq!(own.data()["tenant"]["slug"], w.a.slug);
+            // Its nested instance, where tenants have instances.
+            instances::instance_field_case(w).await;
         }
         "tenants" => {
             let doc = "query($s: String) { tenants(first: 100, filter: { search: $s }) { edges { node { id name slug reseller { id } userCount apiKeyCount } } } }";
@@ -1103,6 +1112,9 @@ async fn mutation_case(w: &World, field: &str) {
         | "pauseSubscription"
         | "resumeSubscription"
         | "createTaxRate" => billing::mutation_case(w, field).await,
+        "upgradeTenantInstance" | "rotateTenantSecrets" | "abandonInstanceCleanup" => {
+            instances::mutation_case(w, field).await
+        }
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }
@@ -1297,6 +1309,7 @@ async fn subscription_case(w: &World, field: &str) {
             );
         }
         "invoiceFinalized" => billing::subscription_case(w).await,
+        "instanceEvents" => instances::subscription_case(w).await,
         other => {
             panic!("no isolation case for Subscription.{other}: add one before exposing the field")
         }

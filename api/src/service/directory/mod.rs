@@ -1,6 +1,8 @@
 //! Who is on the platform: tenants (onboarding, their lifecycle, announced
 //! through the outbox) and resellers.
 
+pub mod instance_watch;
+pub mod instances;
 pub mod resellers;
 pub mod tenants;
 
@@ -22,4 +24,7 @@ pub struct Directory {
     /// Credentials' view of tenant states: forgotten on every change, so
     /// that a suspension or cancellation binds this process's next request.
     pub standing: Arc<StandingCache>,
+    /// The cluster tenants' instances run on; `None` when no target is
+    /// configured (provisioning is then finished by an operator).
+    pub orchestration: Option<Arc<instances::Orchestration>>,
 }

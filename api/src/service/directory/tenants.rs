@@ -194,6 +194,10 @@ pub async fn update(
     let tx = directory.store.begin(&p.scope).await?;
     let before = tenant_rows::get(&tx, &p.scope, &id).await?;
     let row = tenant_rows::update_columns(&tx, &p.scope, &id, changes).await?;
+    if row.tier != before.tier {
+        // Re-tiering updates the instance's quota in place.
+        super::instances::want(&tx, directory, &p.scope, &row, None).await?;
+    }
     let describe = |t: &TenantRow| {
         format!(
             "name={}|slug={}|tier={}|contact={}<{}>|tax={}",
@@ -221,6 +225,9 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
+    if let Some(o) = &directory.orchestration {
+        o.committed();
+    }
     Ok(row)
 }
 
@@ -274,6 +281,8 @@ pub async fn transition(
         ));
     }
     let row = tenant_rows::get(&tx, &p.scope, &id).await?;
+    // The instance follows the lifecycle: its wish commits with the change.
+    super::instances::want(&tx, directory, &p.scope, &row, Some(action)).await?;
     audit_log::record(
         &tx,
         directory.clock.now(),
@@ -302,6 +311,9 @@ pub async fn transition(
     tx.commit().await?;
     directory.standing.forget_tenant(&row.id);
     directory.outbox.committed();
+    if let Some(o) = &directory.orchestration {
+        o.committed();
+    }
     Ok(row)
 }
 
