@@ -96,8 +96,6 @@ pub struct OrchestratorConfig {
     pub shard: String,
     /// The KV v2 mount of tenants' secrets in Vault.
     pub vault_mount: String,
-    /// Rotate every tenant's secrets this often, in days; 0: only on demand.
-    pub rotate_secrets_days: u32,
 }
 
 /// The longest grace a draft invoice may have, in days.
@@ -302,7 +300,6 @@ impl Default for Config {
                 concurrency: 16,
                 shard: String::new(),
                 vault_mount: "secret".into(),
-                rotate_secrets_days: 0,
             },
         }
     }

@@ -79,6 +79,23 @@ enum Command {
 enum OrchestrateCommand {
     /// Prints the TenantInstance CRD (YAML), to apply before the first run.
     Crd,
+    /// Rolls a framework version out across tenants in waves; stops at the
+    /// first instance rolled back. Run it again to continue.
+    Rollout {
+        /// The framework version (image tag).
+        #[arg(long)]
+        version: String,
+        /// Instances per wave.
+        #[arg(long, default_value_t = 10)]
+        wave_size: usize,
+        /// Seconds between two waves.
+        #[arg(long, default_value_t = 60)]
+        pause_secs: u64,
+        /// Seconds one wave may take before the rollout stops (default:
+        /// twice orchestrator.progress_deadline_secs).
+        #[arg(long)]
+        wave_deadline_secs: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,8 +176,13 @@ fn clock_at(now: Option<&str>) -> anyhow::Result<SharedClock> {
 
 /// Logs as `DOTMAC_LOG` says (an env-filter), else at INFO.
 fn init_tracing(format: &str) {
-    init_tracing_with(format, "info")
+    init_tracing_with(format, QUIET_LIBRARIES)
 }
+
+/// The default filter: vaultrs logs every 404 as an ERROR, and a tenant
+/// without secrets yet is an expected 404; the orchestrator reports the
+/// store's real failures itself, with their context.
+const QUIET_LIBRARIES: &str = "info,vaultrs=off,rustify=off";
 
 /// Logs as `DOTMAC_LOG` says, else by `default` (an env-filter).
 fn init_tracing_with(format: &str, default: &str) {
@@ -458,6 +480,57 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", dotmac_orchestrator::resource::crd_yaml());
             Ok(())
         }
+        Command::Orchestrate {
+            command:
+                Some(OrchestrateCommand::Rollout {
+                    version,
+                    wave_size,
+                    pause_secs,
+                    wave_deadline_secs,
+                }),
+        } => {
+            init_tracing(&config.log_format);
+            let deadline = wave_deadline_secs.unwrap_or(
+                2 * u64::try_from(config.orchestrator.progress_deadline_secs).unwrap_or(600),
+            );
+            let app = wiring::production_app(config, dotmac_schema::clock::system()).await?;
+            let plan = dotmac_api::service::directory::rollout::RolloutPlan {
+                version,
+                wave_size,
+                pause: std::time::Duration::from_secs(pause_secs),
+                wave_deadline: std::time::Duration::from_secs(deadline),
+            };
+            let ctx = dotmac_api::caller::RequestCtx::system("rollout");
+            let done = dotmac_api::service::directory::rollout::rollout(
+                &app.directory,
+                &ctx,
+                &plan,
+                |p| {
+                    println!(
+                        "wave {}/{}: {} upgraded, {} to go{}",
+                        p.wave,
+                        p.waves,
+                        p.upgraded,
+                        p.remaining,
+                        p.stopped
+                            .as_deref()
+                            .map(|s| format!("; stopped: {s}"))
+                            .unwrap_or_default()
+                    )
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("rollout: {e}"))?;
+            publish_before_exit(&app).await;
+            if let Some(why) = done.stopped {
+                bail!("rollout of {} stopped: {why}", plan.version);
+            }
+            println!(
+                "rollout of {} done: {} instances upgraded",
+                plan.version, done.upgraded
+            );
+            Ok(())
+        }
         Command::Orchestrate { command: None } => {
             init_tracing(&config.log_format);
             let o = &config.orchestrator;
@@ -492,7 +565,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev { listen, data_dir } => {
             // A newcomer reads the banner below, not every migration and
             // library message: warnings, and the platform's own news.
-            init_tracing_with(&config.log_format, "warn,dotmac_api=info");
+            init_tracing_with(
+                &config.log_format,
+                "warn,dotmac_api=info,vaultrs=off,rustify=off",
+            );
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 bail!("--listen: {listen:?} is not an address such as 127.0.0.1:8000");
             }
@@ -556,6 +632,13 @@ async fn main() -> anyhow::Result<()> {
                 "demo billing: last month is {month}; as the admin, close it with \
                  `mutation {{ closeBillingPeriod(month: \"{month}\") {{ drafted finalized }} }}` \
                  or `dotmac bill close --period {month} --data-dir {}`",
+                data_dir.display()
+            );
+            println!(
+                "demo instances: provisioned tenants get an ISP-framework instance on the local \
+                 cluster, recorded as YAML in {}/cluster (Secrets redacted); query \
+                 `tenants(first: 10) {{ edges {{ node {{ slug state instance {{ phase ready \
+                 conditions {{ type ok reason }} }} }} }} }}`",
                 data_dir.display()
             );
             println!("ready in {} ms", started.elapsed().as_millis());

@@ -170,7 +170,7 @@ if ! pgrep -f "$bin/kube-controller-manager" >/dev/null 2>&1; then
     --service-account-private-key-file "$state/sa.key" --root-ca-file "$state/ca.crt" \
     --use-service-account-credentials=false --leader-elect=false \
     --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner' \
-    --kube-api-qps 200 --kube-api-burst 400 \
+    --kube-api-qps 400 --kube-api-burst 800 --concurrent-namespace-syncs 50 \
     --bind-address 127.0.0.1 --secure-port 10257 >"$state/controller-manager.log" 2>&1 &
   echo $! >"$state/controller-manager.pid"
 fi

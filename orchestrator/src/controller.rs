@@ -2,8 +2,8 @@
 //!
 //! Triggers: an instance whose generation or finalizers changed (its own
 //! status writes do not re-trigger it), and any change of a Deployment this
-//! controller applied (`owns`), so Ready is seen as soon as the workload is
-//! available. Reconciles run with bounded concurrency and stop gracefully on
+//! controller applied (mapped to its owning instance), so Ready is seen as
+//! soon as the workload is available. Reconciles run with bounded concurrency and stop gracefully on
 //! shutdown: the running ones finish, no new one starts.
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{predicates, reflector, watcher, Predicate, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 
@@ -109,6 +110,18 @@ async fn reconcile_one(inst: Arc<TenantInstance>, ctx: Arc<Ctx>) -> Result<Actio
     }
 }
 
+/// The instance that owns a Deployment, keyed as the instance itself is.
+fn owner_of(d: Deployment) -> Option<ObjectRef<TenantInstance>> {
+    d.metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| {
+            o.kind == TenantInstance::kind(&()) && o.api_version == TenantInstance::api_version(&())
+        })
+        .map(|o| ObjectRef::new(&o.name))
+}
+
 fn error_policy(inst: Arc<TenantInstance>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(instance = %inst.name_any(), error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
@@ -172,7 +185,11 @@ pub async fn run(
         "orchestrator controller started"
     );
     Controller::for_stream(instances, instances_reader)
-        .owns_stream(deployments)
+        // Not `owns_stream`: it keys the owner by the child's namespace, and a
+        // cluster-scoped instance keyed twice (with and without a namespace)
+        // is reconciled twice at once. Each Deployment maps to its owner's
+        // cluster-scoped key instead.
+        .watches_stream(deployments, owner_of)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_one, error_policy, ctx)

@@ -36,6 +36,28 @@ pub struct RequestCounts {
     pub writes: AtomicU64,
     pub reads: AtomicU64,
     pub watches: AtomicU64,
+    /// Writes by method and resource (`PATCH secrets`, `PATCH tenantinstances/status`).
+    pub writes_by_resource: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+/// `PATCH tenantinstances/status` of `PATCH /apis/dotmac.io/v1alpha1/tenantinstances/x/status`.
+fn resource_of(method: &http::Method, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // /api/v1/... or /apis/<group>/<version>/...
+    let rest = match parts.first() {
+        Some(&"api") => parts.get(2..).unwrap_or_default(),
+        _ => parts.get(3..).unwrap_or_default(),
+    };
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        other => other,
+    };
+    let resource = match rest {
+        [kind, _, sub, ..] => format!("{kind}/{sub}"),
+        [kind, ..] => (*kind).to_owned(),
+        [] => String::new(),
+    };
+    format!("{method} {resource}")
 }
 
 impl RequestCounts {
@@ -56,6 +78,13 @@ pub async fn client(config: Config, counts: Arc<RequestCounts>) -> Result<Client
                 &counts.reads
             }
         } else {
+            let key = resource_of(req.method(), req.uri().path());
+            *counts
+                .writes_by_resource
+                .lock()
+                .expect("counts lock")
+                .entry(key)
+                .or_default() += 1;
             &counts.writes
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -295,5 +324,32 @@ impl Instances for KubeCluster {
             .applied_objects()
             .filter_map(|r| async move { r.ok() })
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn writes_are_named_by_resource() {
+        let patch = http::Method::PATCH;
+        assert_eq!(
+            super::resource_of(
+                &patch,
+                "/apis/dotmac.io/v1alpha1/tenantinstances/tenant-x/status"
+            ),
+            "PATCH tenantinstances/status"
+        );
+        assert_eq!(
+            super::resource_of(&patch, "/api/v1/namespaces/tenant-x/secrets/s"),
+            "PATCH secrets"
+        );
+        assert_eq!(
+            super::resource_of(&patch, "/api/v1/namespaces/tenant-x"),
+            "PATCH namespaces"
+        );
+        assert_eq!(
+            super::resource_of(&patch, "/apis/apps/v1/namespaces/tenant-x/deployments/d"),
+            "PATCH deployments"
+        );
     }
 }

@@ -478,13 +478,9 @@ async fn cleanup(
         );
     };
     if spec.abandon_cleanup {
-        progress(
-            &mut st,
-            false,
-            "Abandoned",
-            "cleanup abandoned by a platform admin; what was left is not deleted".into(),
-        );
-        write_if_changed(deps, name, &old, &st).await?;
+        // Released at once: a status written now would only make the
+        // release's compare-and-set on the finalizers fail once.
+        tracing::warn!(instance = %name, "cleanup abandoned by a platform admin; what was left is not deleted");
         deps.cluster.set_finalizer(inst, false).await?;
         return Ok(Outcome::Released);
     }
@@ -549,14 +545,8 @@ async fn cleanup(
             return Ok(Outcome::Requeue(deps.settings.poll_while_pending));
         }
     }
-    // 5. Release.
-    progress(
-        &mut st,
-        true,
-        "Released",
-        "scaled down, secrets revoked, namespace deleted".into(),
-    );
-    write_if_changed(deps, name, &old, &st).await?;
+    // 5. Release (no status first: the instance is going, and a write
+    // would fail the finalizers' compare-and-set once).
     deps.cluster.set_finalizer(inst, false).await?;
     Ok(Outcome::Released)
 }

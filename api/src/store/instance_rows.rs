@@ -132,3 +132,12 @@ pub async fn observe(
         .rows_affected;
     Ok(changed > 0)
 }
+
+/// Every instance row in `scope`, by tenant id (a rollout's plan).
+pub async fn all(tx: &Tx, scope: &Scope) -> ApiResult<Vec<InstanceRow>> {
+    Ok(Entity::find()
+        .filter(owned_by_tenant_in(scope, Column::TenantId))
+        .order_by_asc(Column::TenantId)
+        .all(tx)
+        .await?)
+}

@@ -12,6 +12,7 @@ mod errors;
 mod isolation;
 mod layout;
 mod limits;
+mod orchestration;
 mod outbox;
 mod rls;
 mod settlement;

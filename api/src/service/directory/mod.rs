@@ -4,6 +4,7 @@
 pub mod instance_watch;
 pub mod instances;
 pub mod resellers;
+pub mod rollout;
 pub mod tenants;
 
 use std::sync::Arc;
