@@ -89,6 +89,8 @@ impl App {
                     onboarding_deadline: chrono::TimeDelta::seconds(
                         i64::try_from(o.onboarding_deadline_secs).unwrap_or(i64::MAX),
                     ),
+                    rotate_every: (o.rotate_secrets_days > 0)
+                        .then(|| chrono::TimeDelta::days(i64::from(o.rotate_secrets_days))),
                 },
             )
         });

@@ -96,6 +96,9 @@ pub struct OrchestratorConfig {
     pub shard: String,
     /// The KV v2 mount of tenants' secrets in Vault.
     pub vault_mount: String,
+    /// Every instance's secrets are rotated this often, in days; 0: only on
+    /// demand (`rotateTenantSecrets`).
+    pub rotate_secrets_days: u32,
 }
 
 /// The longest grace a draft invoice may have, in days.
@@ -300,6 +303,7 @@ impl Default for Config {
                 concurrency: 16,
                 shard: String::new(),
                 vault_mount: "secret".into(),
+                rotate_secrets_days: 0,
             },
         }
     }
@@ -483,6 +487,12 @@ impl Config {
         if o.concurrency == 0 {
             return bad("orchestrator.concurrency", "must be at least 1");
         }
+        if o.rotate_secrets_days > 3650 {
+            return bad(
+                "orchestrator.rotate_secrets_days",
+                "must be 0 (off) to 3650",
+            );
+        }
         let vault_ok = self.vault_addr.is_empty()
             || self.vault_addr.starts_with("http://")
             || self.vault_addr.starts_with("https://");
@@ -658,6 +668,7 @@ mod tests {
                 ("SCRAM-SHA-512".into(), json!("SCRAM-SHA-512"))
             }
             ("limits.trusted_proxies", _) => ("[10.0.0.7]".into(), json!(["10.0.0.7"])),
+            ("orchestrator.target", _) => ("kubernetes".into(), json!("kubernetes")),
             (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
             (_, Value::Number(n)) => {
                 let n = n.as_u64().expect("numeric settings are whole and positive") + 1;

@@ -37,6 +37,7 @@ impl MigrationTrait for Migration {
                    phase TEXT,
                    observed TEXT,
                    observed_at {ts},
+                   secrets_rotated_at {ts},
                    updated_at {ts} NOT NULL
                  )",
                 f = if postgres { "FALSE" } else { "0" }

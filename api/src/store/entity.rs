@@ -250,6 +250,8 @@ pub mod tenant_instance {
         /// The reported status (conditions, versions) as JSON.
         pub observed: Option<String>,
         pub observed_at: Option<ChronoDateTimeUtc>,
+        /// When its secrets were made or last rotated (the schedule's clock).
+        pub secrets_rotated_at: Option<ChronoDateTimeUtc>,
         pub updated_at: ChronoDateTimeUtc,
     }
 

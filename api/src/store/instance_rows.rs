@@ -72,6 +72,7 @@ pub async fn desire(
                 phase: Set(None),
                 observed: Set(None),
                 observed_at: Set(None),
+                secrets_rotated_at: Set(Some(now)),
                 updated_at: Set(now),
             })
             .exec(tx)
@@ -138,6 +139,32 @@ pub async fn all(tx: &Tx, scope: &Scope) -> ApiResult<Vec<InstanceRow>> {
     Ok(Entity::find()
         .filter(owned_by_tenant_in(scope, Column::TenantId))
         .order_by_asc(Column::TenantId)
+        .all(tx)
+        .await?)
+}
+
+/// The tenant's secrets were rotated at `now`.
+pub async fn mark_rotated(tx: &Tx, tenant_id: &str, now: DateTime<Utc>) -> ApiResult<()> {
+    Entity::update_many()
+        .col_expr(Column::SecretsRotatedAt, Expr::value(Some(now)))
+        .filter(Column::TenantId.eq(tenant_id))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` live instances (platform-wide) whose secrets are older than
+/// `cutoff`, oldest first: the rotation schedule's work.
+pub async fn due_for_rotation(
+    tx: &Tx,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> ApiResult<Vec<InstanceRow>> {
+    Ok(Entity::find()
+        .filter(Column::DeleteRequested.eq(false))
+        .filter(Column::SecretsRotatedAt.lt(cutoff))
+        .order_by_asc(Column::SecretsRotatedAt)
+        .limit(limit)
         .all(tx)
         .await?)
 }

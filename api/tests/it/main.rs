@@ -9,6 +9,7 @@ mod dates;
 mod e2e;
 mod embedded_usage;
 mod errors;
+mod instance_rotation;
 mod isolation;
 mod layout;
 mod limits;

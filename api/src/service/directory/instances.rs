@@ -39,6 +39,12 @@ const SYNC_BATCH: u64 = 50;
 /// How often the sync looks for work nobody woke it for (another
 /// process's changes, retries after a failure).
 const SYNC_POLL: Duration = Duration::from_secs(1);
+/// The audit action of a rotation (on demand or scheduled).
+const ROTATE_ACTION: &str = "tenant.instance.rotate_secrets";
+/// How often the rotation schedule looks for secrets that are due.
+const ROTATION_POLL: Duration = Duration::from_secs(10);
+/// Instances rotated per schedule pass.
+const ROTATION_BATCH: u64 = 100;
 /// A sync error kept on a row is cut to this many characters.
 const ERROR_MAX: usize = 500;
 
@@ -50,6 +56,8 @@ pub struct InstanceDefaults {
     /// Instances answer on `<slug>.<suffix>` when set.
     pub domain_suffix: Option<String>,
     pub onboarding_deadline: TimeDelta,
+    /// Secrets older than this are rotated on schedule; `None`: on demand only.
+    pub rotate_every: Option<TimeDelta>,
 }
 
 /// The cluster side of the directory, when a target is configured.
@@ -275,6 +283,9 @@ async fn change_spec(
         directory.clock.now(),
     )
     .await?;
+    if action == ROTATE_ACTION {
+        instance_rows::mark_rotated(&tx, &row.id, directory.clock.now()).await?;
+    }
     audit_log::record(
         &tx,
         directory.clock.now(),
@@ -339,25 +350,48 @@ pub async fn rotate_secrets(
         ctx,
         id,
         &[Role::PlatformAdmin, Role::TenantAdmin],
-        "tenant.instance.rotate_secrets",
-        |spec, row| {
-            if row.delete_requested {
-                return Err(ApiError::conflict(
-                    "id",
-                    "this tenant's instance is being deleted",
-                ));
-            }
-            let before = spec.secrets_generation;
-            spec.secrets_generation = before
-                .checked_add(1)
-                .ok_or_else(|| ApiError::conflict("id", "secrets were rotated too many times"))?;
-            Ok((
-                format!("generation {before}"),
-                format!("generation {}", spec.secrets_generation),
-            ))
-        },
+        ROTATE_ACTION,
+        bump_secrets,
     )
     .await
+}
+
+/// The next generation of a spec's secrets, for the audit record too.
+fn bump_secrets(spec: &mut TenantInstanceSpec, row: &InstanceRow) -> ApiResult<(String, String)> {
+    if row.delete_requested {
+        return Err(ApiError::conflict(
+            "id",
+            "this tenant's instance is being deleted",
+        ));
+    }
+    let before = spec.secrets_generation;
+    spec.secrets_generation = before
+        .checked_add(1)
+        .ok_or_else(|| ApiError::conflict("id", "secrets were rotated too many times"))?;
+    Ok((
+        format!("generation {before}"),
+        format!("generation {}", spec.secrets_generation),
+    ))
+}
+
+/// Rotates the secrets of instances whose secrets are older than the
+/// schedule allows; returns how many. Each as `system:rotation`, audited.
+pub async fn rotate_due(directory: &Directory, every: TimeDelta) -> ApiResult<usize> {
+    let now = directory.clock.now();
+    let tx = directory.store.begin_system().await?;
+    let due = instance_rows::due_for_rotation(&tx, now - every, ROTATION_BATCH).await?;
+    tx.commit().await?;
+    let ctx = RequestCtx::system("rotation");
+    let mut rotated = 0;
+    for row in due {
+        match rotate_secrets(directory, &ctx, &row.tenant_id).await {
+            Ok(_) => rotated += 1,
+            Err(e) => {
+                tracing::warn!(tenant = %row.tenant_id, error = %e, "scheduled rotation failed; retrying")
+            }
+        }
+    }
+    Ok(rotated)
 }
 
 /// Releases a cleanup that cannot finish (platform admins, with a reason):
@@ -427,7 +461,18 @@ pub async fn sync_once(store: &Store, orch: &Orchestration) -> ApiResult<usize> 
 
 /// The sync, for the life of the process.
 pub async fn run_sync(directory: Directory, orch: Arc<Orchestration>) {
+    let mut last_rotation_check = tokio::time::Instant::now() - ROTATION_POLL;
     loop {
+        if let Some(every) = orch.defaults.rotate_every {
+            if last_rotation_check.elapsed() >= ROTATION_POLL {
+                last_rotation_check = tokio::time::Instant::now();
+                match rotate_due(&directory, every).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rotated = n, "secrets rotated on schedule"),
+                    Err(e) => tracing::warn!(error = %e, "rotation schedule pass failed"),
+                }
+            }
+        }
         match sync_once(&directory.store, &orch).await {
             Ok(n) if n as u64 == SYNC_BATCH => continue,
             Ok(_) => {}
