@@ -365,6 +365,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_spec_no_reconcile_can_satisfy_says_why_and_applies_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: SharedClock = Arc::new(SystemClock);
+        let cluster = LocalCluster::open(&dir.path().join("cluster"), clock.clone()).unwrap();
+        let vault = LocalSecrets::open(&dir.path().join("secrets")).unwrap();
+        let bad = TenantInstanceSpec {
+            domain: Some("Not A Host/..".into()),
+            ..spec()
+        };
+        cluster.put(&bad).await.unwrap();
+        cluster
+            .reconcile_all(&vault, &Settings::default(), &clock)
+            .await;
+        let status = cluster.get(TENANT).await.unwrap().unwrap().status.unwrap();
+        assert_eq!(status.phase, Phase::Degraded);
+        let ready = status
+            .condition(crate::resource::ConditionType::Ready)
+            .unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(ready.message.contains("spec.domain"), "{}", ready.message);
+        assert!(status.children.is_empty(), "nothing applied");
+    }
+
+    #[tokio::test]
     async fn watchers_see_every_status_written() {
         use futures::StreamExt;
         let dir = tempfile::tempdir().unwrap();

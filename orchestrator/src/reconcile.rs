@@ -105,21 +105,7 @@ pub async fn reconcile(inst: &TenantInstance, deps: &Deps<'_>) -> Result<Outcome
     }
     let ns = match builders::namespace_for(&spec.tenant_id) {
         Ok(ns) => ns,
-        Err(e) => {
-            // A spec no reconcile can satisfy: say why and wait for a new one.
-            set_condition(
-                &mut st,
-                ConditionType::Ready,
-                false,
-                "InvalidSpec",
-                e.to_string(),
-                generation,
-                now,
-            );
-            st.phase = Phase::Degraded;
-            write_if_changed(deps, &name, &old, &st).await?;
-            return Ok(Outcome::Requeue(deps.settings.resync_every));
-        }
+        Err(e) => return invalid_spec(deps, &name, &old, st, &e, now).await,
     };
     st.namespace = Some(ns.clone());
 
@@ -168,20 +154,7 @@ pub async fn reconcile(inst: &TenantInstance, deps: &Deps<'_>) -> Result<Outcome
     let desired = builders::children(spec, &run_version, &secrets, deps.settings, owner.as_ref());
     let desired = match desired {
         Ok(d) => d,
-        Err(e) => {
-            set_condition(
-                &mut st,
-                ConditionType::Ready,
-                false,
-                "InvalidSpec",
-                e.to_string(),
-                generation,
-                now,
-            );
-            st.phase = Phase::Degraded;
-            write_if_changed(deps, &name, &old, &st).await?;
-            return Ok(Outcome::Requeue(deps.settings.resync_every));
-        }
+        Err(e) => return invalid_spec(deps, &name, &old, st, &e, now).await,
     };
     let digest = builders::digest(&desired, secrets.version);
     let resync_due = old
@@ -383,6 +356,31 @@ pub async fn reconcile(inst: &TenantInstance, deps: &Deps<'_>) -> Result<Outcome
             deps.settings.poll_while_pending
         },
     ))
+}
+
+/// A spec no reconcile can satisfy: the status says why, and the instance
+/// waits for a new spec (it is looked at again only at the resync).
+async fn invalid_spec(
+    deps: &Deps<'_>,
+    name: &str,
+    old: &TenantInstanceStatus,
+    mut st: TenantInstanceStatus,
+    e: &Error,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Error> {
+    let generation = st.observed_generation;
+    set_condition(
+        &mut st,
+        ConditionType::Ready,
+        false,
+        "InvalidSpec",
+        e.to_string(),
+        generation,
+        now,
+    );
+    st.phase = Phase::Degraded;
+    write_if_changed(deps, name, old, &st).await?;
+    Ok(Outcome::Requeue(deps.settings.resync_every))
 }
 
 fn degraded_or_provisioning(old: &TenantInstanceStatus) -> Phase {
