@@ -68,4 +68,37 @@ pub trait Instances: Send + Sync {
     /// Every instance now, then every change (spec or status) as it
     /// happens; reconnects on its own. For the control plane's watcher.
     fn watch(&self) -> futures::stream::BoxStream<'static, TenantInstance>;
+    /// The children of the tenant's instance as they are on the cluster
+    /// (the ones its status lists), as YAML: Secrets' values redacted,
+    /// server bookkeeping (managed fields) left out. Empty without an instance.
+    async fn manifests(&self, tenant_id: &str) -> Result<Vec<Manifest>, Error>;
+}
+
+/// One child object as it is on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub yaml: String,
+}
+
+/// An object made fit to show: Secret values redacted, managed fields gone.
+pub fn shown(mut object: serde_json::Value) -> Result<String, Error> {
+    if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("managedFields");
+    }
+    if object.get("kind").and_then(|k| k.as_str()) == Some("Secret") {
+        for field in ["data", "stringData"] {
+            if let Some(values) = object.get_mut(field).and_then(|d| d.as_object_mut()) {
+                for v in values.values_mut() {
+                    *v = "[redacted]".into();
+                }
+            }
+        }
+    }
+    serde_yaml::to_string(&object).map_err(|e| Error::Io {
+        op: "render yaml",
+        reason: e.to_string(),
+    })
 }

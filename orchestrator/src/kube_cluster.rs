@@ -20,7 +20,7 @@ use kube::{Client, Config, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::builders::{self, Child, ChildKind, MANAGER, WORKLOAD};
-use crate::cluster::{Cluster, Instances, WorkloadState};
+use crate::cluster::{shown, Cluster, Instances, Manifest, WorkloadState};
 use crate::resource::{
     ChildRef, TenantInstance, TenantInstanceSpec, TenantInstanceStatus, FINALIZER,
 };
@@ -311,6 +311,36 @@ impl Instances for KubeCluster {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn manifests(&self, tenant_id: &str) -> Result<Vec<Manifest>, Error> {
+        let Some(inst) = Instances::get(self, tenant_id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for child in inst.status.map(|s| s.children).unwrap_or_default() {
+            let Some(kind) = ChildKind::parse(&child.kind) else {
+                continue;
+            };
+            let Some(object) = self
+                .api(kind, child.namespace.as_deref())
+                .get_opt(&child.name)
+                .await?
+            else {
+                continue;
+            };
+            let value = serde_json::to_value(&object).map_err(|e| Error::Invalid {
+                field: "child",
+                reason: e.to_string(),
+            })?;
+            out.push(Manifest {
+                kind: child.kind,
+                namespace: child.namespace,
+                name: child.name,
+                yaml: shown(value)?,
+            });
+        }
+        Ok(out)
     }
 
     fn watch(&self) -> BoxStream<'static, TenantInstance> {

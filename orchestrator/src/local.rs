@@ -15,7 +15,7 @@ use kube::api::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::builders::{self, Child, ChildKind, WORKLOAD};
-use crate::cluster::{Cluster, Instances, WorkloadState};
+use crate::cluster::{shown, Cluster, Instances, Manifest, WorkloadState};
 use crate::reconcile::{self, Deps, Outcome};
 use crate::resource::{
     ChildRef, TenantInstance, TenantInstanceSpec, TenantInstanceStatus, FINALIZER,
@@ -324,6 +324,30 @@ impl Instances for LocalCluster {
         })?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    async fn manifests(&self, tenant_id: &str) -> Result<Vec<Manifest>, Error> {
+        let Some(inst) = Instances::get(self, tenant_id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for child in inst.status.map(|s| s.children).unwrap_or_default() {
+            let path = self.object_path(&child.kind, child.namespace.as_deref(), &child.name);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| Error::Io {
+                op: "read a recorded object",
+                reason: format!("{}: {e}", path.display()),
+            })?;
+            out.push(Manifest {
+                kind: child.kind,
+                namespace: child.namespace,
+                name: child.name,
+                yaml: shown(value)?,
+            });
+        }
+        Ok(out)
     }
 
     fn watch(&self) -> futures::stream::BoxStream<'static, TenantInstance> {

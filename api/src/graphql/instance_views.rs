@@ -2,7 +2,7 @@
 //! the conditions naming any failing step, and its versions, as the cluster
 //! last reported them. Secret values never appear: only their version.
 
-use async_graphql::{Enum, Object, SimpleObject};
+use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::service::directory::instances::Observation;
@@ -69,8 +69,40 @@ impl TenantInstanceView {
     }
 }
 
+/// One child object of an instance as it is on the cluster.
+#[derive(SimpleObject)]
+pub struct InstanceManifest {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The object as YAML; a Secret's values read `[redacted]`.
+    pub yaml: String,
+}
+
 #[Object]
 impl TenantInstanceView {
+    /// Its child objects as they are on the cluster (the local target's
+    /// recorded YAML in `dev`), so operators read them without `kubectl`.
+    async fn manifests(&self, gctx: &Context<'_>) -> async_graphql::Result<Vec<InstanceManifest>> {
+        let (app, _) = super::ctx(gctx);
+        let Some(orch) = &app.directory.orchestration else {
+            return Ok(Vec::new());
+        };
+        let found = orch
+            .instances
+            .manifests(&self.row.tenant_id)
+            .await
+            .map_err(|e| crate::error::ApiError::Unavailable(format!("the cluster: {e}")))?;
+        Ok(found
+            .into_iter()
+            .map(|m| InstanceManifest {
+                kind: m.kind,
+                namespace: m.namespace,
+                name: m.name,
+                yaml: m.yaml,
+            })
+            .collect())
+    }
     async fn phase(&self) -> InstancePhase {
         self.observed
             .as_ref()

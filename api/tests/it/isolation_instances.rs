@@ -121,7 +121,34 @@ pub async fn instance_field_case(w: &World) {
     assert_eq!(a["phase"], "READY", "{a}");
     assert!(a["namespace"].as_str().unwrap().starts_with("tenant-"));
     assert_eq!(a["conditions"].as_array().unwrap().len(), 5, "{a}");
-    let doc = "query($id: ID!) { tenant(id: $id) { instance { phase namespace } } }";
+    // Its objects as the cluster has them, readable in scope, Secrets redacted.
+    let m = iw
+        .a_user
+        .gql(
+            "query($id: ID!) { tenant(id: $id) { instance { manifests { kind namespace name yaml } } } }",
+            json!({ "id": iw.a_id }),
+        )
+        .await;
+    let manifests = m.data()["tenant"]["instance"]["manifests"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let kinds: Vec<&str> = manifests
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"Deployment") && kinds.contains(&"NetworkPolicy"),
+        "{kinds:?}"
+    );
+    let secret = manifests.iter().find(|x| x["kind"] == "Secret").unwrap();
+    assert!(
+        secret["yaml"].as_str().unwrap().contains("[redacted]"),
+        "{secret}"
+    );
+    assert!(!secret["yaml"].as_str().unwrap().contains("managedFields"));
+    let doc =
+        "query($id: ID!) { tenant(id: $id) { instance { phase namespace manifests { name } } } }";
     for (who, c, target) in [
         ("tenant_admin of B", &iw.b_admin, &iw.a_id),
         ("tenant_user of A", &iw.a_user, &iw.b_id),

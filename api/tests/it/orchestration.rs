@@ -235,6 +235,39 @@ async fn fifty_tenants_onboard_through_operator_kills_and_an_api_server_restart(
         }
     }
 
+    // Operators read an instance's objects as the cluster has them.
+    let m = w
+        .admin
+        .gql(
+            "query($id: ID!) { tenant(id: $id) { instance { manifests { kind namespace yaml } } } }",
+            json!({ "id": tenants[1] }),
+        )
+        .await;
+    let manifests = m.data()["tenant"]["instance"]["manifests"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(manifests.len(), 9, "every child: {manifests:?}");
+    let secret = manifests.iter().find(|x| x["kind"] == "Secret").unwrap()["yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        secret.contains("[redacted]") && !secret.contains("managedFields"),
+        "{secret}"
+    );
+    let deployment = manifests
+        .iter()
+        .find(|x| x["kind"] == "Deployment")
+        .unwrap()["yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        deployment.contains("availableReplicas: 1"),
+        "the live object, status included: {deployment}"
+    );
+
     // The lifecycle reaches the cluster: suspend scales to zero and keeps
     // the namespace; reactivate brings it back; a new tier is applied in
     // place; cancel deletes the instance through its finalizer.
