@@ -535,9 +535,7 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&config.log_format);
             let o = &config.orchestrator;
             let kubeconfig = (!o.kubeconfig.is_empty()).then(|| PathBuf::from(&o.kubeconfig));
-            let kube = dotmac_orchestrator::kube_cluster::config(kubeconfig.as_deref()).await?;
-            let client =
-                dotmac_orchestrator::kube_cluster::client(kube, Default::default()).await?;
+            let client = dotmac_orchestrator::kube_cluster::connect(kubeconfig.as_deref()).await?;
             let vault = wiring::secret_vault(&config, None)?;
             tracing::info!(secrets = %vault.describe(), "orchestrating tenant instances");
             dotmac_orchestrator::controller::run(

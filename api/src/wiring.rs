@@ -114,8 +114,7 @@ pub async fn cluster_target(
         }
         OrchestratorTarget::Kubernetes => {
             let kubeconfig = (!o.kubeconfig.is_empty()).then(|| PathBuf::from(&o.kubeconfig));
-            let kube = kube_cluster::config(kubeconfig.as_deref()).await?;
-            let client = kube_cluster::client(kube, Default::default()).await?;
+            let client = kube_cluster::connect(kubeconfig.as_deref()).await?;
             let shard = (!o.shard.is_empty()).then(|| o.shard.clone());
             Ok(Some(Arc::new(
                 KubeCluster::new(client, None).with_shard(shard),

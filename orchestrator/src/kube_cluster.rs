@@ -112,6 +112,12 @@ pub async fn config(kubeconfig: Option<&Path>) -> Result<Config, Error> {
     }
 }
 
+/// A client of the cluster `kubeconfig` names (or the inferred one), its
+/// requests counted nowhere: what the control plane and `dotmac orchestrate` use.
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, Error> {
+    client(config(kubeconfig).await?, Default::default()).await
+}
+
 /// Both ports on one client.
 #[derive(Clone)]
 pub struct KubeCluster {

@@ -25,6 +25,20 @@ use crate::kube_cluster::{self, RequestCounts};
 use crate::resource::TenantInstance;
 use crate::Error;
 
+/// The test OpenBao of `deploy/local/openbao.sh` (`DOTMAC_VAULT_ADDR`,
+/// `DOTMAC_VAULT_TOKEN`), and a store of tenants' secrets in it.
+pub fn openbao_settings() -> crate::secrets::openbao::OpenBaoSettings {
+    crate::secrets::openbao::OpenBaoSettings {
+        address: std::env::var("DOTMAC_VAULT_ADDR")
+            .unwrap_or_else(|_| "http://127.0.0.1:8200".into()),
+        token: crate::secrets::SecretValue::new(
+            std::env::var("DOTMAC_VAULT_TOKEN").unwrap_or_else(|_| "root".into()),
+        ),
+        mount: "secret".into(),
+        max_versions: 5,
+    }
+}
+
 /// The harness's node.
 pub const NODE: &str = "dotmac-harness-node";
 

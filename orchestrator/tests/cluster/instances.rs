@@ -12,8 +12,8 @@ use dotmac_orchestrator::kube_cluster::{KubeCluster, RequestCounts};
 use dotmac_orchestrator::resource::{
     ConditionType, InstanceTier, Phase, TenantInstance, TenantInstanceSpec,
 };
-use dotmac_orchestrator::secrets::openbao::{OpenBao, OpenBaoSettings};
-use dotmac_orchestrator::secrets::{SecretValue, SecretVault};
+use dotmac_orchestrator::secrets::openbao::OpenBao;
+use dotmac_orchestrator::secrets::SecretVault;
 use dotmac_orchestrator::{controller, testkit, Settings};
 use dotmac_schema::{SharedClock, SystemClock, TenantId};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -34,18 +34,7 @@ struct Harness {
 }
 
 fn vault() -> Arc<OpenBao> {
-    Arc::new(
-        OpenBao::new(OpenBaoSettings {
-            address: std::env::var("DOTMAC_VAULT_ADDR")
-                .unwrap_or_else(|_| "http://127.0.0.1:8200".into()),
-            token: SecretValue::new(
-                std::env::var("DOTMAC_VAULT_TOKEN").unwrap_or_else(|_| "root".into()),
-            ),
-            mount: "secret".into(),
-            max_versions: 5,
-        })
-        .unwrap(),
-    )
+    Arc::new(OpenBao::new(testkit::openbao_settings()).unwrap())
 }
 
 impl Harness {

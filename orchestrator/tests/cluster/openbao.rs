@@ -4,23 +4,16 @@
 
 use dotmac_orchestrator::secrets::openbao::{OpenBao, OpenBaoSettings};
 use dotmac_orchestrator::secrets::{SecretValue, SecretVault};
+use dotmac_orchestrator::testkit;
 use dotmac_schema::TenantId;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 fn addr() -> String {
-    std::env::var("DOTMAC_VAULT_ADDR").unwrap_or_else(|_| "http://127.0.0.1:8200".into())
+    testkit::openbao_settings().address
 }
 
 fn store() -> OpenBao {
-    OpenBao::new(OpenBaoSettings {
-        address: addr(),
-        token: SecretValue::new(
-            std::env::var("DOTMAC_VAULT_TOKEN").unwrap_or_else(|_| "root".into()),
-        ),
-        mount: "secret".into(),
-        max_versions: 5,
-    })
-    .unwrap()
+    OpenBao::new(testkit::openbao_settings()).unwrap()
 }
 
 fn as_tenant(token: &str) -> VaultClient {
@@ -123,10 +116,8 @@ async fn errors_never_carry_a_secret_and_bad_ids_name_no_path() {
     let err = vault.ensure("ten_../../sys/raw", 0).await.unwrap_err();
     assert!(err.to_string().contains("tenantId"), "{err}");
     let denied = OpenBao::new(OpenBaoSettings {
-        address: addr(),
         token: SecretValue::new("not-a-token".into()),
-        mount: "secret".into(),
-        max_versions: 5,
+        ..testkit::openbao_settings()
     })
     .unwrap();
     let err = denied

@@ -1,9 +1,10 @@
 //! The watcher of tenants' instances: writes what the cluster reports to
 //! the store (GraphQL reads it there), announces changes through the outbox,
 //! activates a tenant whose instance is Ready (onboarding done), and fails
-//! one that misses the onboarding deadline, naming the step that is not done.
+//! one whose spec cannot be satisfied at once, or (checked every 10 s, with
+//! or without reports) one that misses the onboarding deadline, naming the
+//! step that is not done.
 
-use chrono::{DateTime, Utc};
 use dotmac_orchestrator::resource::{ConditionType, TenantInstance};
 use dotmac_schema::{Scope, TenantAction, TenantId, TenantState};
 use futures::StreamExt;
@@ -16,7 +17,7 @@ use crate::caller::RequestCtx;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{parse_id, REASON_MAX};
 use crate::store::instance_rows;
-use crate::store::tenant_rows::{self, TenantRow};
+use crate::store::tenant_rows;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub async fn run_watch(directory: Directory, orch: Arc<Orchestration>) {
         tokio::select! {
             report = reports.next() => {
                 let Some(inst) = report else { return };
-                if let Err(e) = observe(&directory, &orch, &inst).await {
+                if let Err(e) = observe(&directory, &inst).await {
                     tracing::warn!(tenant = %inst.spec.tenant_id, error = %e, "instance report not recorded");
                 }
             }
@@ -47,11 +48,7 @@ pub async fn run_watch(directory: Directory, orch: Arc<Orchestration>) {
 }
 
 /// Records one report and moves the tenant's lifecycle on if it says so.
-pub async fn observe(
-    directory: &Directory,
-    orch: &Orchestration,
-    inst: &TenantInstance,
-) -> ApiResult<()> {
+pub async fn observe(directory: &Directory, inst: &TenantInstance) -> ApiResult<()> {
     let Some(obs) = Observation::of(inst) else {
         return Ok(());
     };
@@ -101,7 +98,7 @@ pub async fn observe(
                 "its instance is Ready",
             )
             .await;
-        } else if let Some(step) = invalid_spec(&obs).or_else(|| overdue(&row, &obs, orch, now)) {
+        } else if let Some(step) = invalid_spec(&obs) {
             move_on(directory, &row.id, TenantAction::MarkFailed, &step).await;
         }
     }
@@ -114,23 +111,6 @@ fn invalid_spec(obs: &Observation) -> Option<String> {
         .iter()
         .find(|c| !c.ok && c.reason == "InvalidSpec")
         .map(|c| format!("{}: {} — {}", c.type_, c.reason, c.message))
-}
-
-fn overdue(
-    row: &TenantRow,
-    obs: &Observation,
-    orch: &Orchestration,
-    now: DateTime<Utc>,
-) -> Option<String> {
-    let since = row.state_changed_at.unwrap_or(row.updated_at);
-    (now - since > orch.defaults.onboarding_deadline).then(|| {
-        format!(
-            "not Ready within {} s of provisioning; {}",
-            orch.defaults.onboarding_deadline.num_seconds(),
-            obs.blocking_step()
-                .unwrap_or_else(|| "no step reported yet".into())
-        )
-    })
 }
 
 /// Tenants still provisioning past the deadline, whatever the cluster says
