@@ -427,3 +427,81 @@ async fn fifty_tenants_onboard_through_operator_kills_and_an_api_server_restart(
     op.wait().unwrap();
     drop(w.srv);
 }
+
+/// A tenant whose instance never reports (here: the cluster cannot be
+/// reached) is failed once the onboarding deadline passes, the reason naming
+/// what is not done; nothing fails it before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_past_its_deadline_fails_the_tenant_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // A well-formed kubeconfig whose server does not answer.
+    let unreachable = std::fs::read_to_string(testkit::kubeconfig())
+        .unwrap()
+        .replace("https://127.0.0.1:6443", "https://127.0.0.1:1");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, unreachable).unwrap();
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.orchestrator.target = dotmac_api::config::OrchestratorTarget::Kubernetes;
+        c.orchestrator.kubeconfig = kubeconfig.display().to_string();
+        c.orchestrator.shard = unique("deadline");
+    })
+    .await;
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let t = admin
+        .gql(
+            "mutation { createTenant(input: { name: \"Stuck ISP\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = t.data()["createTenant"]["id"].as_str().unwrap().to_owned();
+    admin
+        .gql(
+            "mutation($id: ID!) { provisionTenant(id: $id) { state } }",
+            json!({ "id": id }),
+        )
+        .await
+        .data();
+    let state = |admin: GqlClient, id: String| async move {
+        admin
+            .gql(
+                "query($id: ID!) { tenant(id: $id) { state stateReason instance { syncError } } }",
+                json!({ "id": id }),
+            )
+            .await
+            .data()["tenant"]
+            .clone()
+    };
+    // The sync fails and says so; within the deadline the tenant waits.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = state(admin.clone(), id.clone()).await;
+        if s["instance"]["syncError"].is_string() {
+            assert_eq!(s["state"], "PROVISIONING", "{s}");
+            break;
+        }
+        assert!(Instant::now() < until, "the sync never failed: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        state(admin.clone(), id.clone()).await["state"],
+        "PROVISIONING"
+    );
+    // Past it: failed within one check, naming the deadline and the step.
+    srv.clock.advance(chrono::TimeDelta::seconds(301));
+    let admin = srv.login("admin@demo.dotmac.dev").await;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = state(admin.clone(), id.clone()).await;
+        if s["state"] == "FAILED" {
+            let why = s["stateReason"].as_str().unwrap();
+            assert!(
+                why.contains("not Ready within 300 s") && why.contains("sync:"),
+                "{why}"
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "never failed: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
