@@ -53,11 +53,23 @@ pub struct InvoiceFinalized {
 pub struct InstanceChanged {
     pub tenant_id: String,
     pub reseller_id: Option<String>,
-    /// The instance's phase (Provisioning, Ready, Degraded, …).
-    pub phase: String,
+    pub phase: dotmac_orchestrator::Phase,
     pub ready: bool,
     pub reason: Option<String>,
     pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A rollout of a framework version moved on (a wave done, a heartbeat, its end).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RolloutChanged {
+    pub rollout_id: String,
+    pub state: dotmac_schema::RolloutState,
+    pub wave: i32,
+    pub waves: i32,
+    pub upgraded: i32,
+    pub remaining: i32,
+    pub stopped_reason: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -69,6 +81,8 @@ pub enum BusEvent {
     Usage(UsageUpdate),
     Invoice(InvoiceFinalized),
     Instance(InstanceChanged),
+    /// Platform admins' business: no tenant's subscriber ever receives it.
+    Rollout(RolloutChanged),
 }
 
 /// Where events are published and received. Two implementations: [`LocalBus`] and [`RedisBus`].

@@ -96,6 +96,10 @@ pub struct OrchestratorConfig {
     pub shard: String,
     /// The KV v2 mount of tenants' secrets in Vault.
     pub vault_mount: String,
+    /// How tenants' secrets are kept apart in Vault: `kv-path` (a path and
+    /// policy per tenant; Vault OSS) or `namespace` (a namespace per tenant;
+    /// OpenBao ≥ 2.3, Vault Enterprise).
+    pub vault_scope: dotmac_orchestrator::secrets::openbao::VaultScope,
     /// Every instance's secrets are rotated this often, in days; 0: only on
     /// demand (`rotateTenantSecrets`).
     pub rotate_secrets_days: u32,
@@ -303,6 +307,7 @@ impl Default for Config {
                 concurrency: 16,
                 shard: String::new(),
                 vault_mount: "secret".into(),
+                vault_scope: Default::default(),
                 rotate_secrets_days: 0,
             },
         }
@@ -669,6 +674,7 @@ mod tests {
             }
             ("limits.trusted_proxies", _) => ("[10.0.0.7]".into(), json!(["10.0.0.7"])),
             ("orchestrator.target", _) => ("kubernetes".into(), json!("kubernetes")),
+            ("orchestrator.vault_scope", _) => ("namespace".into(), json!("namespace")),
             (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
             (_, Value::Number(n)) => {
                 let n = n.as_u64().expect("numeric settings are whole and positive") + 1;

@@ -500,12 +500,16 @@ async fn main() -> anyhow::Result<()> {
                 pause: std::time::Duration::from_secs(pause_secs),
                 wave_deadline: std::time::Duration::from_secs(deadline),
             };
+            // Recorded like one started through GraphQL, so operators follow
+            // it in `instanceRollouts` and a second one cannot start meanwhile.
             let ctx = dotmac_api::caller::RequestCtx::system("rollout");
-            let done = dotmac_api::service::directory::rollout::rollout(
-                &app.directory,
-                &ctx,
-                &plan,
-                |p| {
+            let started =
+                dotmac_api::service::directory::rollout::start(&app.directory, &ctx, &plan)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("rollout: {e}"))?;
+            println!("rollout {} of {}", started.id, plan.version);
+            let done =
+                dotmac_api::service::directory::rollout::run(&app.directory, &started, |p| {
                     println!(
                         "wave {}/{}: {} upgraded, {} to go{}",
                         p.wave,
@@ -517,10 +521,9 @@ async fn main() -> anyhow::Result<()> {
                             .map(|s| format!("; stopped: {s}"))
                             .unwrap_or_default()
                     )
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("rollout: {e}"))?;
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("rollout: {e}"))?;
             publish_before_exit(&app).await;
             if let Some(why) = done.stopped {
                 bail!("rollout of {} stopped: {why}", plan.version);

@@ -146,13 +146,14 @@ impl Outbox {
 /// An event as an outbox row.
 fn entry(event: &BusEvent) -> ApiResult<OutboxEntry> {
     let (kind, tenant_id, reseller_id) = match event {
-        BusEvent::Tenant(t) => ("tenant", &t.tenant_id, &t.reseller_id),
-        BusEvent::Usage(u) => ("usage", &u.tenant_id, &u.reseller_id),
-        BusEvent::Invoice(i) => ("invoice", &i.tenant_id, &i.reseller_id),
-        BusEvent::Instance(i) => ("instance", &i.tenant_id, &i.reseller_id),
+        BusEvent::Tenant(t) => ("tenant", Some(&t.tenant_id), &t.reseller_id),
+        BusEvent::Usage(u) => ("usage", Some(&u.tenant_id), &u.reseller_id),
+        BusEvent::Invoice(i) => ("invoice", Some(&i.tenant_id), &i.reseller_id),
+        BusEvent::Instance(i) => ("instance", Some(&i.tenant_id), &i.reseller_id),
+        BusEvent::Rollout(_) => ("rollout", None, &None),
     };
     Ok(OutboxEntry {
-        tenant_id: Some(tenant_id.clone()),
+        tenant_id: tenant_id.cloned(),
         reseller_id: reseller_id.clone(),
         kind,
         event: serde_json::to_string(event).map_err(|e| ApiError::internal(e.to_string()))?,

@@ -66,6 +66,7 @@ pub fn secret_vault(
             token: SecretValue::new(config.vault_token.clone()),
             mount: config.orchestrator.vault_mount.clone(),
             max_versions: 10,
+            scope: config.orchestrator.vault_scope,
         })?));
     }
     match data_dir {

@@ -169,6 +169,7 @@ fn openbao(args: &Args) -> anyhow::Result<OpenBao> {
         token: SecretValue::new(args.vault_token.clone()),
         mount: "secret".into(),
         max_versions: 5,
+        scope: Default::default(),
     })?)
 }
 

@@ -14,6 +14,8 @@ pub mod kube_cluster;
 pub mod local;
 pub mod reconcile;
 pub mod resource;
+#[cfg(test)]
+mod scenarios;
 pub mod secrets;
 pub mod sizing;
 #[cfg(feature = "testkit")]

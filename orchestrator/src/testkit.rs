@@ -36,6 +36,7 @@ pub fn openbao_settings() -> crate::secrets::openbao::OpenBaoSettings {
         ),
         mount: "secret".into(),
         max_versions: 5,
+        scope: Default::default(),
     }
 }
 

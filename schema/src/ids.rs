@@ -77,6 +77,10 @@ macro_rules! typed_id {
 }
 
 typed_id!(
+    /// A rollout of a framework version across tenants' instances.
+    RolloutId, "rol"
+);
+typed_id!(
     /// A tenant (an ISP onboarded onto the platform).
     TenantId, "ten"
 );

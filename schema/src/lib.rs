@@ -18,10 +18,12 @@ pub mod usage;
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{
-    ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId,
+    ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId, RolloutId,
     SubscriptionId, TaxRateId, TenantId, UserId,
 };
-pub use lifecycle::{InvoiceStatus, PaymentMethod, SubscriptionEvent, SubscriptionState};
+pub use lifecycle::{
+    InvoiceStatus, PaymentMethod, RolloutState, SubscriptionEvent, SubscriptionState,
+};
 pub use money::{Currency, MoneyError, Rounding};
 pub use slug::{slug_from_name, validate_slug, SlugError};
 pub use tenant::{TenantAction, TenantState, TransitionError};

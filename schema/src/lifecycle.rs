@@ -1,8 +1,9 @@
 //! The lifecycles of billing objects, as enums end to end (the store keeps
 //! their snake_case names in a text column, GraphQL shows them as enums):
 //! subscriptions and their only legal transitions, invoices from draft to
-//! settled, and how a payment arrived. Credit notes have no lifecycle: one
-//! is final when issued.
+//! settled, and how a payment arrived (credit notes have no lifecycle: one
+//! is final when issued); and rollouts of a framework version across
+//! tenants' instances.
 
 /// Where a subscription is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -234,4 +235,30 @@ mod tests {
         );
         assert!(!I::Draft.settleable() && !I::Void.settleable());
     }
+}
+
+/// Where a rollout of a framework version across tenants' instances is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(
+    feature = "sea-orm",
+    derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum),
+    sea_orm(rs_type = "String", db_type = "Text")
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    /// Waves are being upgraded (its runner reports at least every minute).
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "running"))]
+    Running,
+    /// Every tenant that was not on the version runs it now.
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "completed"))]
+    Completed,
+    /// An instance was rolled back, a wave missed its deadline, or an
+    /// upgrade failed: later tenants keep their version.
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "stopped"))]
+    Stopped,
+    /// The process running it went away. Starting the version again
+    /// continues: tenants already on it are skipped.
+    #[cfg_attr(feature = "sea-orm", sea_orm(string_value = "interrupted"))]
+    Interrupted,
 }

@@ -22,7 +22,7 @@ pub enum InstancePhase {
 }
 
 impl InstancePhase {
-    fn of(phase: dotmac_orchestrator::Phase) -> InstancePhase {
+    pub(crate) fn of(phase: dotmac_orchestrator::Phase) -> InstancePhase {
         use dotmac_orchestrator::Phase as P;
         match phase {
             P::Provisioning => InstancePhase::Provisioning,

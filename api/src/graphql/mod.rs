@@ -31,6 +31,7 @@ pub struct QueryRoot(
     metering::MeteringQuery,
     billing::BillingQuery,
     audit::AuditQuery,
+    instances::InstanceQuery,
 );
 
 /// Every mutation, by capability.

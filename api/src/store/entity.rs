@@ -261,6 +261,41 @@ pub mod tenant_instance {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod instance_rollout {
+    use dotmac_schema::RolloutState;
+    use sea_orm::entity::prelude::*;
+
+    /// A rollout of a framework version across tenants' instances.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance_rollouts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub version: String,
+        pub wave_size: i32,
+        pub pause_secs: i64,
+        pub wave_deadline_secs: i64,
+        pub state: RolloutState,
+        pub wave: i32,
+        pub waves: i32,
+        pub upgraded: i32,
+        pub remaining: i32,
+        pub stopped_reason: Option<String>,
+        /// The platform admin who started it.
+        pub started_by: String,
+        pub started_at: ChronoDateTimeUtc,
+        /// Its runner's last report: a running rollout not heard of for a
+        /// while was interrupted.
+        pub updated_at: ChronoDateTimeUtc,
+        pub finished_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod meter {
     use sea_orm::entity::prelude::*;
 

@@ -11,6 +11,7 @@ pub mod login_attempt_rows;
 pub mod meter_rows;
 pub mod outbox_rows;
 pub mod reseller_rows;
+pub mod rollout_rows;
 pub mod tax_rate_rows;
 pub mod tenant_rows;
 pub mod token_rows;

@@ -530,6 +530,7 @@ async fn query_case(w: &World, field: &str) {
         }
         "plans" | "plan" | "subscriptions" | "invoices" | "invoice" | "reconciliation"
         | "taxRates" => billing::query_case(w, field).await,
+        "instanceRollouts" | "instanceRollout" => instances::rollout_query_case(w, field).await,
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),
     }
 }
@@ -1115,6 +1116,7 @@ async fn mutation_case(w: &World, field: &str) {
         "upgradeTenantInstance" | "rotateTenantSecrets" | "abandonInstanceCleanup" => {
             instances::mutation_case(w, field).await
         }
+        "startInstanceRollout" => instances::rollout_mutation_case(w).await,
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }
@@ -1310,6 +1312,7 @@ async fn subscription_case(w: &World, field: &str) {
         }
         "invoiceFinalized" => billing::subscription_case(w).await,
         "instanceEvents" => instances::subscription_case(w).await,
+        "instanceRolloutProgress" => instances::rollout_subscription_case(w).await,
         other => {
             panic!("no isolation case for Subscription.{other}: add one before exposing the field")
         }

@@ -1,5 +1,7 @@
 //! Isolation of tenants' instances: `Tenant.instance`, the instance
-//! mutations and `instanceEvents`. The suite's own world runs without a
+//! mutations, `instanceEvents`, and rollouts (`instanceRollouts`,
+//! `instanceRollout`, `startInstanceRollout`, `instanceRolloutProgress`:
+//! platform admins' alone). The suite's own world runs without a
 //! cluster (its lifecycle cases activate tenants by hand); these cases also
 //! build a world of their own with the local cluster target (and, on
 //! Postgres, the real OpenBao for tenants' secrets), where instances exist.
@@ -255,6 +257,7 @@ pub async fn mutation_case(w: &World, field: &str) {
                 .await;
             bad.expect_code("VALIDATION");
             assert!(bad.body.to_string().contains("version"), "{}", bad.body);
+            let a_before = iw.instance(&iw.platform, &iw.a_id).await["currentVersion"].clone();
             let ok = iw.platform.gql(doc, json!({ "id": iw.b_id })).await;
             assert_eq!(ok.data()[field]["instance"]["desiredVersion"], "1.1.0");
             iw.wait_instance(&iw.b_id, |i| {
@@ -263,7 +266,7 @@ pub async fn mutation_case(w: &World, field: &str) {
             .await;
             assert_eq!(
                 iw.instance(&iw.platform, &iw.a_id).await["currentVersion"],
-                "1.0.0",
+                a_before,
                 "A untouched"
             );
         }
@@ -330,4 +333,230 @@ pub async fn subscription_case(w: &World) {
         json!(iw.b_id),
         "{ev}"
     );
+}
+
+/// Everyone but platform admins: FORBIDDEN, with nothing of a rollout.
+fn not_platform(iw: &InstanceWorld) -> [(&'static str, &Client); 5] {
+    [
+        ("tenant_admin of A", &iw.a_admin),
+        ("tenant_user of A", &iw.a_user),
+        ("tenant_admin of B", &iw.b_admin),
+        ("reseller_admin of R", &iw.reseller),
+        ("support", &iw.support),
+    ]
+}
+
+const ROLLOUT_FIELDS: &str =
+    "id version waveSize pauseSeconds state wave waves upgraded remaining stoppedReason startedBy finishedAt";
+
+impl InstanceWorld {
+    /// Starts a rollout of `version` as the platform and waits for its end.
+    async fn rolled_out(&self, version: &str, wave_size: i32) -> Value {
+        let started = self
+            .platform
+            .gql(
+                &format!("mutation($v: String!, $w: Int!) {{ startInstanceRollout(input: {{ version: $v, waveSize: $w, pauseSeconds: 0, waveDeadlineSeconds: 60 }}) {{ {ROLLOUT_FIELDS} }} }}"),
+                json!({ "v": version, "w": wave_size }),
+            )
+            .await;
+        let id = started.data()["startInstanceRollout"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for _ in 0..600 {
+            let r = self.rollout(&self.platform, &id).await;
+            if r.data()["instanceRollout"]["state"] != "RUNNING" {
+                return r.data()["instanceRollout"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "rollout {id} never ended: {}",
+            self.rollout(&self.platform, &id).await.body
+        );
+    }
+
+    async fn rollout(&self, c: &Client, id: &str) -> crate::support::Answer {
+        c.gql(
+            &format!("query($id: ID!) {{ instanceRollout(id: $id) {{ {ROLLOUT_FIELDS} }} }}"),
+            json!({ "id": id }),
+        )
+        .await
+    }
+}
+
+pub async fn rollout_query_case(w: &World, field: &str) {
+    let doc = match field {
+        "instanceRollouts" => {
+            "{ instanceRollouts(first: 50) { edges { node { id version state } } } }"
+        }
+        _ => "query($id: ID!) { instanceRollout(id: $id) { id version } }",
+    };
+    let unknown = json!({ "id": dotmac_schema::RolloutId::new().to_string() });
+    // Without a cluster: still platform admins' alone.
+    assert_foreigners_denied(w, field, doc, unknown.clone(), &[]).await;
+    let ans = w.support.gql(doc, unknown.clone()).await;
+    assert_denied("support", field, &ans, &["FORBIDDEN"], &[]);
+    let ans = w.platform.gql(doc, unknown.clone()).await;
+    if field == "instanceRollout" {
+        ans.expect_code("NOT_FOUND");
+        let bad = w.platform.gql(doc, json!({ "id": "ten_00" })).await;
+        bad.expect_code("VALIDATION");
+        assert!(bad.body.to_string().contains("id"), "{}", bad.body);
+    } else {
+        assert!(ans.errors().is_empty(), "{}", ans.body);
+    }
+
+    // With a cluster and a rollout done: the platform sees it, no one else
+    // sees anything of it.
+    let iw = instance_world(w).await;
+    let done = iw.rolled_out("1.2.0", 2).await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    let id = done["id"].as_str().unwrap().to_owned();
+    let vars = json!({ "id": id });
+    let seen = iw.platform.gql(doc, vars.clone()).await;
+    assert!(seen.body.to_string().contains(&id), "{}", seen.body);
+    for (who, c) in not_platform(iw) {
+        let ans = c.gql(doc, vars.clone()).await;
+        assert_denied(who, field, &ans, &["FORBIDDEN"], std::slice::from_ref(&id));
+    }
+}
+
+pub async fn rollout_mutation_case(w: &World) {
+    let field = "startInstanceRollout";
+    let doc = "mutation($v: String!) { startInstanceRollout(input: { version: $v, waveSize: 1, pauseSeconds: 1 }) { id state } }";
+    let vars = json!({ "v": "1.3.0" });
+    assert_foreigners_denied(w, field, doc, vars.clone(), &[]).await;
+    let ans = w.support.gql(doc, vars.clone()).await;
+    assert_denied("support", field, &ans, &["FORBIDDEN"], &[]);
+    // No cluster: nothing to roll out, and the answer says why.
+    let ans = w.platform.gql(doc, vars.clone()).await;
+    ans.expect_code("CONFLICT");
+    assert!(
+        ans.body.to_string().contains("orchestrator.target"),
+        "{}",
+        ans.body
+    );
+
+    let iw = instance_world(w).await;
+    for (who, c) in not_platform(iw) {
+        let ans = c.gql(doc, vars.clone()).await;
+        assert_denied(who, field, &ans, &["FORBIDDEN"], &[]);
+    }
+    // Bad plans name their field.
+    for (input, field_named) in [
+        ("version: \"1.3 ; rm\", waveSize: 1", "version"),
+        ("version: \"1.3.0\", waveSize: 0", "waveSize"),
+        ("version: \"1.3.0\", waveSize: 501", "waveSize"),
+        (
+            "version: \"1.3.0\", waveSize: 1, pauseSeconds: -1",
+            "pauseSeconds",
+        ),
+        (
+            "version: \"1.3.0\", waveSize: 1, waveDeadlineSeconds: 0",
+            "waveDeadlineSeconds",
+        ),
+    ] {
+        let ans = iw
+            .platform
+            .gql(
+                &format!("mutation {{ startInstanceRollout(input: {{ {input} }}) {{ id }} }}"),
+                json!({}),
+            )
+            .await;
+        ans.expect_code("VALIDATION");
+        assert!(
+            ans.body.to_string().contains(field_named),
+            "{input}: {}",
+            ans.body
+        );
+    }
+    // One wave per tenant, a second apart: a second start meanwhile is a
+    // conflict, and the first carries on to the end.
+    let first = iw.platform.gql(doc, vars.clone()).await;
+    let id = first.data()[field]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first.data()[field]["state"], "RUNNING");
+    let second = iw.platform.gql(doc, json!({ "v": "1.4.0" })).await;
+    second.expect_code("CONFLICT");
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = iw.rollout(&iw.platform, &id).await.data()["instanceRollout"].clone();
+        if done["state"] != "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(done["wave"], done["waves"], "{done}");
+    assert_eq!(done["remaining"], 0, "{done}");
+    assert!(done["upgraded"].as_i64().unwrap() >= 2, "{done}");
+    assert!(
+        done["startedBy"].as_str().unwrap().starts_with("usr_"),
+        "{done}"
+    );
+    // Every tenant's instance runs it, the suspended one scaled to zero.
+    iw.wait_instance(&iw.a_id, |i| {
+        i["currentVersion"] == "1.3.0" && i["ready"] == true
+    })
+    .await;
+    iw.wait_instance(&iw.b_id, |i| {
+        i["currentVersion"] == "1.3.0" && i["phase"] == "SUSPENDED"
+    })
+    .await;
+    // Again: nothing left to do, done at once.
+    let again = iw.rolled_out("1.3.0", 5).await;
+    assert_eq!(again["state"], "COMPLETED", "{again}");
+    assert_eq!(again["upgraded"], 0, "{again}");
+}
+
+pub async fn rollout_subscription_case(w: &World) {
+    let iw = instance_world(w).await;
+    let q = |id: &str| {
+        format!("subscription {{ instanceRolloutProgress(id: \"{id}\") {{ rolloutId state wave waves upgraded remaining }} }}")
+    };
+    let started = iw
+        .platform
+        .gql(
+            "mutation { startInstanceRollout(input: { version: \"1.5.0\", waveSize: 1, pauseSeconds: 1 }) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = started.data()["startInstanceRollout"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The platform subscribes first (its socket keeps what arrives while
+    // the others are refused).
+    let mut ws = subscribe(&iw.srv.url, token_of(&iw.platform), &q(&id)).await;
+    for (who, c) in not_platform(iw) {
+        let mut denied = subscribe(&iw.srv.url, token_of(c), &q(&id)).await;
+        let ev = next_json(&mut denied).await;
+        assert!(ev.to_string().contains("FORBIDDEN"), "{who}: {ev}");
+        assert!(
+            ev["payload"]["data"].is_null()
+                || ev["payload"]["data"]["instanceRolloutProgress"].is_null(),
+            "{who}: {ev}"
+        );
+    }
+    // The platform hears where it was, then every wave, to its end.
+    let mut seen = Vec::new();
+    loop {
+        let ev = next_json(&mut ws).await;
+        if ev["type"] == "complete" {
+            break;
+        }
+        let p = ev["payload"]["data"]["instanceRolloutProgress"].clone();
+        assert_eq!(p["rolloutId"], json!(id), "{ev}");
+        seen.push(p);
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last["state"], "COMPLETED", "{seen:?}");
+    assert_eq!(last["remaining"], 0, "{seen:?}");
+    let waves: Vec<i64> = seen.iter().map(|p| p["wave"].as_i64().unwrap()).collect();
+    assert!(
+        waves.windows(2).all(|w| w[0] <= w[1]),
+        "progress only moves forward: {waves:?}"
+    );
+    assert_eq!(seen[0]["state"], "RUNNING", "{seen:?}");
+    assert!(seen.len() >= 3, "the start, each wave, the end: {seen:?}");
 }

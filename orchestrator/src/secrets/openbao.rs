@@ -1,16 +1,25 @@
-//! Tenant secrets in OpenBao/Vault (KV v2, works on Vault OSS): each tenant
-//! has the path `<mount>/tenants/<id>/instance`, a policy `tenant-<id>` that
-//! reads only under `tenants/<id>/`, and an orphan token holding only that
-//! policy, delivered to its namespace so the instance reads its own secrets
-//! and nothing else. Rotation writes a new KV version (the previous ones stay
-//! readable by version); revocation revokes the token, deletes the policy and
-//! every version.
+//! Tenant secrets in OpenBao/Vault, in one of two scopes chosen by config
+//! ([`VaultScope`]):
+//!
+//! - `kv-path` (works on Vault OSS): each tenant has the path
+//!   `<mount>/tenants/<id>/instance` and a policy `tenant-<id>` that reads
+//!   only under `tenants/<id>/`, in the platform's namespace;
+//! - `namespace` (OpenBao ≥ 2.3, Vault Enterprise): each tenant has its own
+//!   namespace `tenant-<id>` holding its KV v2 mount, the path `instance`
+//!   and the policy `instance`; deleting the namespace removes all of it.
+//!
+//! Either way an orphan token holding only the tenant's policy is delivered
+//! to its Kubernetes namespace, so the instance reads its own secrets and
+//! nothing else. Rotation writes a new KV version (the previous ones stay
+//! readable by version); revocation revokes the token and deletes the
+//! policy and every version (in `namespace` scope, the namespace itself).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::api::EndpointMiddleware;
+use vaultrs::client::{Client, VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use super::{checked, generate, SecretValue, SecretVault, TenantSecrets, GENERATION_KEY};
@@ -21,16 +30,71 @@ const ACCESSOR_KEY: &str = "_token_accessor";
 /// The instance's own token, delivered with its secrets.
 const TOKEN_KEY: &str = "VAULT_TOKEN";
 
+/// The instance's OpenBao namespace, delivered beside its token (`namespace` scope).
+const NAMESPACE_KEY: &str = "VAULT_NAMESPACE";
+
+/// Where each tenant's secrets are kept apart from the others'.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaultScope {
+    /// A KV v2 path and a policy per tenant in the platform's namespace:
+    /// works on every Vault and OpenBao.
+    #[default]
+    KvPath,
+    /// A namespace per tenant (OpenBao ≥ 2.3 or Vault Enterprise): the
+    /// tenant's mount, policy and token live inside it, and deleting it
+    /// removes them all at once.
+    Namespace,
+}
+
 /// How to reach the store.
 #[derive(Clone)]
 pub struct OpenBaoSettings {
     pub address: String,
-    /// The platform's token: writes tenants' paths and policies.
+    /// The platform's token: writes tenants' paths and policies (and, in
+    /// `namespace` scope, creates and deletes tenants' namespaces).
     pub token: SecretValue,
-    /// The KV v2 mount.
+    /// The KV v2 mount (in `namespace` scope, the mount made in each tenant's namespace).
     pub mount: String,
     /// Versions KV keeps of each tenant's secrets.
     pub max_versions: u64,
+    pub scope: VaultScope,
+}
+
+/// Where one tenant's secrets are: the store's namespace (if any), mount and
+/// path, and the policy its instance token holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretLocation {
+    pub namespace: Option<String>,
+    pub mount: String,
+    pub path: String,
+    pub policy: String,
+}
+
+/// The platform's client, speaking inside one namespace (or the platform's
+/// own). It shares the platform client's connection pool and token; only the
+/// namespace header differs.
+struct Scoped<'a> {
+    base: &'a VaultClient,
+    middle: EndpointMiddleware,
+}
+
+impl Client for Scoped<'_> {
+    fn http(&self) -> &rustify::clients::reqwest::Client {
+        &self.base.http
+    }
+
+    fn middle(&self) -> &EndpointMiddleware {
+        &self.middle
+    }
+
+    fn settings(&self) -> &VaultClientSettings {
+        &self.base.settings
+    }
+
+    fn set_token(&mut self, token: &str) {
+        self.middle.token = token.to_owned();
+    }
 }
 
 impl std::fmt::Debug for OpenBaoSettings {
@@ -38,6 +102,7 @@ impl std::fmt::Debug for OpenBaoSettings {
         f.debug_struct("OpenBaoSettings")
             .field("address", &self.address)
             .field("mount", &self.mount)
+            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }
@@ -89,36 +154,152 @@ impl OpenBao {
         })
     }
 
-    fn path(tenant: &str) -> String {
-        format!("tenants/{tenant}/instance")
+    /// Where `tenant`'s secrets are, in this store's scope. `tenant` is a
+    /// checked tenant id: it is the only thing that names a path.
+    pub fn location(&self, tenant: &str) -> SecretLocation {
+        let mount = self.settings.mount.clone();
+        match self.settings.scope {
+            VaultScope::KvPath => SecretLocation {
+                namespace: None,
+                mount,
+                path: format!("tenants/{tenant}/instance"),
+                policy: format!("tenant-{tenant}"),
+            },
+            VaultScope::Namespace => SecretLocation {
+                namespace: Some(format!("tenant-{tenant}")),
+                mount,
+                path: "instance".into(),
+                policy: "instance".into(),
+            },
+        }
     }
 
-    fn policy_name(tenant: &str) -> String {
-        format!("tenant-{tenant}")
-    }
-
-    /// Reads under `tenants/<id>/` only.
-    fn policy(&self, tenant: &str) -> String {
-        let m = &self.settings.mount;
+    /// The policy of the instance's token: reads its own path only.
+    fn policy(at: &SecretLocation) -> String {
+        let (m, p) = (&at.mount, &at.path);
         format!(
-            "path \"{m}/data/tenants/{tenant}/*\" {{ capabilities = [\"read\"] }}\n\
-             path \"{m}/metadata/tenants/{tenant}/*\" {{ capabilities = [\"read\", \"list\"] }}\n"
+            "path \"{m}/data/{p}\" {{ capabilities = [\"read\"] }}\n\
+             path \"{m}/metadata/{p}\" {{ capabilities = [\"read\", \"list\"] }}\n"
         )
+    }
+
+    /// The platform's client inside `at`'s namespace.
+    fn client(&self, at: &SecretLocation) -> Scoped<'_> {
+        let mut middle = self.client.middle.clone();
+        if let Some(ns) = &at.namespace {
+            middle.namespace = Some(ns.clone());
+        }
+        Scoped {
+            base: &self.client,
+            middle,
+        }
+    }
+
+    /// `sys/namespaces/<name>`, which vaultrs does not cover: answers the
+    /// status and the body's `data`.
+    async fn namespace_call(
+        &self,
+        method: reqwest::Method,
+        name: &str,
+        op: &'static str,
+    ) -> Result<(u16, serde_json::Value), Error> {
+        let url = format!(
+            "{}/v1/sys/namespaces/{name}",
+            self.settings.address.trim_end_matches('/')
+        );
+        let failed = |reason: String| Error::Vault { op, reason };
+        let response = self
+            .client
+            .http
+            .http
+            .request(method, url)
+            .header("X-Vault-Token", self.settings.token.expose())
+            .send()
+            .await
+            .map_err(|e| failed(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status >= 400 && status != 404 {
+            let errors = body["errors"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            return Err(failed(format!("status {status}: {errors}")));
+        }
+        Ok((status, body["data"].clone()))
+    }
+
+    /// The tenant's namespace and its KV mount, made if missing (`namespace`
+    /// scope; nothing to do in `kv-path`). Both steps are idempotent.
+    async fn prepare(&self, at: &SecretLocation) -> Result<(), Error> {
+        let Some(ns) = &at.namespace else {
+            return Ok(());
+        };
+        // Creating a namespace that exists answers it as it is.
+        self.namespace_call(reqwest::Method::POST, ns, "create namespace")
+            .await?;
+        let mounted = vaultrs::sys::mount::enable(
+            &self.client(at),
+            &at.mount,
+            "kv",
+            Some(
+                vaultrs::api::sys::requests::EnableEngineRequest::builder()
+                    .options(HashMap::from([("version".to_owned(), "2".to_owned())])),
+            ),
+        )
+        .await;
+        match mounted {
+            Ok(()) => Ok(()),
+            // Made by an earlier pass that stopped before writing.
+            Err(ClientError::APIError { code: 400, errors })
+                if errors.iter().any(|e| e.contains("already in use")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(vault_error("mount tenant's KV")(e)),
+        }
+    }
+
+    /// Deletes the tenant's namespace with everything in it. The store
+    /// deletes in the background: this waits (bounded) until it is gone, and
+    /// answers an error while it is not, so the cleanup step is retried
+    /// rather than reported done early.
+    async fn delete_namespace(&self, ns: &str) -> Result<(), Error> {
+        self.namespace_call(reqwest::Method::DELETE, ns, "delete namespace")
+            .await?;
+        for _ in 0..40 {
+            let (status, _) = self
+                .namespace_call(reqwest::Method::GET, ns, "read namespace")
+                .await?;
+            if status == 404 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(Error::Vault {
+            op: "delete namespace",
+            reason: format!("{ns} is still being deleted"),
+        })
     }
 
     async fn read_latest(
         &self,
-        tenant: &str,
+        at: &SecretLocation,
     ) -> Result<Option<(u64, BTreeMap<String, String>)>, Error> {
-        let path = Self::path(tenant);
-        let meta =
-            match vaultrs::kv2::read_metadata(&self.client, &self.settings.mount, &path).await {
-                Ok(m) => m,
-                Err(e) if not_found(&e) => return Ok(None),
-                Err(e) => return Err(vault_error("read metadata")(e)),
-            };
+        let client = self.client(at);
+        // A missing namespace or mount answers 404 like a missing path.
+        let meta = match vaultrs::kv2::read_metadata(&client, &at.mount, &at.path).await {
+            Ok(m) => m,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(vault_error("read metadata")(e)),
+        };
         let version = meta.current_version;
-        match vaultrs::kv2::read_version(&self.client, &self.settings.mount, &path, version).await {
+        match vaultrs::kv2::read_version(&client, &at.mount, &at.path, version).await {
             Ok(data) => Ok(Some((version, data))),
             // Deleted (not destroyed) versions answer 404 too.
             Err(e) if not_found(&e) => Ok(None),
@@ -126,31 +307,31 @@ impl OpenBao {
         }
     }
 
-    async fn write(&self, tenant: &str, data: &BTreeMap<String, String>) -> Result<u64, Error> {
-        let meta = vaultrs::kv2::set(
-            &self.client,
-            &self.settings.mount,
-            &Self::path(tenant),
-            data,
-        )
-        .await
-        .map_err(vault_error("write"))?;
+    async fn write(
+        &self,
+        at: &SecretLocation,
+        data: &BTreeMap<String, String>,
+    ) -> Result<u64, Error> {
+        let meta = vaultrs::kv2::set(&self.client(at), &at.mount, &at.path, data)
+            .await
+            .map_err(vault_error("write"))?;
         Ok(meta.version)
     }
 
-    async fn instance_token(&self, tenant: &str) -> Result<(String, String), Error> {
-        vaultrs::sys::policy::set(
-            &self.client,
-            &Self::policy_name(tenant),
-            &self.policy(tenant),
-        )
-        .await
-        .map_err(vault_error("write policy"))?;
+    async fn instance_token(
+        &self,
+        tenant: &str,
+        at: &SecretLocation,
+    ) -> Result<(String, String), Error> {
+        let client = self.client(at);
+        vaultrs::sys::policy::set(&client, &at.policy, &Self::policy(at))
+            .await
+            .map_err(vault_error("write policy"))?;
         let auth = vaultrs::token::new_orphan(
-            &self.client,
+            &client,
             Some(
                 vaultrs::api::token::requests::CreateOrphanTokenRequest::builder()
-                    .policies(vec![Self::policy_name(tenant)])
+                    .policies(vec![at.policy.clone()])
                     .no_default_policy(true)
                     .display_name(format!("instance-{tenant}"))
                     .meta(HashMap::from([("tenant".to_owned(), tenant.to_owned())]))
@@ -190,7 +371,8 @@ impl SecretVault for OpenBao {
                 return Ok(s.clone());
             }
         }
-        let (stored_generation, secrets) = match self.read_latest(&tenant).await? {
+        let at = self.location(&tenant);
+        let (stored_generation, secrets) = match self.read_latest(&at).await? {
             Some((version, data)) if generation_of(&data) >= generation => {
                 (generation_of(&data), delivered(version, &data))
             }
@@ -207,16 +389,22 @@ impl SecretVault for OpenBao {
                 });
                 let (token, accessor) = match kept {
                     Some(pair) => pair,
-                    None => self.instance_token(&tenant).await?,
+                    None => {
+                        self.prepare(&at).await?;
+                        self.instance_token(&tenant, &at).await?
+                    }
                 };
                 data.insert(TOKEN_KEY.into(), token);
                 data.insert(ACCESSOR_KEY.into(), accessor);
                 data.insert(GENERATION_KEY.into(), generation.to_string());
+                if let Some(ns) = &at.namespace {
+                    data.insert(NAMESPACE_KEY.into(), ns.clone());
+                }
                 if existing.is_none() {
                     vaultrs::kv2::set_metadata(
-                        &self.client,
-                        &self.settings.mount,
-                        &Self::path(&tenant),
+                        &self.client(&at),
+                        &at.mount,
+                        &at.path,
                         Some(
                             vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder()
                                 .max_versions(self.settings.max_versions),
@@ -225,7 +413,7 @@ impl SecretVault for OpenBao {
                     .await
                     .map_err(vault_error("write metadata"))?;
                 }
-                let version = self.write(&tenant, &data).await?;
+                let version = self.write(&at, &data).await?;
                 (generation, delivered(version, &data))
             }
         };
@@ -237,11 +425,11 @@ impl SecretVault for OpenBao {
     }
 
     async fn version(&self, tenant_id: &str, version: u64) -> Result<Option<TenantSecrets>, Error> {
-        let tenant = checked(tenant_id)?.to_string();
+        let at = self.location(&checked(tenant_id)?.to_string());
         match vaultrs::kv2::read_version::<BTreeMap<String, String>>(
-            &self.client,
-            &self.settings.mount,
-            &Self::path(&tenant),
+            &self.client(&at),
+            &at.mount,
+            &at.path,
             version,
         )
         .await
@@ -255,9 +443,11 @@ impl SecretVault for OpenBao {
     async fn revoke(&self, tenant_id: &str) -> Result<(), Error> {
         let tenant = checked(tenant_id)?.to_string();
         self.cache.lock().expect("cache lock").remove(&tenant);
-        if let Some((_, data)) = self.read_latest(&tenant).await? {
+        let at = self.location(&tenant);
+        let client = self.client(&at);
+        if let Some((_, data)) = self.read_latest(&at).await? {
             if let Some(accessor) = data.get(ACCESSOR_KEY) {
-                match vaultrs::token::revoke_accessor(&self.client, accessor).await {
+                match vaultrs::token::revoke_accessor(&client, accessor).await {
                     // Already revoked (a retried cleanup): nothing to do.
                     Ok(())
                     | Err(ClientError::APIError {
@@ -267,18 +457,15 @@ impl SecretVault for OpenBao {
                 }
             }
         }
-        match vaultrs::kv2::delete_metadata(
-            &self.client,
-            &self.settings.mount,
-            &Self::path(&tenant),
-        )
-        .await
-        {
+        if let Some(ns) = &at.namespace {
+            return self.delete_namespace(ns).await;
+        }
+        match vaultrs::kv2::delete_metadata(&client, &at.mount, &at.path).await {
             Ok(()) => {}
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(vault_error("delete secrets")(e)),
         }
-        match vaultrs::sys::policy::delete(&self.client, &Self::policy_name(&tenant)).await {
+        match vaultrs::sys::policy::delete(&client, &at.policy).await {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(vault_error("delete policy")(e)),
@@ -286,8 +473,12 @@ impl SecretVault for OpenBao {
     }
 
     fn describe(&self) -> String {
+        let scope = match self.settings.scope {
+            VaultScope::KvPath => "a path and policy per tenant",
+            VaultScope::Namespace => "a namespace per tenant",
+        };
         format!(
-            "OpenBao/Vault at {} (KV v2 mount {})",
+            "OpenBao/Vault at {} (KV v2 mount {}, {scope})",
             self.settings.address, self.settings.mount
         )
     }

@@ -76,7 +76,7 @@ pub async fn observe(directory: &Directory, inst: &TenantInstance) -> ApiResult<
                 &[BusEvent::Instance(InstanceChanged {
                     tenant_id: row.id.clone(),
                     reseller_id: row.reseller_id.clone(),
-                    phase: obs.phase.as_str().to_owned(),
+                    phase: obs.phase,
                     ready: obs.ready(),
                     reason: ready.map(|c| c.reason.clone()),
                     message: ready.map(|c| c.message.clone()),
