@@ -1,5 +1,6 @@
 //! The composition root: one [`App`] per process composes the capabilities'
-//! use cases ([`Directory`], [`Identity`], [`Metering`], [`Billing`]) from
+//! use cases ([`Directory`], [`Identity`], [`Metering`], [`Billing`],
+//! [`Licensing`]) from
 //! the store, the clock and the ports the wiring chose (`crate::wiring`):
 //! production services in `serve`, embedded ones in `dev`. Transports read
 //! it; nothing it composes knows which ports run.
@@ -20,6 +21,7 @@ use crate::service::directory::instances::{self, InstanceDefaults, Orchestration
 use crate::service::directory::Directory;
 use crate::service::identity::standing::StandingCache;
 use crate::service::identity::Identity;
+use crate::service::licensing::{Licensing, SigningKey};
 use crate::service::metering::Metering;
 use crate::store::Store;
 
@@ -44,6 +46,7 @@ pub struct App {
     pub identity: Identity,
     pub metering: Metering,
     pub billing: Billing,
+    pub licensing: Licensing,
 }
 
 /// The ports an [`App`] is composed of.
@@ -57,6 +60,8 @@ pub struct Ports {
     pub intake: Option<Arc<dyn UsageSink>>,
     /// Where tenants' instances are declared; `None` without a cluster target.
     pub instances: Option<Arc<dyn dotmac_orchestrator::cluster::Instances>>,
+    /// The key licence files and entitlement snapshots are signed with.
+    pub signing: Arc<dyn SigningKey>,
 }
 
 impl App {
@@ -70,6 +75,7 @@ impl App {
             usage,
             intake,
             instances,
+            signing,
         } = ports;
         let standing = Arc::new(StandingCache::default());
         let outbox = Outbox::new(store.clone(), bus.clone(), clock.clone());
@@ -130,6 +136,13 @@ impl App {
             directory: directory.clone(),
             settings: config.billing.clone(),
         };
+        let licensing = Licensing {
+            store: store.clone(),
+            clock: clock.clone(),
+            outbox: outbox.clone(),
+            signing,
+            limiter: limiter.clone(),
+        };
         App {
             config: Arc::new(config),
             store,
@@ -142,6 +155,7 @@ impl App {
             identity,
             metering,
             billing,
+            licensing,
         }
     }
 }

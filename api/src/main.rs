@@ -73,6 +73,44 @@ enum Command {
         #[command(subcommand)]
         command: Option<OrchestrateCommand>,
     },
+    /// Licence files: verify one offline, or make the platform's signing key.
+    Licence {
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenceCommand {
+    /// Verifies a licence file offline, as an instance does: signature
+    /// (keys compiled in), validity window, grace, revocation; prints what
+    /// it grants. Exits non-zero when it does not verify.
+    Verify {
+        file: PathBuf,
+        /// The tenant it must be for (default: the one it names).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// An instance id that must hold a seat.
+        #[arg(long)]
+        instance: Option<String>,
+        /// A signed revocation list to check it against.
+        #[arg(long)]
+        revocations: Option<PathBuf>,
+        /// Judge at this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Makes a new signing key straight into Vault (DOTMAC_VAULT_ADDR) at
+    /// platform/licence-signing and prints its public half, to compile into
+    /// the verifier (licence/src/keys.rs) before signing with it.
+    Keygen {
+        /// The key's id (e.g. prod-2027).
+        #[arg(long)]
+        key_id: String,
+        /// Replace a key already there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -208,6 +246,25 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", dotmac_api::graphql::sdl());
             Ok(())
         }
+        Command::Licence {
+            command:
+                LicenceCommand::Verify {
+                    file,
+                    tenant,
+                    instance,
+                    revocations,
+                    now,
+                },
+        } => verify_licence(
+            &file,
+            tenant,
+            instance.as_deref(),
+            revocations.as_deref(),
+            now,
+        ),
+        Command::Licence {
+            command: LicenceCommand::Keygen { key_id, force },
+        } => licence_keygen(&config, &key_id, force).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -596,6 +653,9 @@ async fn main() -> anyhow::Result<()> {
             seed::seed_demo_billing(&app, &pipeline)
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo billing: {e}"))?;
+            let licence_files = seed::seed_demo_licensing(&app, &data_dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo licences: {e}"))?;
             seed::spawn_usage_generator(app.clone());
             dotmac_api::service::billing::schedule::spawn_schedule(app.billing.clone());
             println!("DotMac dev is serving at http://{addr}/graphql (GraphiQL in a browser)");
@@ -642,6 +702,15 @@ async fn main() -> anyhow::Result<()> {
                  conditions {{ type ok reason }} }} }} }} }}`",
                 data_dir.display()
             );
+            println!(
+                "demo licences: plugins in `plugins(first: 10)`; acme-fiber's licences (a paid one, \
+                 a trial) in `licences(first: 10) {{ edges {{ node {{ plugin {{ slug }} tier kind file }} }} }}`, \
+                 or GET /v1/licences/<id> with a license:read API key{}",
+                match licence_files.first() {
+                    Some(f) => format!("; verify one offline: `dotmac licence verify {}`", f.display()),
+                    None => String::new(),
+                }
+            );
             println!("ready in {} ms", started.elapsed().as_millis());
             wiring::serve(app, listener).await?;
             Ok(())
@@ -655,4 +724,127 @@ async fn publish_before_exit(app: &dotmac_api::app::App) {
     if let Err(e) = app.outbox.drain().await {
         eprintln!("announcements wait in the outbox for a serving process: {e}");
     }
+}
+
+/// `dotmac licence verify`.
+fn verify_licence(
+    file: &std::path::Path,
+    tenant: Option<String>,
+    instance: Option<&str>,
+    revocations: Option<&std::path::Path>,
+    now: Option<String>,
+) -> anyhow::Result<()> {
+    use dotmac_licence::{envelope, Kind, LicencePayload, Verifier};
+    let document = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let now = match now {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+            .context("--now must be an RFC 3339 time")?
+            .timestamp(),
+        None => chrono::Utc::now().timestamp(),
+    };
+    let verifier = Verifier::new(0);
+    if let Some(path) = revocations {
+        let list = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let seq = verifier
+            .accept_revocations(&list)
+            .map_err(|e| anyhow::anyhow!("revocation list: {e}"))?;
+        println!("revocation list {seq} accepted");
+    }
+    let tenant = match tenant {
+        Some(t) => t,
+        None => {
+            envelope::open_json::<LicencePayload>(&document, Kind::Licence)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                .1
+                .tenant_id
+        }
+    };
+    let v = verifier
+        .verify(&document, &tenant, instance, now)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let at = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.to_rfc3339())
+    };
+    let p = &v.payload;
+    println!(
+        "licence {} for tenant {} (key {})",
+        p.licence_id, p.tenant_id, v.key_id
+    );
+    println!("  standing: {:?}", v.standing);
+    for g in &p.plugins {
+        println!(
+            "  plugin: {} at {}{}",
+            g.plugin,
+            g.tier,
+            if g.trial { " (trial)" } else { "" }
+        );
+    }
+    for (name, f) in &p.features {
+        println!("  feature: {name} ({:?})", f.enforcement);
+    }
+    for (name, n) in &p.limits {
+        println!("  limit: {name} = {n}");
+    }
+    println!("  seats: {}", p.instance_ids.join(", "));
+    println!(
+        "  valid {} to {}; refresh after {}; grace until {}",
+        at(p.not_before),
+        at(p.expires_at),
+        at(p.refresh_after),
+        at(p.grace_until)
+    );
+    if v.revocations_behind {
+        println!(
+            "  note: issued after revocation list {}; check a newer list",
+            p.revocation_seq
+        );
+    }
+    if let Some(by) = v.clock_rolled_back_by {
+        println!("  warning: the clock is {by} s behind the latest time seen");
+    }
+    if v.standing == dotmac_licence::Standing::PastGrace {
+        bail!(
+            "{}: expired, and its grace ended at {}",
+            file.display(),
+            at(p.grace_until)
+        );
+    }
+    Ok(())
+}
+
+/// `dotmac licence keygen`.
+async fn licence_keygen(config: &Config, key_id: &str, force: bool) -> anyhow::Result<()> {
+    use dotmac_api::service::licensing::VAULT_KEY_NAME;
+    use dotmac_orchestrator::secrets::SecretValue;
+    if config.vault_addr.is_empty() {
+        bail!("vault_addr is not set (DOTMAC_VAULT_ADDR): the key is made straight into Vault");
+    }
+    let vault = wiring::openbao(config)?;
+    if !force && vault.platform_secret(VAULT_KEY_NAME).await?.is_some() {
+        bail!("a signing key exists at platform/{VAULT_KEY_NAME}: pass --force to replace it (files it signed stay valid only while its public key is compiled in)");
+    }
+    let seed: [u8; 32] = rand::random();
+    let signer = dotmac_licence::sign::Signer::from_seed(key_id, seed)
+        .map_err(|e| anyhow::anyhow!("--key-id: {e}"))?;
+    vault
+        .put_platform_secret(
+            VAULT_KEY_NAME,
+            &std::collections::BTreeMap::from([
+                ("key_id".to_owned(), SecretValue::new(key_id.to_owned())),
+                ("seed".to_owned(), SecretValue::new(hex::encode(seed))),
+            ]),
+        )
+        .await?;
+    let public = signer.public_key();
+    println!("signing key {key_id} written to Vault at platform/{VAULT_KEY_NAME}");
+    println!("compile its public half into licence/src/keys.rs (PRODUCTION):");
+    println!(
+        "    (\"{key_id}\", [{}]),",
+        public
+            .iter()
+            .map(|b| format!("0x{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }

@@ -470,3 +470,104 @@ pub async fn seed_demo_billing(app: &App, usage: &EmbeddedPipeline) -> ApiResult
     }
     Ok(())
 }
+
+/// The demo's plugins (DESIGN §8's tiers with a fee each) and, for
+/// acme-fiber, a trial of one and a paid licence of another, each file
+/// written to `<data dir>/licences/<plugin>.dmlic` for `dotmac licence
+/// verify`. Answers the files written. Idempotent: a seeded catalog is left
+/// alone.
+pub async fn seed_demo_licensing(
+    app: &App,
+    data_dir: &std::path::Path,
+) -> ApiResult<Vec<std::path::PathBuf>> {
+    use crate::service::licensing::catalog::{self, standard_tiers, PluginInput, VersionInput};
+    use crate::service::licensing::licences::{self, TakeLicence};
+    use dotmac_schema::{LicenceKind, PluginTier};
+    let tx = app.store.begin_system().await?;
+    let admin = user_rows::find_by_email_system(&tx, ADMIN_EMAIL).await?;
+    let seeded = crate::store::plugin_rows::get(&tx, "network-monitoring")
+        .await?
+        .is_some();
+    let acme = crate::store::entity::tenant::Entity::find()
+        .all(&tx)
+        .await?
+        .into_iter()
+        .find(|t| t.slug == "acme-fiber");
+    tx.commit().await?;
+    let (Some(admin), false, Some(acme)) = (admin, seeded, acme) else {
+        return Ok(Vec::new());
+    };
+    let ctx = admin_ctx(&admin.id)?;
+    let plugins = [
+        (
+            "network-monitoring",
+            "Network Monitoring",
+            "operations",
+            ["19", "49", "149"],
+        ),
+        (
+            "customer-portal-plus",
+            "Customer Portal Plus",
+            "customer experience",
+            ["9", "29", "99"],
+        ),
+        (
+            "billing-automation",
+            "Billing Automation",
+            "billing",
+            ["15", "45", "120"],
+        ),
+    ];
+    for (slug, name, category, fees) in plugins {
+        catalog::create_plugin(
+            &app.licensing,
+            &ctx,
+            &PluginInput {
+                slug: slug.into(),
+                name: name.into(),
+                description: format!("{name} for the ISP framework."),
+                category: category.into(),
+                tiers: standard_tiers(fees, "USD"),
+                versions: vec![VersionInput {
+                    version: "1.0.0".into(),
+                    framework_min: "1.0.0".into(),
+                    framework_max: None,
+                }],
+            },
+        )
+        .await?;
+    }
+    let dir = data_dir.join("licences");
+    std::fs::create_dir_all(&dir).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    let mut written = Vec::new();
+    for (plugin, tier, kind) in [
+        (
+            "network-monitoring",
+            PluginTier::Professional,
+            LicenceKind::Paid,
+        ),
+        (
+            "customer-portal-plus",
+            PluginTier::Basic,
+            LicenceKind::Trial,
+        ),
+    ] {
+        let licence = licences::take(
+            &app.licensing,
+            &ctx,
+            &TakeLicence {
+                tenant_id: acme.id.clone(),
+                plugin: plugin.into(),
+                tier,
+                kind,
+            },
+        )
+        .await?;
+        licences::activate(&app.licensing, &ctx, &licence.id, "demo-instance-1").await?;
+        let (_, file) = licences::licence_file(&app.licensing, &ctx, &licence.id).await?;
+        let path = dir.join(format!("{plugin}.dmlic"));
+        std::fs::write(&path, file).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+        written.push(path);
+    }
+    Ok(written)
+}

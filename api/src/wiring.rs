@@ -18,6 +18,7 @@ use crate::pipeline::clickhouse::ClickHouseReader;
 use crate::pipeline::embedded::EmbeddedPipeline;
 use crate::pipeline::kafka::KafkaSink;
 use crate::pipeline::UsageSink;
+use crate::service::licensing::{DevSigningKey, SigningKey, VaultSigningKey};
 use crate::store::Store;
 use dotmac_orchestrator::cluster::Instances;
 use dotmac_orchestrator::kube_cluster::{self, KubeCluster};
@@ -61,13 +62,7 @@ pub fn secret_vault(
             }
             .into());
         }
-        return Ok(Arc::new(OpenBao::new(OpenBaoSettings {
-            address: config.vault_addr.clone(),
-            token: SecretValue::new(config.vault_token.clone()),
-            mount: config.orchestrator.vault_mount.clone(),
-            max_versions: 10,
-            scope: config.orchestrator.vault_scope,
-        })?));
+        return Ok(Arc::new(openbao(config)?));
     }
     match data_dir {
         Some(dir) => Ok(Arc::new(LocalSecrets::open(&dir.join("secrets"))?)),
@@ -154,6 +149,7 @@ pub async fn production_app(config: Config, clock: SharedClock) -> Result<App, S
     };
     let usage = Arc::new(ClickHouseReader(config.usage_store()));
     let instances = cluster_target(&config, None, clock.clone()).await?;
+    let signing = signing_key(&config)?;
     Ok(App::new(
         config,
         Ports {
@@ -165,6 +161,7 @@ pub async fn production_app(config: Config, clock: SharedClock) -> Result<App, S
             usage,
             intake,
             instances,
+            signing,
         },
     ))
 }
@@ -215,9 +212,42 @@ pub async fn embedded(
             usage: embedded.clone(),
             intake: Some(embedded.clone()),
             instances,
+            // `dev` signs with the public development key: its files pass
+            // only dev builds of the verifier, never production ones.
+            signing: Arc::new(DevSigningKey::default()),
         },
     );
     Ok((app, embedded))
+}
+
+/// The licence signing key: the platform's in Vault/OpenBao when
+/// `vault_addr` is set, else the development key (with a warning: no
+/// production instance trusts what it signs).
+pub fn signing_key(config: &Config) -> Result<Arc<dyn SigningKey>, StartError> {
+    if config.vault_addr.is_empty() {
+        tracing::warn!("no vault_addr: licence files are signed with the development key, which production instances do not trust");
+        return Ok(Arc::new(DevSigningKey::default()));
+    }
+    Ok(Arc::new(VaultSigningKey {
+        vault: Arc::new(openbao(config)?),
+        cached: Default::default(),
+    }))
+}
+
+/// The platform's OpenBao/Vault client, from the config.
+pub fn openbao(config: &Config) -> Result<OpenBao, StartError> {
+    Ok(OpenBao::new(openbao_settings(config))?)
+}
+
+/// How to reach OpenBao/Vault, from the config.
+fn openbao_settings(config: &Config) -> OpenBaoSettings {
+    OpenBaoSettings {
+        address: config.vault_addr.clone(),
+        token: SecretValue::new(config.vault_token.clone()),
+        mount: config.orchestrator.vault_mount.clone(),
+        max_versions: 10,
+        scope: config.orchestrator.vault_scope,
+    }
 }
 
 fn token_keys(config: &Config, secret: &[u8], clock: SharedClock) -> TokenKeys {

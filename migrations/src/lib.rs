@@ -28,6 +28,7 @@ mod m20261202_000014_billing_correctness;
 mod m20261202_000015_outbox;
 mod m20261202_000016_tenant_instances;
 mod m20261202_000017_instance_rollouts;
+mod m20261202_000018_licensing;
 
 /// The Postgres role the application connects as; the migration grants it
 /// table privileges when it exists (see the README for provisioning it).
@@ -112,6 +113,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_outbox::Migration),
             Box::new(m20261202_000016_tenant_instances::Migration),
             Box::new(m20261202_000017_instance_rollouts::Migration),
+            Box::new(m20261202_000018_licensing::Migration),
         ]
     }
 }

@@ -77,6 +77,22 @@ macro_rules! typed_id {
 }
 
 typed_id!(
+    /// A plugin of the marketplace's catalog.
+    PluginId, "plg"
+);
+typed_id!(
+    /// A tenant's licence of one plugin.
+    LicenceId, "lic"
+);
+typed_id!(
+    /// An effective-dated change of a licence's tier.
+    LicenceChangeId, "lch"
+);
+typed_id!(
+    /// One instance's activation of a licence (a seat).
+    ActivationId, "act"
+);
+typed_id!(
     /// A rollout of a framework version across tenants' instances.
     RolloutId, "rol"
 );

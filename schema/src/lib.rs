@@ -9,6 +9,7 @@ pub mod dates;
 pub mod ids;
 pub mod lifecycle;
 pub mod money;
+pub mod plugin;
 pub mod price;
 pub mod slug;
 pub mod tenant;
@@ -18,13 +19,14 @@ pub mod usage;
 pub use auth::{ApiKeyScope, Principal, PrincipalKind, Role, Scope};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{
-    ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, MeterId, PlanId, ResellerId, RolloutId,
-    SubscriptionId, TaxRateId, TenantId, UserId,
+    ActivationId, ApiKeyId, AuditId, IdError, InvitationId, InvoiceId, LicenceChangeId, LicenceId,
+    MeterId, PlanId, PluginId, ResellerId, RolloutId, SubscriptionId, TaxRateId, TenantId, UserId,
 };
 pub use lifecycle::{
     InvoiceStatus, PaymentMethod, RolloutState, SubscriptionEvent, SubscriptionState,
 };
 pub use money::{Currency, MoneyError, Rounding};
+pub use plugin::{LicenceKind, LicenceState, PluginTier};
 pub use slug::{slug_from_name, validate_slug, SlugError};
 pub use tenant::{TenantAction, TenantState, TransitionError};
 pub use tier::{ResellerTier, ResourceTier};

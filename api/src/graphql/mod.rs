@@ -10,6 +10,7 @@ pub mod errors;
 pub mod identity;
 pub mod instance_views;
 pub mod instances;
+pub mod licensing;
 pub mod metering;
 
 use async_graphql::connection::{Connection, Edge};
@@ -32,6 +33,7 @@ pub struct QueryRoot(
     billing::BillingQuery,
     audit::AuditQuery,
     instances::InstanceQuery,
+    licensing::LicensingQuery,
 );
 
 /// Every mutation, by capability.
@@ -40,6 +42,7 @@ pub struct MutationRoot(
     identity::IdentityMutation,
     directory::DirectoryMutation,
     instances::InstanceMutation,
+    licensing::LicensingMutation,
     metering::MeteringMutation,
     billing::BillingMutation,
 );

@@ -1,6 +1,6 @@
 //! The HTTP surface: `/graphql` (POST queries, GET GraphiQL or WebSocket
 //! subscriptions), the `/v1` routes (usage intake, invoice documents, the
-//! payment webhook, `whoami` for API keys), health probes, and the body
+//! payment webhook, licences for instances, `whoami` for API keys), health probes, and the body
 //! size limits (413). Credentials are read by the extractors of
 //! [`credentials`]; errors answer through `ApiError`'s one `IntoResponse`.
 
@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod intake;
 pub mod invoice_render;
 pub mod invoices;
+pub mod licences;
 pub mod payments;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -49,6 +50,13 @@ pub fn router(app: App, schemas: Schemas) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/invoices/{file}", get(invoices::document))
         .route("/v1/webhooks/payments", post(payments::handle))
+        .route("/v1/licences/revocations", get(licences::revocations))
+        .route("/v1/licences/{id}", get(licences::file))
+        .route("/v1/licences/{id}/activations", post(licences::activate))
+        .route(
+            "/v1/licences/{id}/activations/{instance}",
+            axum::routing::delete(licences::deactivate),
+        )
         .layer(RequestBodyLimitLayer::new(limit))
         .with_state(state)
         .merge(intake)

@@ -1,5 +1,5 @@
 //! Use cases, one folder per capability (directory, identity, metering,
-//! billing): authorize, validate, change the store in one transaction with
+//! billing, licensing): authorize, validate, change the store in one transaction with
 //! its audit record, then announce. Each capability's use cases take the
 //! narrow dependencies that capability needs (its struct in `mod.rs`), never
 //! the whole application; transports are thin calls into here. Also the
@@ -8,6 +8,7 @@
 pub mod billing;
 pub mod directory;
 pub mod identity;
+pub mod licensing;
 pub mod metering;
 
 use crate::error::{ApiError, ApiResult};

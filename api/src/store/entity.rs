@@ -296,6 +296,175 @@ pub mod instance_rollout {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod plugin {
+    use sea_orm::entity::prelude::*;
+
+    /// A plugin of the marketplace's catalog.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugins")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub slug: String,
+        pub name: String,
+        pub description: String,
+        pub category: String,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod plugin_version {
+    use sea_orm::entity::prelude::*;
+
+    /// A plugin version and the framework versions it runs on.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub plugin_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: String,
+        pub framework_min: String,
+        pub framework_max: Option<String>,
+        pub released_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod plugin_tier {
+    use dotmac_schema::PluginTier;
+    use sea_orm::entity::prelude::*;
+
+    /// What a plugin's tier adds (features, JSON array) and costs.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_tiers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub plugin_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tier: PluginTier,
+        /// The features this tier adds to the tiers below it, as JSON.
+        pub features: String,
+        /// A decimal string, per month.
+        pub monthly_fee: String,
+        pub currency: String,
+        pub usage_meter: Option<String>,
+        pub usage_unit_price: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod licence {
+    use dotmac_schema::{LicenceKind, LicenceState, PluginTier};
+    use sea_orm::entity::prelude::*;
+
+    /// A tenant's licence of one plugin.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "licences")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub plugin_id: String,
+        /// The tier in force now (its history: `licence_tier_changes`).
+        pub tier: PluginTier,
+        pub kind: LicenceKind,
+        pub state: LicenceState,
+        pub activation_limit: i32,
+        pub starts_at: ChronoDateTimeUtc,
+        /// A trial's end, or a cancellation's.
+        pub ends_at: Option<ChronoDateTimeUtc>,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod licence_tier_change {
+    use dotmac_schema::PluginTier;
+    use sea_orm::entity::prelude::*;
+
+    /// A licence moved from one tier to another from an instant on.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "licence_tier_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub licence_id: String,
+        pub tenant_id: String,
+        pub from_tier: PluginTier,
+        pub to_tier: PluginTier,
+        pub effective_at: ChronoDateTimeUtc,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod licence_activation {
+    use sea_orm::entity::prelude::*;
+
+    /// One instance's seat on a licence.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "licence_activations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub licence_id: String,
+        pub tenant_id: String,
+        pub instance_id: String,
+        pub activated_at: ChronoDateTimeUtc,
+        pub deactivated_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod licence_revocation {
+    use sea_orm::entity::prelude::*;
+
+    /// A licence withdrawn by the platform, at its place in the list.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "licence_revocations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sequence: i64,
+        pub licence_id: String,
+        pub tenant_id: String,
+        pub reason: String,
+        pub revoked_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod meter {
     use sea_orm::entity::prelude::*;
 

@@ -15,6 +15,8 @@ use crate::support::{Answer, Backend, Client, TestServer, PASSWORD};
 mod billing;
 #[path = "isolation_instances.rs"]
 mod instances;
+#[path = "isolation_licensing.rs"]
+mod licensing;
 
 /// The root fields of one operation type, read from the SDL.
 pub fn root_fields(sdl: &str, type_name: &str) -> Vec<String> {
@@ -89,6 +91,8 @@ struct World {
     backend: Backend,
     /// A world with a cluster target, built by the first case that needs it.
     instances: tokio::sync::OnceCell<instances::InstanceWorld>,
+    /// A plugin and a licence per side, made by the first case that needs them.
+    licensing: tokio::sync::OnceCell<licensing::LicensingIds>,
 }
 
 /// A principal and the side whose data it must never see.
@@ -166,6 +170,7 @@ impl World {
             billing,
             backend,
             instances: tokio::sync::OnceCell::new(),
+            licensing: tokio::sync::OnceCell::new(),
             srv,
             platform,
             support,
@@ -531,6 +536,7 @@ async fn query_case(w: &World, field: &str) {
         "plans" | "plan" | "subscriptions" | "invoices" | "invoice" | "reconciliation"
         | "taxRates" => billing::query_case(w, field).await,
         "instanceRollouts" | "instanceRollout" => instances::rollout_query_case(w, field).await,
+        "plugins" | "plugin" | "licences" | "licence" => licensing::query_case(w, field).await,
         other => panic!("no isolation case for Query.{other}: add one before exposing the field"),
     }
 }
@@ -1117,6 +1123,10 @@ async fn mutation_case(w: &World, field: &str) {
             instances::mutation_case(w, field).await
         }
         "startInstanceRollout" => instances::rollout_mutation_case(w).await,
+        "createPlugin" | "updatePlugin" | "takeLicence" | "changeLicenceTier" | "cancelLicence"
+        | "revokeLicence" | "activateLicence" | "deactivateLicence" => {
+            licensing::mutation_case(w, field).await
+        }
         other => {
             panic!("no isolation case for Mutation.{other}: add one before exposing the field")
         }

@@ -12,6 +12,7 @@ mod errors;
 mod instance_rotation;
 mod isolation;
 mod layout;
+mod licensing;
 mod limits;
 mod orchestration;
 mod outbox;

@@ -174,6 +174,51 @@ impl OpenBao {
         }
     }
 
+    /// A secret of the platform itself (e.g. the licence signing key), at
+    /// `<mount>/platform/<name>` in the platform's namespace. `None` when
+    /// it does not exist.
+    pub async fn platform_secret(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, SecretValue>>, Error> {
+        match vaultrs::kv2::read::<BTreeMap<String, String>>(
+            &self.client,
+            &self.settings.mount,
+            &format!("platform/{name}"),
+        )
+        .await
+        {
+            Ok(data) => Ok(Some(
+                data.into_iter()
+                    .map(|(k, v)| (k, SecretValue::new(v)))
+                    .collect(),
+            )),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(vault_error("read platform secret")(e)),
+        }
+    }
+
+    /// Writes a secret of the platform itself (a new KV version).
+    pub async fn put_platform_secret(
+        &self,
+        name: &str,
+        values: &BTreeMap<String, SecretValue>,
+    ) -> Result<(), Error> {
+        let data: BTreeMap<&str, &str> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        vaultrs::kv2::set(
+            &self.client,
+            &self.settings.mount,
+            &format!("platform/{name}"),
+            &data,
+        )
+        .await
+        .map_err(vault_error("write platform secret"))?;
+        Ok(())
+    }
+
     /// The policy of the instance's token: reads its own path only.
     fn policy(at: &SecretLocation) -> String {
         let (m, p) = (&at.mount, &at.path);

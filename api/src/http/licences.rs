@@ -1,0 +1,87 @@
+//! `/v1/licences`: what an ISP instance asks with its API key
+//! (`license:read`): its licence file, a seat for its instance id, and the
+//! signed revocation list. Signed-in admins may use them too.
+//!
+//! - `GET /v1/licences/revocations` → the signed revocation list (text)
+//! - `GET /v1/licences/{id}` → the signed licence file (text)
+//! - `POST /v1/licences/{id}/activations` `{"instanceId": …}` → 201, the
+//!   seat and a fresh file naming the instance
+//! - `DELETE /v1/licences/{id}/activations/{instanceId}` → 204
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::credentials::ServiceCaller;
+use super::HttpState;
+use crate::caller::RequestCtx;
+use crate::error::ApiResult;
+use crate::service::licensing::licences;
+
+fn ctx(ServiceCaller(principal, access): ServiceCaller) -> RequestCtx {
+    RequestCtx {
+        principal: Some(principal),
+        access,
+        ..RequestCtx::default()
+    }
+}
+
+fn signed(document: String) -> Response {
+    ([("content-type", "text/plain; charset=utf-8")], document).into_response()
+}
+
+pub async fn revocations(
+    State(st): State<HttpState>,
+    caller: ServiceCaller,
+) -> ApiResult<Response> {
+    Ok(signed(
+        licences::revocation_list(&st.app.licensing, &ctx(caller)).await?,
+    ))
+}
+
+pub async fn file(
+    State(st): State<HttpState>,
+    Path(id): Path<String>,
+    caller: ServiceCaller,
+) -> ApiResult<Response> {
+    let (_, file) = licences::licence_file(&st.app.licensing, &ctx(caller), &id).await?;
+    Ok(signed(file))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Activation {
+    instance_id: String,
+}
+
+pub async fn activate(
+    State(st): State<HttpState>,
+    Path(id): Path<String>,
+    caller: ServiceCaller,
+    Json(body): Json<Activation>,
+) -> ApiResult<Response> {
+    let rc = ctx(caller);
+    let seat = licences::activate(&st.app.licensing, &rc, &id, &body.instance_id).await?;
+    let (_, file) = licences::licence_file(&st.app.licensing, &rc, &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "licenceId": seat.licence_id,
+            "instanceId": seat.instance_id,
+            "activatedAt": seat.activated_at,
+            "file": file,
+        })),
+    )
+        .into_response())
+}
+
+pub async fn deactivate(
+    State(st): State<HttpState>,
+    Path((id, instance)): Path<(String, String)>,
+    caller: ServiceCaller,
+) -> ApiResult<StatusCode> {
+    licences::deactivate(&st.app.licensing, &ctx(caller), &id, &instance).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
