@@ -103,6 +103,33 @@ async fn lifecycle(backend: Backend) {
     bad.expect_code("VALIDATION");
     assert!(bad.body.to_string().contains("monthlyFee"), "{}", bad.body);
 
+    // Replaced whole by the platform: a new version, the old ones kept.
+    let id = created.data()["createPlugin"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let update = PLUGIN
+        .replace("mutation($slug: String!) { createPlugin(input: {", "mutation($slug: String!, $id: ID!) { updatePlugin(id: $id, input: {")
+        .replace("Radius Insights", "Radius Insights 2")
+        .replace(
+            r#"{ version: "1.0.0", frameworkMin: "1.0.0" },"#,
+            r#"{ version: "1.0.0", frameworkMin: "1.0.0" }, { version: "1.2.0", frameworkMin: "1.1.0" },"#,
+        )
+        .replace("activationLimit } } }", "activationLimit } name versions { version frameworkMin } } }");
+    let updated = platform
+        .gql(&update, json!({ "slug": "radius-insights", "id": id }))
+        .await;
+    let versions = updated.data()["updatePlugin"]["versions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    assert_eq!(updated.data()["updatePlugin"]["name"], "Radius Insights 2");
+    a_admin
+        .gql(&update, json!({ "slug": "radius-insights", "id": id }))
+        .await
+        .expect_code("FORBIDDEN");
+
     // A trial, once.
     let trial = take(&a_admin, &tenant, "radius-insights", "BASIC", "TRIAL").await;
     let trial_id = trial["data"]["takeLicence"]["id"]

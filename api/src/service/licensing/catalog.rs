@@ -408,7 +408,13 @@ pub async fn update_plugin(
         updated_at: now,
         ..before.plugin.clone()
     };
-    let entry = entry(&tx, plugin, input, before.plugin.created_at).await?;
+    let mut entry = entry(&tx, plugin, input, now).await?;
+    // A version listed before keeps its release time.
+    for v in &mut entry.versions {
+        if let Some(old) = before.versions.iter().find(|o| o.version == v.version) {
+            v.released_at = old.released_at;
+        }
+    }
     plugin_rows::put(&tx, &entry, false).await?;
     audit_log::record(
         &tx,
