@@ -18,8 +18,9 @@ use crate::envelope::{self, Kind};
 use crate::revocation::RevocationList;
 use crate::Error;
 
-/// How a feature is enforced once its licence has expired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How a feature is enforced once its licence has expired, most lenient
+/// first (the order is the declaration's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Enforcement {
     /// Never refused; expiry is only reported.

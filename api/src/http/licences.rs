@@ -7,9 +7,12 @@
 //! - `POST /v1/licences/{id}/activations` `{"instanceId": …}` → 201, the
 //!   seat and a fresh file naming the instance
 //! - `DELETE /v1/licences/{id}/activations/{instanceId}` → 204
+//! - `GET /v1/entitlements[?tenantId=…]` → the signed entitlements
+//!   snapshot, with the weak `ETag: W/"v<version>"`; `If-None-Match` with
+//!   the current one answers 304
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -18,7 +21,7 @@ use super::credentials::ServiceCaller;
 use super::HttpState;
 use crate::caller::RequestCtx;
 use crate::error::ApiResult;
-use crate::service::licensing::licences;
+use crate::service::licensing::{entitlements, licences};
 
 fn ctx(ServiceCaller(principal, access): ServiceCaller) -> RequestCtx {
     RequestCtx {
@@ -30,6 +33,43 @@ fn ctx(ServiceCaller(principal, access): ServiceCaller) -> RequestCtx {
 
 fn signed(document: String) -> Response {
     ([("content-type", "text/plain; charset=utf-8")], document).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntitlementsQuery {
+    tenant_id: Option<String>,
+}
+
+pub async fn entitlements(
+    State(st): State<HttpState>,
+    Query(q): Query<EntitlementsQuery>,
+    headers: HeaderMap,
+    caller: ServiceCaller,
+) -> ApiResult<Response> {
+    let rc = ctx(caller);
+    let signed = entitlements::snapshot(&st.app.licensing, &rc, q.tenant_id.as_deref()).await?;
+    // Weak: two answers of one version differ only in when they were
+    // signed (`issued_at`), and grant the same.
+    let etag = format!("W/\"v{}\"", signed.version);
+    let unchanged = headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == &etag[2..])
+        });
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response());
+    }
+    Ok((
+        [
+            ("content-type", "text/plain; charset=utf-8".to_owned()),
+            ("etag", etag),
+        ],
+        signed.document,
+    )
+        .into_response())
 }
 
 pub async fn revocations(

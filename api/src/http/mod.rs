@@ -51,6 +51,7 @@ pub fn router(app: App, schemas: Schemas) -> Router {
         .route("/v1/invoices/{file}", get(invoices::document))
         .route("/v1/webhooks/payments", post(payments::handle))
         .route("/v1/licences/revocations", get(licences::revocations))
+        .route("/v1/entitlements", get(licences::entitlements))
         .route("/v1/licences/{id}", get(licences::file))
         .route("/v1/licences/{id}/activations", post(licences::activate))
         .route(

@@ -94,6 +94,29 @@ pub async fn live_of_tenant(tx: &Tx, scope: &Scope, tenant_id: &str) -> ApiResul
         .await?)
 }
 
+/// Every licence a tenant ever held, live or not (its entitlements'
+/// version counts them).
+pub async fn all_of_tenant(tx: &Tx, scope: &Scope, tenant_id: &str) -> ApiResult<Vec<LicenceRow>> {
+    Ok(licence::Entity::find()
+        .filter(licence::Column::TenantId.eq(tenant_id))
+        .filter(owned_by_tenant_in(scope, licence::Column::TenantId))
+        .order_by_asc(licence::Column::Id)
+        .all(tx)
+        .await?)
+}
+
+/// How many tier changes a tenant's licences have had.
+pub async fn tier_change_count(tx: &Tx, scope: &Scope, tenant_id: &str) -> ApiResult<u64> {
+    Ok(licence_tier_change::Entity::find()
+        .filter(licence_tier_change::Column::TenantId.eq(tenant_id))
+        .filter(owned_by_tenant_in(
+            scope,
+            licence_tier_change::Column::TenantId,
+        ))
+        .count(tx)
+        .await?)
+}
+
 /// Takes the licence's row lock (a write, so it also serializes SQLite):
 /// seat counting and state changes of one licence happen one at a time.
 pub async fn lock(tx: &Tx, scope: &Scope, id: &str, now: DateTime<Utc>) -> ApiResult<LicenceRow> {

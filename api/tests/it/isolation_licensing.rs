@@ -233,7 +233,19 @@ async fn rest_case(w: &World, ids: &LicensingIds) {
         .to_owned();
     let (status, _) = get(format!("/v1/licences/{}", ids.lic_a), usage_key.clone()).await;
     assert_eq!(status, 403);
-    let (status, _) = get("/v1/licences/revocations".into(), usage_key).await;
+    let (status, _) = get("/v1/licences/revocations".into(), usage_key.clone()).await;
+    assert_eq!(status, 403);
+    // Entitlements: its own tenant's, never B's.
+    let (status, own) = get("/v1/entitlements".into(), ids.a_key.clone()).await;
+    assert_eq!(status, 200, "{own}");
+    assert!(own.starts_with("dment1."));
+    let (status, body) = get(
+        format!("/v1/entitlements?tenantId={}", w.b.tenant_id),
+        ids.a_key.clone(),
+    )
+    .await;
+    assert_eq!(status, 404, "A's key asking for B's entitlements: {body}");
+    let (status, _) = get("/v1/entitlements".into(), usage_key.clone()).await;
     assert_eq!(status, 403);
     let (status, list) = get("/v1/licences/revocations".into(), ids.a_key.clone()).await;
     assert_eq!(status, 200);

@@ -420,3 +420,97 @@ async fn licence_files_are_signed_with_the_key_in_openbao() {
         .unwrap();
     assert_eq!(v.key_id, dotmac_licence::keys::DEV_KEY_ID);
 }
+
+/// GET /v1/entitlements with the instance's key: what its live licences
+/// grant, signed; the version (and its weak ETag) rises with every change,
+/// and the current one answers 304.
+async fn entitlements(backend: Backend) {
+    use dotmac_licence::{Checker, Source};
+    let srv = TestServer::start(backend).await;
+    let platform = srv.login("admin@demo.dotmac.dev").await;
+    let tenant = acme(&platform).await;
+    platform
+        .gql(PLUGIN, json!({ "slug": "entitled" }))
+        .await
+        .data();
+    let key = platform
+        .gql(
+            "mutation($t: ID!) { createApiKey(tenantId: $t, scopes: [LICENSE_READ]) { secret } }",
+            json!({ "t": tenant }),
+        )
+        .await;
+    let key = key.data()["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let fetch = |etag: Option<String>| {
+        let req = http
+            .get(format!("{}/v1/entitlements", srv.url))
+            .bearer_auth(&key);
+        let req = match etag {
+            Some(t) => req.header("if-none-match", t),
+            None => req,
+        };
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let etag = r
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, etag, r.text().await.unwrap())
+        }
+    };
+    let checker = Checker::new(&tenant, None);
+    let (status, etag0, doc) = fetch(None).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(checker.install(doc.as_bytes()).unwrap(), 0);
+    assert!(!checker.enabled("api_access").allowed);
+
+    let paid = take(&platform, &tenant, "entitled", "PROFESSIONAL", "PAID").await;
+    let id = paid["data"]["takeLicence"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, etag1, doc) = fetch(etag0.clone()).await;
+    assert_ne!(etag1, etag0);
+    assert_eq!(checker.install(doc.as_bytes()).unwrap(), 1);
+    let check = checker.enabled("api_access");
+    assert!(check.allowed && check.source == Some(Source::Live));
+    assert!(!checker.enabled("custom_integrations").allowed);
+    let (status, etag_same, body) = fetch(etag1.clone()).await;
+    assert_eq!((status, body.as_str()), (304, ""), "the current version");
+    assert_eq!(etag_same, etag1);
+
+    platform
+        .gql(
+            "mutation($id: ID!) { changeLicenceTier(id: $id, tier: ENTERPRISE) { id } }",
+            json!({ "id": id }),
+        )
+        .await
+        .data();
+    let (_, _, doc) = fetch(etag1).await;
+    assert_eq!(checker.install(doc.as_bytes()).unwrap(), 2);
+    assert!(checker.enabled("custom_integrations").allowed);
+    platform
+        .gql(
+            "mutation($id: ID!) { cancelLicence(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await
+        .data();
+    let (_, _, doc) = fetch(None).await;
+    assert_eq!(checker.install(doc.as_bytes()).unwrap(), 3);
+    assert!(!checker.enabled("api_access").allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entitlements_follow_every_licence_change_on_sqlite() {
+    entitlements(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entitlements_follow_every_licence_change_on_postgres() {
+    entitlements(Backend::Postgres).await;
+}

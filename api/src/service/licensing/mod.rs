@@ -6,6 +6,7 @@
 //! trust, so it can never pass for a production licence).
 
 pub mod catalog;
+pub mod entitlements;
 pub mod licences;
 
 use std::sync::Arc;
