@@ -11,7 +11,9 @@ use sea_orm::{
 };
 
 use super::entity::{licence, licence_activation, licence_revocation, licence_tier_change};
-use super::{fetch_page, is_unique_violation, owned_by_tenant_in, Page, PageRequest, Tx};
+use super::{
+    fetch_page, insert_unique, is_unique_violation, owned_by_tenant_in, Page, PageRequest, Tx,
+};
 use crate::error::{ApiError, ApiResult};
 
 pub use licence::Model as LicenceRow;
@@ -22,27 +24,24 @@ pub use licence_tier_change::Model as TierChangeRow;
 /// Records a new licence. CONFLICT when the tenant already had its trial
 /// of the plugin, or holds a live licence of it.
 pub async fn insert(tx: &Tx, row: LicenceRow) -> ApiResult<LicenceRow> {
-    let trial = row.kind == dotmac_schema::LicenceKind::Trial;
-    licence::ActiveModel::from(row)
-        .reset_all()
-        .insert(tx)
-        .await
-        .map_err(|e| {
-            if !is_unique_violation(&e) {
-                return e.into();
-            }
-            if trial {
-                ApiError::conflict(
-                    "input.kind",
-                    "this tenant has had its trial of this plugin: take a paid licence",
-                )
-            } else {
-                ApiError::conflict(
-                    "input.plugin",
-                    "this tenant holds a licence of this plugin already: change its tier instead",
-                )
-            }
-        })
+    let (field, reason) = if row.kind == dotmac_schema::LicenceKind::Trial {
+        (
+            "input.kind",
+            "this tenant has had its trial of this plugin: take a paid licence",
+        )
+    } else {
+        (
+            "input.plugin",
+            "this tenant holds a licence of this plugin already: change its tier instead",
+        )
+    };
+    insert_unique(
+        tx,
+        licence::ActiveModel::from(row).reset_all(),
+        field,
+        reason,
+    )
+    .await
 }
 
 pub async fn get(tx: &Tx, scope: &Scope, id: &str) -> ApiResult<Option<LicenceRow>> {
@@ -187,20 +186,13 @@ pub async fn live_activations(
 }
 
 pub async fn insert_activation(tx: &Tx, row: ActivationRow) -> ApiResult<ActivationRow> {
-    licence_activation::ActiveModel::from(row)
-        .reset_all()
-        .insert(tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ApiError::conflict(
-                    "instanceId",
-                    "this instance holds a seat of this licence already",
-                )
-            } else {
-                e.into()
-            }
-        })
+    insert_unique(
+        tx,
+        licence_activation::ActiveModel::from(row).reset_all(),
+        "instanceId",
+        "this instance holds a seat of this licence already",
+    )
+    .await
 }
 
 /// Frees the seats of `instance_id` (every one, when `None`). How many.

@@ -15,17 +15,13 @@ use crate::error::{ApiError, ApiResult};
 pub use meter::Model as MeterRow;
 
 pub async fn insert(tx: &Tx, row: MeterRow) -> ApiResult<MeterRow> {
-    meter::ActiveModel::from(row)
-        .reset_all()
-        .insert(tx)
-        .await
-        .map_err(|e| {
-            if super::is_unique_violation(&e) {
-                ApiError::conflict("input.slug", "a meter with this slug already exists")
-            } else {
-                e.into()
-            }
-        })
+    super::insert_unique(
+        tx,
+        meter::ActiveModel::from(row).reset_all(),
+        "input.slug",
+        "a meter with this slug already exists",
+    )
+    .await
 }
 
 /// Of `slugs`, those that name no meter in use (missing or archived).

@@ -228,6 +228,27 @@ where
     Ok(into_page(rows, page.first))
 }
 
+/// Inserts `row` whole; a unique-constraint violation answers CONFLICT on
+/// `field` with `reason` (what is unique says what the caller did twice).
+pub async fn insert_unique<A>(
+    tx: &Tx,
+    row: A,
+    field: &str,
+    reason: &str,
+) -> ApiResult<<A::Entity as sea_orm::EntityTrait>::Model>
+where
+    A: sea_orm::ActiveModelTrait + sea_orm::ActiveModelBehavior + Send,
+    <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+{
+    row.insert(tx).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            ApiError::conflict(field, reason)
+        } else {
+            e.into()
+        }
+    })
+}
+
 /// Is this a unique-constraint violation (for a CONFLICT answer)?
 pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     matches!(

@@ -8,8 +8,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::entity::instance_rollout::{ActiveModel, Column, Entity, Model};
-use super::{fetch_page, is_unique_violation, Page, PageRequest, Tx};
-use crate::error::{ApiError, ApiResult};
+use super::{fetch_page, insert_unique, Page, PageRequest, Tx};
+use crate::error::ApiResult;
 
 pub type RolloutRow = Model;
 
@@ -24,20 +24,13 @@ pub struct Progress {
 
 /// Records a new running rollout; CONFLICT when one is running already.
 pub async fn insert(tx: &Tx, row: RolloutRow) -> ApiResult<RolloutRow> {
-    ActiveModel::from(row)
-        .reset_all()
-        .insert(tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ApiError::conflict(
-                    "version",
-                    "a rollout is running already: wait for it, or for it to stop",
-                )
-            } else {
-                e.into()
-            }
-        })
+    insert_unique(
+        tx,
+        ActiveModel::from(row).reset_all(),
+        "version",
+        "a rollout is running already: wait for it, or for it to stop",
+    )
+    .await
 }
 
 /// Marks running rollouts whose runner has not reported since

@@ -3,31 +3,23 @@
 
 use chrono::NaiveDate;
 use dotmac_billing::{JurisdictionRate, TaxRate};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::entity::tax_rate;
-use super::{fetch_page, is_unique_violation, Page, PageRequest, Tx};
+use super::{fetch_page, insert_unique, Page, PageRequest, Tx};
 use crate::error::{ApiError, ApiResult};
 
 pub use tax_rate::Model as TaxRateRow;
 
 /// Adds a rate; CONFLICT when the jurisdiction has one from that date.
 pub async fn insert(tx: &Tx, row: TaxRateRow) -> ApiResult<TaxRateRow> {
-    use sea_orm::ActiveModelTrait;
-    tax_rate::ActiveModel::from(row)
-        .reset_all()
-        .insert(tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ApiError::conflict(
-                    "input.effectiveFrom",
-                    "the jurisdiction has a rate from this date already",
-                )
-            } else {
-                e.into()
-            }
-        })
+    insert_unique(
+        tx,
+        tax_rate::ActiveModel::from(row).reset_all(),
+        "input.effectiveFrom",
+        "the jurisdiction has a rate from this date already",
+    )
+    .await
 }
 
 /// Rates, optionally of one jurisdiction, a page at a time.
