@@ -375,15 +375,21 @@ pub async fn run(
     outcome
 }
 
-/// One rollout (platform admins); one whose runner went silent reads as
-/// interrupted.
-pub async fn get(directory: &Directory, ctx: &RequestCtx, id: &str) -> ApiResult<RolloutRow> {
+/// Rollouts are read by platform admins alone.
+fn platform_reader(ctx: &RequestCtx) -> ApiResult<&dotmac_schema::Principal> {
     let p = ctx.principal()?;
     if p.role() != Some(Role::PlatformAdmin) {
         return Err(ApiError::Forbidden(
             "rollouts are platform admins' business".into(),
         ));
     }
+    Ok(p)
+}
+
+/// One rollout (platform admins); one whose runner went silent reads as
+/// interrupted.
+pub async fn get(directory: &Directory, ctx: &RequestCtx, id: &str) -> ApiResult<RolloutRow> {
+    let p = platform_reader(ctx)?;
     let id: RolloutId = id
         .parse()
         .map_err(|e: dotmac_schema::IdError| ApiError::validation("id", e.to_string()))?;
@@ -401,12 +407,7 @@ pub async fn list(
     ctx: &RequestCtx,
     page: PageRequest<'_>,
 ) -> ApiResult<Page<RolloutRow>> {
-    let p = ctx.principal()?;
-    if p.role() != Some(Role::PlatformAdmin) {
-        return Err(ApiError::Forbidden(
-            "rollouts are platform admins' business".into(),
-        ));
-    }
+    let p = platform_reader(ctx)?;
     let now = directory.clock.now();
     let tx = directory.store.begin(&p.scope).await?;
     rollout_rows::interrupt_silent(&tx, silent_since(now), now).await?;

@@ -351,18 +351,35 @@ pub async fn create_plugin(
         updated_at: now,
     };
     let entry = entry(&tx, plugin, input, now).await?;
-    plugin_rows::put(&tx, &entry, true).await?;
+    save(tx, ctx, p, now, entry, None).await
+}
+
+/// Writes a plugin whole with its audit record and commits: created when
+/// there is no `before` (the previous slug), replaced otherwise.
+async fn save(
+    tx: crate::store::Tx,
+    ctx: &RequestCtx,
+    p: &dotmac_schema::Principal,
+    now: chrono::DateTime<chrono::Utc>,
+    entry: PluginEntry,
+    before: Option<String>,
+) -> ApiResult<PluginEntry> {
+    plugin_rows::put(&tx, &entry, before.is_none()).await?;
     audit_log::record(
         &tx,
         now,
         Some(p),
         ctx.request_id.as_deref(),
         AuditEntry {
-            action: "plugin.create",
+            action: if before.is_none() {
+                "plugin.create"
+            } else {
+                "plugin.update"
+            },
             tenant_id: None,
             reseller_id: None,
             object_id: Some(entry.plugin.id.clone()),
-            before: None,
+            before,
             after: Some(entry.plugin.slug.clone()),
         },
     )
@@ -415,24 +432,7 @@ pub async fn update_plugin(
             v.released_at = old.released_at;
         }
     }
-    plugin_rows::put(&tx, &entry, false).await?;
-    audit_log::record(
-        &tx,
-        now,
-        Some(p),
-        ctx.request_id.as_deref(),
-        AuditEntry {
-            action: "plugin.update",
-            tenant_id: None,
-            reseller_id: None,
-            object_id: Some(entry.plugin.id.clone()),
-            before: Some(before.plugin.slug),
-            after: Some(entry.plugin.slug.clone()),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(entry)
+    save(tx, ctx, p, now, entry, Some(before.plugin.slug)).await
 }
 
 /// One plugin by id or slug (anyone signed in).

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use dotmac_licence::{Entitlement, EntitlementValue, Kind, Snapshot};
-use dotmac_schema::{LicenceState, PrincipalKind, Scope, TenantId};
+use dotmac_schema::{LicenceState, Scope, TenantId};
 
 use super::catalog::granted;
 use super::Licensing;
@@ -31,14 +31,7 @@ pub struct Signed {
 /// The tenant whose entitlements the caller asks for: an API key's own
 /// tenant (it may not name another), or `tenant_id` within a user's scope.
 fn tenant_of(ctx: &RequestCtx, tenant_id: Option<&str>) -> ApiResult<(Scope, TenantId)> {
-    let p = ctx.principal()?;
-    if let PrincipalKind::ApiKey { scopes, .. } = &p.kind {
-        if !scopes.contains(&dotmac_schema::ApiKeyScope::LicenseRead) {
-            return Err(ApiError::Forbidden(
-                "this API key lacks the license:read scope".into(),
-            ));
-        }
-    }
+    let p = super::licences::reader(ctx)?;
     let id = match (tenant_id, &p.scope) {
         (Some(t), _) => parse_id::<TenantId>("tenantId", t)?,
         (None, Scope::Tenant(t)) => t.clone(),

@@ -66,14 +66,9 @@ const ADMINS: [Role; 3] = [Role::PlatformAdmin, Role::ResellerAdmin, Role::Tenan
 /// Who may take and free seats: the tenant's admins, or its own API key
 /// with `license:read` (the instance itself).
 fn seat_holder(ctx: &RequestCtx) -> ApiResult<&Principal> {
-    let p = ctx.principal()?;
-    match &p.kind {
-        PrincipalKind::ApiKey { scopes, .. } => {
-            if !scopes.contains(&ApiKeyScope::LicenseRead) {
-                return Err(ApiError::Forbidden(
-                    "this API key lacks the license:read scope".into(),
-                ));
-            }
+    match &ctx.principal()?.kind {
+        PrincipalKind::ApiKey { .. } => {
+            let p = reader(ctx)?;
             if let Access::Suspended { since } = ctx.access {
                 return Err(ApiError::Forbidden(format!(
                     "this tenant is suspended since {since}"
@@ -85,9 +80,9 @@ fn seat_holder(ctx: &RequestCtx) -> ApiResult<&Principal> {
     }
 }
 
-/// Who may read licences and files: anyone signed in within scope, or an
-/// API key with `license:read`.
-fn reader(ctx: &RequestCtx) -> ApiResult<&Principal> {
+/// Who may read licences, files and entitlements: anyone signed in within
+/// scope, or an API key with `license:read`.
+pub(super) fn reader(ctx: &RequestCtx) -> ApiResult<&Principal> {
     let p = ctx.principal()?;
     if let PrincipalKind::ApiKey { scopes, .. } = &p.kind {
         if !scopes.contains(&ApiKeyScope::LicenseRead) {
